@@ -1,0 +1,603 @@
+"""Tests for smoothflip.models: shapes, parameter counts, vmap/grad equivalence, seeding, errors,
+user factories, and (slow) the MNIST-1D training budget."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from smoothflip import models
+from smoothflip.models import (
+    MODELS,
+    Classifier,
+    build_from_factory,
+    build_model,
+    count_parameters,
+    load_factory,
+    model_options,
+)
+
+K = 10
+
+# (model, input_shape, options) — every supported kind of input shape for every built-in model
+CASES = [
+    ("mlp", (40,), None),
+    ("mlp", (8, 8), None),
+    ("mlp", (3, 4, 5), {"hidden": [7, 5, 3], "activation": "tanh"}),
+    ("mlp", (40,), {"hidden": [16], "activation": "gelu"}),
+    ("mlp", (40,), {"hidden": []}),
+    ("cnn1d", (40,), None),
+    ("cnn1d", (3, 40), None),
+    ("cnn1d", (40,), {"channels": 8, "kernel_sizes": [3, 3], "strides": 1, "padding": 0}),
+    ("cnn2d", (8, 8), None),
+    ("cnn2d", (3, 8, 8), None),
+    ("cnn2d", (7, 9), {"channels": [4], "kernel_size": 5, "pool": 1, "hidden": 12}),
+    ("logistic", (40,), None),
+    ("logistic", (8, 8), None),
+]
+IDS = [f"{n}-{'x'.join(map(str, s))}-{i}" for i, (n, s, _) in enumerate(CASES)]
+
+
+def _build(name: str, shape: tuple[int, ...], options: dict | None, seed: int) -> Classifier:
+    torch.manual_seed(seed)
+    return build_model(name, input_shape=shape, num_classes=K, options=options)
+
+
+def _feature_dim(name: str, shape: tuple[int, ...], options: dict | None) -> int:
+    """The penultimate width, computed independently of the implementation."""
+    opts = {**model_options(name), **(options or {})}
+    if name == "logistic" or (name == "mlp" and not opts["hidden"]):
+        return math.prod(shape)
+    if name == "mlp":
+        return opts["hidden"][-1]
+    if name == "cnn2d":
+        return opts["hidden"]
+    length = shape[-1]
+    strides = opts["strides"] if isinstance(opts["strides"], list) else [opts["strides"]] * 3
+    for k, s in zip(opts["kernel_sizes"], strides, strict=False):
+        length = (length + 2 * opts["padding"] - k) // s + 1
+    return opts["channels"] * length
+
+
+# --------------------------------------------------------------------------------------------------
+# shapes and parameter counts
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=IDS)
+def test_output_and_feature_shapes(name: str, shape: tuple[int, ...], options: dict | None) -> None:
+    model = _build(name, shape, options, seed=0)
+    assert isinstance(model, Classifier)
+    assert isinstance(model.head, nn.Linear)
+    x = torch.randn(5, *shape)
+    logits = model(x)
+    feats = model.features(x)
+    assert logits.shape == (5, K)
+    assert logits.dtype == torch.float32
+    assert feats.shape == (5, _feature_dim(name, shape, options))
+    assert model.feature_dim == feats.shape[1]
+    assert model.num_classes == K
+    torch.testing.assert_close(model.head(feats), logits)
+    # a batch of one works too
+    assert model(x[:1]).shape == (1, K)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "expected"),
+    [
+        ("cnn1d", (40,), 5_210),  # MNIST-1D paper CNN: 150 + 1,900 + 1,900 + 1,260
+        ("mlp", (40,), 15_210),  # MNIST-1D paper MLP: 40-100-100-10
+        ("logistic", (40,), 410),
+        ("logistic", (8, 8), 650),
+        ("cnn2d", (8, 8), 160 + 4_640 + 512 * 64 + 64 + 650),
+    ],
+)
+def test_parameter_counts(name: str, shape: tuple[int, ...], expected: int) -> None:
+    model = build_model(name, input_shape=shape, num_classes=K)
+    assert count_parameters(model) == expected
+
+
+def test_cnn1d_matches_the_mnist1d_architecture() -> None:
+    model = build_model("cnn1d", input_shape=(40,), num_classes=K)
+    convs = [m for m in model.body.modules() if isinstance(m, nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
+        (1, 25, (5,), (2,), (1,)),
+        (25, 25, (3,), (2,), (1,)),
+        (25, 25, (3,), (2,), (1,)),
+    ]
+    assert (model.head.in_features, model.head.out_features) == (125, K)
+
+
+def test_empty_hidden_mlp_is_logistic_regression() -> None:
+    mlp = _build("mlp", (8, 8), {"hidden": []}, seed=3)
+    logistic = _build("logistic", (8, 8), None, seed=3)
+    assert count_parameters(mlp) == count_parameters(logistic) == 650
+    x = torch.randn(4, 8, 8)
+    torch.testing.assert_close(mlp(x), logistic(x))
+    torch.testing.assert_close(logistic.features(x), x.flatten(1))
+
+
+def test_count_parameters_counts_shared_parameters_once() -> None:
+    lin = nn.Linear(3, 3)
+    assert count_parameters(nn.Sequential(lin, lin)) == 12
+    with pytest.raises(TypeError, match="model"):
+        count_parameters("not a module")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------
+# vmap and gradient equivalence (the study engine's way of training many models at once)
+# --------------------------------------------------------------------------------------------------
+
+
+def _stack(name: str, shape: tuple[int, ...], options: dict | None, copies: int = 3):
+    members = [_build(name, shape, options, seed=10 + s) for s in range(copies)]
+    params, buffers = stack_module_state(members)
+    base = copy.deepcopy(members[0]).to("meta")
+    return members, params, buffers, base
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=IDS)
+def test_vmap_forward_matches_each_member(name: str, shape: tuple[int, ...], options: dict | None) -> None:
+    members, params, buffers, base = _stack(name, shape, options)
+    assert not torch.equal(members[0].head.weight, members[1].head.weight)
+
+    def fmodel(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    xs = torch.randn(len(members), 6, *shape)
+    per_batch = torch.vmap(fmodel, in_dims=(0, 0, 0))(params, buffers, xs)
+    shared = torch.vmap(fmodel, in_dims=(0, 0, None))(params, buffers, xs[0])
+    assert per_batch.shape == shared.shape == (len(members), 6, K)
+    with torch.no_grad():
+        for i, member in enumerate(members):
+            torch.testing.assert_close(per_batch[i], member(xs[i]), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(shared[i], member(xs[0]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=IDS)
+def test_vmap_features_match_each_member(name: str, shape: tuple[int, ...], options: dict | None) -> None:
+    members, params, buffers, base = _stack(name, shape, options)
+    body_params = {k.removeprefix("body."): v for k, v in params.items() if k.startswith("body.")}
+    body_buffers = {k.removeprefix("body."): v for k, v in buffers.items() if k.startswith("body.")}
+
+    def ffeatures(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base.body, (p, b), (x,))
+
+    xs = torch.randn(len(members), 6, *shape)
+    feats = torch.vmap(ffeatures, in_dims=(0, 0, 0))(body_params, body_buffers, xs)
+    with torch.no_grad():
+        for i, member in enumerate(members):
+            torch.testing.assert_close(feats[i], member.features(xs[i]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=IDS)
+def test_gradients_through_stacked_parameters_match_each_member(
+    name: str, shape: tuple[int, ...], options: dict | None
+) -> None:
+    members, params, buffers, base = _stack(name, shape, options)
+    xs = torch.randn(len(members), 6, *shape)
+    ys = torch.randint(0, K, (len(members), 6))
+
+    def member_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(base, (p, b), (x,)), y)
+
+    # (1) per-member gradients with torch.func.grad under vmap
+    func_grads = torch.vmap(torch.func.grad(member_loss), in_dims=(0, 0, 0, 0))(params, buffers, xs, ys)
+    # (2) plain backward through the stacked leaves (how an optimizer over the stack sees them)
+    assert all(p.is_leaf and p.requires_grad for p in params.values())
+    losses = torch.vmap(member_loss, in_dims=(0, 0, 0, 0))(params, buffers, xs, ys)
+    losses.sum().backward()
+    for i, member in enumerate(members):
+        member.zero_grad()
+        F.cross_entropy(member(xs[i]), ys[i]).backward()
+        for pname, p in member.named_parameters():
+            torch.testing.assert_close(func_grads[pname][i], p.grad, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(params[pname].grad[i], p.grad, atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------
+# seeding
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "shape", "options"), CASES, ids=IDS)
+def test_forward_is_deterministic_and_mode_independent(
+    name: str, shape: tuple[int, ...], options: dict | None
+) -> None:
+    """No dropout, no batch statistics, no buffers: train and eval mode compute the same function."""
+    model = _build(name, shape, options, seed=0)
+    assert list(model.buffers()) == []
+    x = torch.randn(6, *shape)
+    x_before = x.clone()
+    model.train()
+    first, second = model(x), model(x)
+    model.eval()
+    evaluated = model(x)
+    assert torch.equal(first, second)
+    assert torch.equal(first, evaluated)
+    assert torch.equal(x, x_before)  # the input is not modified in place
+    # each example's logits depend only on that example (no cross-batch statistics)
+    torch.testing.assert_close(model(x[:2]), first[:2], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_seed_same_parameters(name: str) -> None:
+    shape = (8, 8) if name == "cnn2d" else (40,)
+    a = _build(name, shape, None, seed=7).state_dict()
+    b = _build(name, shape, None, seed=7).state_dict()
+    c = _build(name, shape, None, seed=8).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_construction_uses_only_torch_global_rng(name: str) -> None:
+    shape = (8, 8) if name == "cnn2d" else (40,)
+    # the legacy global NumPy RNG is what a careless implementation would touch
+    np_state = np.random.get_state()  # noqa: NPY002
+    reference = _build(name, shape, None, seed=5).state_dict()
+    assert np.random.get_state()[1].tolist() == np_state[1].tolist()  # noqa: NPY002
+    # as the engine seeds it: inside fork_rng, without disturbing the outer stream
+    outer = torch.random.get_rng_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        forked = build_model(name, input_shape=shape, num_classes=K).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), outer)
+    assert all(torch.equal(reference[k], forked[k]) for k in reference)
+
+
+# --------------------------------------------------------------------------------------------------
+# options and errors
+# --------------------------------------------------------------------------------------------------
+
+
+def test_model_options_are_fresh_copies_of_the_defaults() -> None:
+    assert set(model_options("mlp")) == {"hidden", "activation"}
+    assert model_options("cnn1d") == {
+        "channels": 25,
+        "kernel_sizes": [5, 3, 3],
+        "strides": [2, 2, 2],
+        "padding": 1,
+    }
+    assert model_options("logistic") == {}
+    opts = model_options("mlp")
+    opts["hidden"].append(5)
+    assert model_options("mlp")["hidden"] == [100, 100]
+    for name in MODELS:
+        shape = (8, 8) if name == "cnn2d" else (40,)
+        a = _build(name, shape, model_options(name), seed=1)
+        b = _build(name, shape, None, seed=1)
+        assert count_parameters(a) == count_parameters(b)
+
+
+def test_options_accept_tuples_and_a_single_stride() -> None:
+    a = _build("cnn1d", (40,), {"kernel_sizes": (5, 3, 3), "strides": 2}, seed=0)
+    assert count_parameters(a) == 5_210
+    b = _build("mlp", (40,), {"hidden": (100, 100)}, seed=0)
+    assert count_parameters(b) == 15_210
+
+
+def test_unknown_model_lists_models_and_mentions_factories() -> None:
+    with pytest.raises(ValueError, match="factory reference") as err:
+        build_model("resnet", input_shape=(40,), num_classes=K)
+    for name in MODELS:
+        assert repr(name) in str(err.value)
+    with pytest.raises(ValueError, match="'mlp', 'cnn1d', 'cnn2d', 'logistic'"):
+        model_options("transformer")
+
+
+def test_unknown_option_message() -> None:
+    message = "model.width: unknown option for 'mlp'; allowed: hidden, activation"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        build_model("mlp", input_shape=(40,), num_classes=K, options={"width": 3})
+    with pytest.raises(
+        ValueError, match=r"^model\.hidden: unknown option for 'logistic'; allowed: \(none\)$"
+    ):
+        build_model("logistic", input_shape=(40,), num_classes=K, options={"hidden": [3]})
+    with pytest.raises(ValueError, match=r"model\.hidden: unknown option for 'cnn1d'"):
+        build_model("cnn1d", input_shape=(40,), num_classes=K, options={"hidden": 3})
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "error", "match"),
+    [
+        ("mlp", {"hidden": [100, -1]}, ValueError, r"model\.hidden\[1\] must be >= 1"),
+        ("mlp", {"hidden": [0]}, ValueError, r"model\.hidden\[0\]"),
+        ("mlp", {"hidden": 100}, TypeError, r"model\.hidden must be a list"),
+        ("mlp", {"hidden": "100"}, TypeError, r"model\.hidden must be a list"),
+        ("mlp", {"hidden": [1.5]}, TypeError, r"model\.hidden\[0\]"),
+        ("mlp", {"activation": "sigmoid"}, ValueError, r"model\.activation must be one of 'relu', 'gelu'"),
+        ("cnn1d", {"channels": 0}, ValueError, r"model\.channels must be >= 1"),
+        ("cnn1d", {"channels": True}, TypeError, r"model\.channels"),
+        ("cnn1d", {"kernel_sizes": []}, ValueError, r"model\.kernel_sizes must not be empty"),
+        ("cnn1d", {"kernel_sizes": [5, 0, 3]}, ValueError, r"model\.kernel_sizes\[1\]"),
+        ("cnn1d", {"strides": [2, 2]}, ValueError, r"model\.strides must be one int or a list as long"),
+        ("cnn1d", {"strides": 0}, ValueError, r"model\.strides must be >= 1"),
+        ("cnn1d", {"padding": -1}, ValueError, r"model\.padding must be >= 0"),
+        ("cnn2d", {"channels": []}, ValueError, r"model\.channels must not be empty"),
+        ("cnn2d", {"kernel_size": 4}, ValueError, r"model\.kernel_size must be odd"),
+        ("cnn2d", {"pool": 0}, ValueError, r"model\.pool must be >= 1"),
+        ("cnn2d", {"hidden": 0}, ValueError, r"model\.hidden must be >= 1"),
+    ],
+)
+def test_bad_option_values_name_the_key(name: str, options: dict, error: type, match: str) -> None:
+    shape = (8, 8) if name == "cnn2d" else (40,)
+    with pytest.raises(error, match=match):
+        build_model(name, input_shape=shape, num_classes=K, options=options)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "match"),
+    [
+        ("cnn2d", (40,), r"input_shape \(40,\) does not fit model 'cnn2d'.*\(height, width\)"),
+        ("cnn2d", (2, 3, 8, 8), r"input_shape .* does not fit model 'cnn2d'"),
+        (
+            "cnn1d",
+            (8, 8, 8),
+            r"input_shape .* does not fit model 'cnn1d'.*\(length,\) or \(channels, length\)",
+        ),
+        ("cnn1d", (2,), r"input_shape \(2,\) is too short for model 'cnn1d'.*kernel size 5"),
+        ("cnn2d", (1, 8), r"input_shape \(1, 8\) is too small for model 'cnn2d'"),
+        ("mlp", (), r"input_shape must have at least one dimension"),
+        ("mlp", (40, 0), r"input_shape must be a tuple of positive ints"),
+        ("logistic", (40.0,), r"input_shape must be a tuple of positive ints"),
+    ],
+)
+def test_wrong_input_shape(name: str, shape: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_model(name, input_shape=shape, num_classes=K)
+
+
+def test_other_argument_errors() -> None:
+    with pytest.raises(TypeError, match="input_shape"):
+        build_model("mlp", input_shape=40, num_classes=K)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+        build_model("mlp", input_shape=(40,), num_classes=1)
+    with pytest.raises(TypeError, match="model options must be a mapping"):
+        build_model("mlp", input_shape=(40,), num_classes=K, options=[("hidden", [3])])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"head must be an nn\.Linear"):
+        Classifier(nn.Flatten(), nn.Identity())  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------
+# user factories
+# --------------------------------------------------------------------------------------------------
+
+FACTORY_SOURCE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    NOT_CALLABLE = 3
+
+
+    def make(*, input_shape, num_classes, width=8):
+        d = 1
+        for s in input_shape:
+            d *= s
+        return nn.Sequential(nn.Flatten(), nn.Linear(d, width), nn.ReLU(), nn.Linear(width, num_classes))
+
+
+    def not_a_module(*, input_shape, num_classes):
+        return "a string"
+
+
+    def wrong_logits(*, input_shape, num_classes):
+        return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], num_classes + 1))
+
+
+    def returns_tuple(*, input_shape, num_classes):
+        class Net(nn.Module):
+            def forward(self, x):
+                return x, x
+
+        return Net()
+
+
+    def with_batchnorm(*, input_shape, num_classes):
+        return nn.Sequential(
+            nn.Linear(input_shape[0], 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, num_classes)
+        )
+
+
+    class Zoo:
+        @staticmethod
+        def create(*, input_shape, num_classes):
+            return nn.Linear(input_shape[0], num_classes)
+    """
+)
+
+
+@pytest.fixture
+def factory_dir(tmp_path: Path) -> Path:
+    (tmp_path / "user_models.py").write_text(FACTORY_SOURCE)
+    (tmp_path / "broken_models.py").write_text("import smoothflip_no_such_dependency\n")
+    return tmp_path
+
+
+@pytest.fixture
+def module_name(tmp_path: Path):
+    """A module name unique to this test, written into tmp_path and forgotten afterwards."""
+    name = f"sf_factory_{abs(hash(str(tmp_path)))}"
+    (tmp_path / f"{name}.py").write_text(FACTORY_SOURCE)
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_load_factory_from_file_relative_to_base_dir(factory_dir: Path) -> None:
+    factory = load_factory("user_models.py:make", base_dir=factory_dir)
+    model = build_from_factory(factory, input_shape=(5,), num_classes=3, options={"width": 6})
+    assert model(torch.zeros(4, 5)).shape == (4, 3)
+    assert count_parameters(model) == 5 * 6 + 6 + 6 * 3 + 3
+
+
+def test_load_factory_executes_a_file_once_per_version(tmp_path: Path) -> None:
+    file = tmp_path / "counted.py"
+    file.write_text("CALLS = []\nCALLS.append(1)\ndef make(**kw):\n    return len(CALLS)\n")
+    first = load_factory("counted.py:make", base_dir=tmp_path)
+    assert load_factory("counted.py:make", base_dir=tmp_path) is first
+    assert first() == 1
+    file.write_text("def make(**kw):\n    return 'changed'\n")
+    assert load_factory("counted.py:make", base_dir=tmp_path)() == "changed"
+
+
+def test_load_factory_from_absolute_file_and_dotted_attribute(factory_dir: Path) -> None:
+    factory = load_factory(f"{factory_dir / 'user_models.py'}:Zoo.create")
+    model = build_from_factory(factory, input_shape=(5,), num_classes=3)
+    assert isinstance(model, nn.Linear)
+
+
+def test_load_factory_from_module_with_base_dir(module_name: str, tmp_path: Path) -> None:
+    path_before = list(sys.path)
+    factory = load_factory(f"{module_name}:make", base_dir=tmp_path)
+    assert sys.path == path_before
+    assert build_from_factory(factory, input_shape=(2, 3), num_classes=4)(torch.zeros(1, 2, 3)).shape == (
+        1,
+        4,
+    )
+    # an installed module needs no base_dir
+    assert load_factory("smoothflip.models:build_model") is build_model
+
+
+def test_load_factory_missing_module(tmp_path: Path) -> None:
+    ref = "smoothflip_no_such_module_xyz:make"
+    with pytest.raises(ValueError, match=r"model factory 'smoothflip_no_such_module_xyz:make'.*not found"):
+        load_factory(ref, base_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"'missing\.py:make'.*file .*missing\.py.* not found"):
+        load_factory("missing.py:make", base_dir=tmp_path)
+
+
+def test_load_factory_failing_import_inside_the_module(factory_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"'broken_models\.py:make'.*failed.*smoothflip_no_such_dependency"):
+        load_factory("broken_models.py:make", base_dir=factory_dir)
+
+
+def test_load_factory_missing_attribute_and_not_callable(factory_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"'user_models\.py:nope'.*has no attribute 'nope'"):
+        load_factory("user_models.py:nope", base_dir=factory_dir)
+    with pytest.raises(TypeError, match=r"'user_models\.py:NOT_CALLABLE'.*not callable"):
+        load_factory("user_models.py:NOT_CALLABLE", base_dir=factory_dir)
+
+
+@pytest.mark.parametrize("ref", ["user_models", "user_models.py:", ":make", ""])
+def test_load_factory_malformed_reference(ref: str, factory_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"expected 'package\.module:function'"):
+        load_factory(ref, base_dir=factory_dir)
+
+
+def test_factory_returning_a_non_module(factory_dir: Path) -> None:
+    factory = load_factory("user_models.py:not_a_module", base_dir=factory_dir)
+    with pytest.raises(TypeError, match=r"not_a_module must return an nn\.Module, got str"):
+        build_from_factory(factory, input_shape=(5,), num_classes=3)
+
+
+def test_factory_returning_wrong_logits(factory_dir: Path) -> None:
+    factory = load_factory("user_models.py:wrong_logits", base_dir=factory_dir)
+    with pytest.raises(ValueError, match=r"wrong_logits.*logits of shape \[2, 3\], got \[2, 4\]"):
+        build_from_factory(factory, input_shape=(5,), num_classes=3)
+    factory = load_factory("user_models.py:returns_tuple", base_dir=factory_dir)
+    with pytest.raises(ValueError, match=r"returns_tuple.*got tuple"):
+        build_from_factory(factory, input_shape=(5,), num_classes=3)
+
+
+def test_factory_with_wrong_arguments(factory_dir: Path) -> None:
+    factory = load_factory("user_models.py:make", base_dir=factory_dir)
+    with pytest.raises(TypeError, match=r"model factory .*make cannot be called with .*depth"):
+        build_from_factory(factory, input_shape=(5,), num_classes=3, options={"depth": 2})
+    with pytest.raises(ValueError, match="options must not contain input_shape"):
+        build_from_factory(factory, input_shape=(5,), num_classes=3, options={"num_classes": 2})
+    with pytest.raises(TypeError, match="must be callable"):
+        build_from_factory(3, input_shape=(5,), num_classes=3)  # type: ignore[arg-type]
+
+
+def test_factory_check_leaves_rng_and_module_state_alone(factory_dir: Path) -> None:
+    factory = load_factory("user_models.py:with_batchnorm", base_dir=factory_dir)
+    torch.manual_seed(0)
+    model = factory(input_shape=(5,), num_classes=3)
+    state_after_init = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    checked = build_from_factory(factory, input_shape=(5,), num_classes=3)
+    # the check drew nothing from the RNG, changed no buffers and restored train mode
+    assert torch.equal(torch.random.get_rng_state(), state_after_init)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), checked.state_dict().values(), strict=True)
+    )
+    assert all(m.training for m in checked.modules())
+
+
+def test_builtin_build_model_works_as_a_factory() -> None:
+    factory = load_factory("smoothflip.models:build_model")
+    model = build_from_factory(factory, input_shape=(40,), num_classes=K, options={"name": "cnn1d"})
+    assert count_parameters(model) == 5_210
+
+
+def test_module_exports() -> None:
+    assert set(models.__all__) >= {
+        "MODELS",
+        "build_model",
+        "load_factory",
+        "count_parameters",
+        "model_options",
+    }
+    assert MODELS == ("mlp", "cnn1d", "cnn2d", "logistic")
+
+
+# --------------------------------------------------------------------------------------------------
+# slow: the MNIST-1D budget (benchmarks/model_budget.py found it)
+# --------------------------------------------------------------------------------------------------
+
+# Adam, batch 100, cosine-annealed lr (per step, to 0), weight decay 0
+BUDGET_EPOCHS = 75
+BUDGET_LR = 2e-2
+
+
+@pytest.mark.slow
+def test_cnn1d_reaches_90_percent_on_mnist1d_at_the_budget() -> None:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    raw = make_dataset(get_dataset_args())
+    x = torch.tensor(raw["x"], dtype=torch.float32)
+    y = torch.tensor(raw["y"], dtype=torch.long)
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
+    train = perm[len(y) // 10 :]  # 10% held out as validation, as a study does
+    x_train, y_train = x[train], y[train]
+    x_test = torch.tensor(raw["x_test"], dtype=torch.float32)
+    y_test = torch.tensor(raw["y_test"], dtype=torch.long)
+    assert len(y_train) == 3600
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, 2))
+    torch.manual_seed(0)
+    model = build_model("cnn1d", input_shape=(40,), num_classes=10)
+    opt = torch.optim.Adam(model.parameters(), lr=BUDGET_LR)
+    steps = BUDGET_EPOCHS * math.ceil(len(y_train) / 100)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    gen = torch.Generator().manual_seed(0)
+    try:
+        for _ in range(BUDGET_EPOCHS):
+            order = torch.randperm(len(y_train), generator=gen)
+            for i in range(0, len(y_train), 100):
+                idx = order[i : i + 100]
+                loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        acc = float((model(x_test).argmax(1) == y_test).float().mean())
+    assert acc >= 0.90, acc
