@@ -1,8 +1,32 @@
-"""The ``smoothflip`` command."""
+"""The ``smoothflip`` command.
+
+Bad input never shows a traceback: it prints one line starting with ``error:`` on stderr and exits
+with code 2 (set ``SMOOTHFLIP_DEBUG=1`` to see the traceback). An interrupted study exits 130 and
+resumes when the same command runs again.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import sqlite3
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
 from smoothflip import __version__
 
@@ -13,6 +37,34 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+console = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_RUNS_DIR = Path("smoothflip-runs")
+
+
+def _clean_errors(fn: F) -> F:
+    """Turn bad input into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            console.print("interrupted: finished packs are stored; run the same command again to resume")
+            raise typer.Exit(130) from None
+        except (ValueError, TypeError, OSError, sqlite3.DatabaseError) as err:
+            if os.environ.get("SMOOTHFLIP_DEBUG"):
+                raise
+            message = " ".join(str(err).split()) or type(err).__name__
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -23,14 +75,151 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Do label smoothing and label flipping help your model? Measure it."""
 
 
+def _run(spec: Any, out_dir: Path, *, device: str, pack_size: int | None, executor: str, quiet: bool) -> None:
+    from smoothflip.engine.local import run_study
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
+        task = bar.add_task(spec.name, total=None)
+
+        def on_plan(plan: Any) -> None:
+            bar.update(task, total=len(plan.runs), completed=len(plan.done))
+            if not quiet:
+                console.print(
+                    f"{spec.name}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
+                    f"{len(plan.packs)} pack(s) of up to {plan.pack_size} on {device}; data "
+                    f"{plan.dataset.name}: {len(plan.dataset.y_train)} train / "
+                    f"{len(plan.dataset.y_test)} test, {plan.dataset.num_classes} classes"
+                )
+
+        def on_progress(p: Any) -> None:
+            bar.update(task, completed=p.done, total=p.total)
+
+        run_study(
+            spec,
+            out_dir,
+            device=device,
+            pack_size=pack_size,
+            executor=executor,
+            progress=on_progress,
+            on_plan=on_plan,
+        )
+    _print_summary(spec, out_dir)
+
+
+def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    text = f"{mean * scale:.{digits}f}"
+    if math.isfinite(sd):
+        text += f" ± {sd * scale:.{digits}f}"
+    return text
+
+
+def _print_summary(spec: Any, out_dir: Path) -> None:
+    from smoothflip.study.conditions import study_conditions
+    from smoothflip.study.results import summarize
+    from smoothflip.study.store import Store
+
+    with Store.open(out_dir, create=False) as store:
+        results = store.results()
+    rows = summarize(
+        results, arms=[a.name for a in spec.arms], conditions=[c.label for c in study_conditions(spec)]
+    )
+    table = Table(title=f"{spec.name}: test metrics at the validation-selected epoch (mean ± sd over seeds)")
+    for column in ("condition", "arm", "n", "accuracy %", "NLL", "ECE %", "ECE % (temp. scaled)", "diverged"):
+        table.add_column(column, justify="left" if column in ("condition", "arm") else "right")
+    for row in rows:
+        table.add_row(
+            row["condition"],
+            row["arm"],
+            str(row["n"]),
+            _fmt(row["test_acc"], row["test_acc_sd"], 100),
+            _fmt(row["test_nll"], row["test_nll_sd"], 1, 3),
+            _fmt(row["test_ece"], row["test_ece_sd"], 100),
+            _fmt(row["test_ece_ts"], row["test_ece_ts_sd"], 100),
+            str(row["diverged"]),
+        )
+    out.print(table)
+    out.print(
+        f"results: {out_dir} (store {out_dir / 'smoothflip.sqlite'}, resolved study {out_dir / 'study.toml'})"
+    )
+    out.print(f"export:  smoothflip export {out_dir} --format csv")
+
+
+DEVICE_HELP = "Where to train: cpu, cuda or cuda:N."
+PACK_HELP = "Runs trained together per pack (default: as many as fit memory)."
+
+
 @app.command()
-def demo() -> None:
-    """Run the built-in demonstration."""
-    typer.echo("smoothflip demo: not yet")
+@_clean_errors
+def run(
+    study: Annotated[Path, typer.Argument(help="The study file (TOML).")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Study directory (default: smoothflip-runs/<study name>)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "cpu",
+    executor: Annotated[str, typer.Option("--executor", help="How packs run: local.")] = "local",
+    pack_size: Annotated[int | None, typer.Option("--pack-size", help=PACK_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
+    from smoothflip.study.spec import load_study
+
+    spec = load_study(study)
+    target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / _safe_name(spec.name)
+    _run(spec, target, device=device, pack_size=pack_size, executor=executor, quiet=quiet)
+
+
+@app.command()
+@_clean_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Study directory.")] = DEFAULT_RUNS_DIR
+    / "demo",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "cpu",
+    pack_size: Annotated[int | None, typer.Option("--pack-size", help=PACK_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run the built-in demo study (mnist1d; CE vs label smoothing, flipping and more; 0/20/40% noise)."""
+    from smoothflip.study.spec import loads_study
+
+    text = resources.files("smoothflip.studies").joinpath("demo.toml").read_text(encoding="utf-8")
+    spec = loads_study(text, default_name="demo", origin="built-in demo study")
+    _run(spec, out_dir, device=device, pack_size=pack_size, executor="local", quiet=quiet)
+
+
+@app.command()
+@_clean_errors
+def export(
+    directory: Annotated[Path, typer.Argument(help="A study directory.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "csv",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write (default: the study directory).")
+    ] = None,
+) -> None:
+    """Export a study's runs and per-epoch curves as runs.<fmt> and curves.<fmt>."""
+    from smoothflip.study.results import export as export_results
+
+    for path in export_results(directory, format=format, out=out_dir):
+        out.print(f"wrote {path}")
+
+
+def _safe_name(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
+    return safe or "study"

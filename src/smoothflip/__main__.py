@@ -1,0 +1,5 @@
+"""``python -m smoothflip`` is the ``smoothflip`` command."""
+
+from smoothflip.cli import app
+
+app(prog_name="smoothflip")

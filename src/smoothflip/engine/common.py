@@ -1,0 +1,383 @@
+"""What the pack trainer and the per-run reference trainer share.
+
+Both trainers must compute the same thing for the same run, so everything that is not the training
+loop itself lives here: the run's data (noisy labels, train/validation split), seeding, model
+construction, optimizer and learning-rate schedule, the loss of each epoch, divergence, and the
+per-epoch and final metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from smoothflip import __version__, metrics
+from smoothflip.data import Dataset
+from smoothflip.flipping import disturb_labels, flip_labels
+from smoothflip.models import build_from_factory, build_model, load_factory
+from smoothflip.noise import NoisyLabels, realized_transition_matrix
+from smoothflip.study.grid import RunConfig
+from smoothflip.study.store import RunResult
+from smoothflip.techniques import LossContext, LossFn, build_loss
+
+DIVERGENCE_LIMIT = 1e4
+"""A member whose batch loss is non-finite, or whose |loss| or largest |logit| exceeds this, diverged."""
+
+ECE_BINS = 15
+
+
+# --------------------------------------------------------------------------- run data
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run's labels and split.
+
+    Attributes:
+        run: the run.
+        noisy: the label condition applied to the whole training split of the dataset.
+        train_idx: ``[N_tr]`` indices (into the dataset's training arrays) the model trains on.
+        val_idx: ``[N_val]`` indices held out for model selection and temperature scaling; their
+            labels are the *noisy* ones, as a practitioner's validation labels would be.
+    """
+
+    run: RunConfig
+    noisy: NoisyLabels
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        return self.noisy.labels[self.train_idx]
+
+    @property
+    def train_flipped(self) -> np.ndarray:
+        return self.noisy.flipped[self.train_idx]
+
+    @property
+    def val_labels(self) -> np.ndarray:
+        return self.noisy.labels[self.val_idx]
+
+
+def validation_count(n: int, fraction: float) -> int:
+    return round(n * fraction)
+
+
+def prepare_run(run: RunConfig, dataset: Dataset) -> RunData:
+    """Apply the run's label condition to the training split, then split off its validation set."""
+    n = dataset.y_train.shape[0]
+    noisy = run.condition.apply(dataset.x_train, dataset.y_train, dataset.num_classes, run.seed_for("noise"))
+    n_val = validation_count(n, float(run.shared["data"]["validation_fraction"]))
+    if n - n_val < 1:
+        raise ValueError(f"data.validation_fraction leaves no training examples out of {n}")
+    order = np.random.default_rng(run.seed_for("split")).permutation(n)
+    return RunData(run=run, noisy=noisy, train_idx=np.sort(order[n_val:]), val_idx=np.sort(order[:n_val]))
+
+
+def loss_context(data: RunData, num_classes: int) -> LossContext:
+    labels = data.train_labels
+    matrix = realized_transition_matrix(data.noisy.true_labels[data.train_idx], labels, num_classes)
+    return LossContext(
+        num_classes=num_classes,
+        train_labels=torch.as_tensor(labels),
+        transition_matrix=torch.as_tensor(matrix),
+    )
+
+
+def member_loss_fn(data: RunData, num_classes: int, epoch: int) -> tuple[tuple[Any, ...], LossFn]:
+    """The loss a run trains with in ``epoch`` (1-based) and a key telling which runs can share it.
+
+    Arms with ``warmup_epochs = w`` train with plain cross-entropy for epochs ``1..w``.
+    """
+    arm = data.run.arm
+    if epoch <= arm.warmup_epochs or (arm.loss == "ce" and not arm.params.get("z_loss")):
+        return ("ce",), build_loss("ce", {}, LossContext(num_classes))
+    from smoothflip.techniques import is_member_specific
+
+    if is_member_specific(arm.loss, arm.params):
+        return ("member", data.run.run_id), build_loss(arm.loss, arm.params, loss_context(data, num_classes))
+    return ("arm", arm.name), build_loss(arm.loss, arm.params, LossContext(num_classes))
+
+
+def relabel(target: Tensor, data: RunData, num_classes: int, generator: torch.Generator | None) -> Tensor:
+    """Training-time label flipping of the arm (DisturbLabel or fixed-rate flips), else ``target``."""
+    arm = data.run.arm
+    if arm.disturb_alpha > 0:
+        return disturb_labels(target, alpha=arm.disturb_alpha, num_classes=num_classes, generator=generator)
+    if arm.flip_rate > 0:
+        return flip_labels(target, rate=arm.flip_rate, num_classes=num_classes, generator=generator)
+    return target
+
+
+def flip_generator(data: RunData, device: torch.device) -> torch.Generator | None:
+    arm = data.run.arm
+    if arm.disturb_alpha <= 0 and arm.flip_rate <= 0:
+        return None
+    gen = torch.Generator(device=device)
+    gen.manual_seed(data.run.seed_for("flip"))
+    return gen
+
+
+def diverged(loss: Tensor, max_abs_logit: Tensor) -> Tensor:
+    """Elementwise: which losses mark a divergence (see :data:`DIVERGENCE_LIMIT`)."""
+    return ~torch.isfinite(loss) | (loss.abs() > DIVERGENCE_LIMIT) | ~(max_abs_logit <= DIVERGENCE_LIMIT)
+
+
+# --------------------------------------------------------------------------- models and optimization
+
+
+def build_member(run: RunConfig, dataset: Dataset, *, base_dir: str = ".") -> nn.Module:
+    """The run's model, initialized from its ``init`` seed without touching the caller's RNG."""
+    model_cfg = run.shared["model"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.seed_for("init"))
+        if model_cfg.get("factory"):
+            factory = load_factory(model_cfg["factory"], base_dir=base_dir)
+            return build_from_factory(
+                factory,
+                input_shape=dataset.input_shape,
+                num_classes=dataset.num_classes,
+                options=model_cfg.get("options", {}),
+            )
+        return build_model(
+            model_cfg["name"],
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            options=model_cfg.get("options", {}),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long training runs: ``epochs`` epochs of ``batches`` batches, stopping at ``total_steps``."""
+
+    epochs: int
+    batches: int
+    total_steps: int
+
+
+def plan(train: dict[str, Any], n_train: int) -> Plan:
+    batches = max(1, math.ceil(n_train / int(train["batch_size"])))
+    if train.get("steps"):
+        total = int(train["steps"])
+        return Plan(epochs=math.ceil(total / batches), batches=batches, total_steps=total)
+    epochs = int(train["epochs"])
+    return Plan(epochs=epochs, batches=batches, total_steps=epochs * batches)
+
+
+def make_optimizer(params: list[Tensor], train: dict[str, Any]) -> torch.optim.Optimizer:
+    name, lr, wd = train["optimizer"], float(train["lr"]), float(train["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, foreach=False)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, foreach=False)
+    return torch.optim.SGD(
+        params,
+        lr=lr,
+        momentum=float(train["momentum"]),
+        nesterov=bool(train["nesterov"]),
+        weight_decay=wd,
+        foreach=False,
+    )
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, train: dict[str, Any], total_steps: int) -> Any:
+    if train["lr_schedule"] == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+# --------------------------------------------------------------------------- metrics and history
+
+CURVE_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "train_acc_unflipped",
+    "train_acc_flipped",
+    "train_acc_flipped_true",
+    "val_acc",
+    "val_nll",
+    "val_ece",
+    "test_acc",
+    "test_nll",
+    "test_ece",
+)
+
+
+def _acc(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None) -> float:
+    if mask is not None:
+        pred, labels = pred[mask], labels[mask]
+    return float(np.mean(pred == labels)) if labels.size else math.nan
+
+
+def _probs(logits: Tensor) -> np.ndarray:
+    return torch.softmax(logits.detach().to(torch.float64), dim=-1).cpu().numpy()
+
+
+class Tracker:
+    """Per-epoch curves, model selection on validation data, and final metrics of one run."""
+
+    def __init__(self, data: RunData, dataset: Dataset) -> None:
+        self.data = data
+        self.dataset = dataset
+        self.selection = data.run.shared["train"]["selection"]
+        self.curves: dict[str, list[float]] = {k: [] for k in CURVE_KEYS}
+        self.best_score = -math.inf
+        self.selected: tuple[int, Tensor, Tensor] | None = None
+        self.last: tuple[int, Tensor, Tensor] | None = None
+        self.diverged_epoch: int | None = None
+
+    def record(
+        self, epoch: int, train_loss: float, train_logits: Tensor, val_logits: Tensor, test_logits: Tensor
+    ) -> None:
+        d, ds = self.data, self.dataset
+        train_pred = train_logits.argmax(-1).cpu().numpy()
+        labels, flipped = d.train_labels, d.train_flipped
+        true = d.noisy.true_labels[d.train_idx]
+        val_labels = d.val_labels
+        row = {
+            "epoch": float(epoch),
+            "train_loss": float(train_loss),
+            "train_acc": _acc(train_pred, labels),
+            "train_acc_unflipped": _acc(train_pred, labels, ~flipped),
+            "train_acc_flipped": _acc(train_pred, labels, flipped),
+            "train_acc_flipped_true": _acc(train_pred, true, flipped),
+            "test_acc": _acc(test_logits.argmax(-1).cpu().numpy(), ds.y_test),
+            "test_nll": metrics.nll_from_logits(test_logits, ds.y_test),
+            "test_ece": metrics.expected_calibration_error(_probs(test_logits), ds.y_test, n_bins=ECE_BINS),
+        }
+        if val_labels.size:
+            row["val_acc"] = _acc(val_logits.argmax(-1).cpu().numpy(), val_labels)
+            row["val_nll"] = metrics.nll_from_logits(val_logits, val_labels)
+            row["val_ece"] = metrics.expected_calibration_error(
+                _probs(val_logits), val_labels, n_bins=ECE_BINS
+            )
+        else:
+            row["val_acc"] = row["val_nll"] = row["val_ece"] = math.nan
+        for key in CURVE_KEYS:
+            self.curves[key].append(row[key])
+        snapshot = (epoch, val_logits.detach().cpu().clone(), test_logits.detach().cpu().clone())
+        self.last = snapshot
+        if not val_labels.size:
+            self.selected = snapshot  # no validation data: the last epoch is the selected one
+            return
+        score = row["val_acc"] if self.selection == "val_accuracy" else -row["val_nll"]
+        if score > self.best_score:
+            self.best_score = score
+            self.selected = snapshot
+
+    def mark_diverged(self, epoch: int) -> None:
+        if self.diverged_epoch is None:
+            self.diverged_epoch = epoch
+
+    def _final(self, snapshot: tuple[int, Tensor, Tensor] | None) -> dict[str, float]:
+        nan_keys = (
+            "epoch",
+            "val_acc",
+            "val_nll",
+            "test_acc",
+            "test_nll",
+            "test_ece",
+            "test_mce",
+            "test_brier",
+            "temperature",
+            "test_ece_ts",
+            "test_nll_ts",
+        )
+        if snapshot is None:
+            return dict.fromkeys(nan_keys, math.nan)
+        epoch, val_logits, test_logits = snapshot
+        y_test, y_val = self.dataset.y_test, self.data.val_labels
+        probs = _probs(test_logits)
+        out = {
+            "epoch": float(epoch),
+            "val_acc": _acc(val_logits.argmax(-1).numpy(), y_val),
+            "val_nll": metrics.nll_from_logits(val_logits, y_val) if y_val.size else math.nan,
+            "test_acc": _acc(test_logits.argmax(-1).numpy(), y_test),
+            "test_nll": metrics.nll_from_logits(test_logits, y_test),
+            "test_ece": metrics.expected_calibration_error(probs, y_test, n_bins=ECE_BINS),
+            "test_mce": metrics.expected_calibration_error(probs, y_test, n_bins=ECE_BINS, norm="max"),
+            "test_brier": metrics.brier_score(probs, y_test),
+        }
+        temperature = math.nan
+        if y_val.size and self.dataset.num_classes >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                temperature = metrics.fit_temperature(val_logits, y_val)
+        out["temperature"] = temperature
+        if math.isfinite(temperature):
+            scaled = test_logits.to(torch.float64) / temperature
+            out["test_ece_ts"] = metrics.expected_calibration_error(_probs(scaled), y_test, n_bins=ECE_BINS)
+            out["test_nll_ts"] = metrics.nll_from_logits(scaled, y_test)
+        else:
+            out["test_ece_ts"] = out["test_nll_ts"] = math.nan
+        return out
+
+    def result(self, timings: dict[str, Any]) -> RunResult:
+        run, noisy = self.data.run, self.data.noisy
+        selected = self._final(self.selected)
+        last = self._final(self.last)
+        train_flipped = self.data.train_flipped
+        summary = {
+            "selected": selected,
+            "last": last,
+            "diverged": self.diverged_epoch is not None,
+            "diverged_epoch": float(self.diverged_epoch) if self.diverged_epoch is not None else math.nan,
+            "epochs_recorded": float(len(self.curves["epoch"])),
+            "noise_rate": float(noisy.rate),
+            "noise_rate_train": float(train_flipped.mean()) if train_flipped.size else math.nan,
+            "n_train": float(self.data.train_idx.size),
+            "n_val": float(self.data.val_idx.size),
+            "n_test": float(self.dataset.y_test.size),
+        }
+        extras: dict[str, Any] = {}
+        if self.selected is not None:
+            diagram = metrics.reliability_diagram(
+                _probs(self.selected[2]), self.dataset.y_test, n_bins=ECE_BINS
+            )
+            extras["reliability"] = {
+                "edges": diagram.edges.tolist(),
+                "confidence": diagram.confidence.tolist(),
+                "accuracy": diagram.accuracy.tolist(),
+                "count": diagram.count.tolist(),
+            }
+        return RunResult(
+            run_id=run.run_id,
+            arm=run.arm.name,
+            condition=run.condition.label,
+            noise=run.condition.noise,
+            rate=run.condition.rate,
+            seed=run.seed,
+            config=run.to_dict(),
+            metrics=summary,
+            curves=self.curves,
+            extras=extras,
+            timings=timings,
+            versions=versions(),
+        )
+
+
+def versions() -> dict[str, str]:
+    return {
+        "smoothflip": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(terse=True),
+    }
+
+
+ProgressFn = Callable[[float], None]
+"""Called with the fraction of a pack's (or run's) training done so far."""

@@ -1,0 +1,180 @@
+"""Running a whole study: resolve the grid, skip finished runs, train packs, store each pack.
+
+``run_study`` is what ``smoothflip run`` and ``smoothflip demo`` call. The ``local`` executor trains
+packs one after another in this process (CPU or CUDA); every finished pack is committed to the
+store at once, so a killed study loses at most the pack in flight, and rerunning the same command
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from smoothflip.data import Dataset, load_dataset
+from smoothflip.engine.common import build_member
+from smoothflip.engine.pack import train_pack
+from smoothflip.engine.sizing import auto_pack_size
+from smoothflip.study.grid import RunConfig, build_grid, make_packs, short_hash
+from smoothflip.study.spec import StudySpec, dumps_study
+from smoothflip.study.store import Store
+from smoothflip.techniques import LossContext, build_loss
+
+EXECUTORS = ("local",)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A study resolved against its data: every run, which are done, and the packs still to train."""
+
+    spec: StudySpec
+    dataset: Dataset
+    runs: list[RunConfig]
+    done: set[str]
+    packs: list[list[RunConfig]]
+    pack_size: int
+
+    @property
+    def remaining(self) -> int:
+        return sum(len(p) for p in self.packs)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the progress callback is told: runs finished (fractional while a pack trains) of total."""
+
+    done: float
+    total: int
+    packs_done: int
+    packs_total: int
+
+
+def load_study_dataset(spec: StudySpec) -> Dataset:
+    d = spec.data
+    return load_dataset(
+        d.source,
+        options=dict(d.options),
+        label_column=d.label_column,
+        test_source=d.test_source,
+        test_fraction=d.test_fraction,
+        split_seed=d.split_seed,
+        standardize=d.standardize,
+        base_dir=spec.base_dir,
+    )
+
+
+def study_identity(spec: StudySpec, dataset: Dataset) -> str:
+    return short_hash({"study": spec.to_dict(), "dataset": dataset.fingerprint()}, 32)
+
+
+def _check_runnable(spec: StudySpec, dataset: Dataset, runs: list[RunConfig]) -> None:
+    """Fail before any training if the model or a loss cannot be built for this dataset."""
+    if dataset.num_classes < 2:
+        raise ValueError(f"data: the training labels hold {dataset.num_classes} class; at least 2 are needed")
+    build_member(runs[0], dataset, base_dir=spec.base_dir)
+    for arm in spec.arms:
+        try:
+            build_loss(arm.loss, arm.params, LossContext(num_classes=dataset.num_classes))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"arm {arm.name!r}: {err}") from None
+        prior = arm.params.get("prior")
+        if arm.loss == "smoothed_ce" and isinstance(prior, list) and len(prior) != dataset.num_classes:
+            raise ValueError(
+                f"arm {arm.name!r}: prior has {len(prior)} entries; "
+                f"the data has {dataset.num_classes} classes"
+            )
+
+
+def resolve_study(spec: StudySpec) -> tuple[Dataset, list[RunConfig]]:
+    """Load the study's data and build its grid; fail before training if anything cannot run."""
+    dataset = load_study_dataset(spec)
+    runs = build_grid(spec, dataset.fingerprint())
+    _check_runnable(spec, dataset, runs)
+    return dataset, runs
+
+
+def plan_study(
+    spec: StudySpec,
+    dataset: Dataset,
+    runs: list[RunConfig],
+    store: Store,
+    *,
+    device: str = "cpu",
+    pack_size: int | None = None,
+) -> StudyPlan:
+    """Bind the store to the study (refusing another study) and plan the packs still to train."""
+    if pack_size is not None and pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    store.claim(
+        name=spec.name,
+        identity=study_identity(spec, dataset),
+        study_json=spec.to_json(),
+        study_toml=dumps_study(spec),
+    )
+    done = store.finished_ids() & {r.run_id for r in runs}
+    todo = [r for r in runs if r.run_id not in done]
+    if pack_size is None:
+        model = build_member(runs[0], dataset, base_dir=spec.base_dir)
+        pack_size = auto_pack_size(model, dataset.input_shape, spec.train.batch_size, torch.device(device))
+    return StudyPlan(spec, dataset, runs, done, make_packs(todo, pack_size), pack_size)
+
+
+def run_study(
+    spec: StudySpec,
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    pack_size: int | None = None,
+    executor: str = "local",
+    progress: Callable[[Progress], None] | None = None,
+    on_plan: Callable[[StudyPlan], None] | None = None,
+) -> Path:
+    """Run (or resume) a study into ``out_dir``; returns the directory.
+
+    Args:
+        spec: the validated study.
+        out_dir: the study directory (created; refused if it holds another study).
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.).
+        pack_size: members per pack; None chooses the largest that fits memory.
+        executor: ``"local"``.
+        progress: called after every epoch of every pack.
+        on_plan: called once with the plan before training starts.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}")
+    check_device(device)
+    if pack_size is not None and pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    dataset, runs = resolve_study(spec)
+    with Store.open(out_dir) as store:
+        study = plan_study(spec, dataset, runs, store, device=device, pack_size=pack_size)
+        if on_plan is not None:
+            on_plan(study)
+        total = len(study.runs)
+        done = float(len(study.done))
+        for index, pack in enumerate(study.packs):
+
+            def report(fraction: float, _size: int = len(pack), _base: float = done, _i: int = index) -> None:
+                if progress is not None:
+                    progress(Progress(_base + fraction * _size, total, _i, len(study.packs)))
+
+            results = train_pack(pack, study.dataset, device=device, base_dir=spec.base_dir, progress=report)
+            store.write_pack(results)
+            done += len(pack)
+            if progress is not None:
+                progress(Progress(done, total, index + 1, len(study.packs)))
+    return Path(out_dir)
+
+
+def check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here (use --device cpu)")

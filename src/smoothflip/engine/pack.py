@@ -1,0 +1,226 @@
+"""The pack trainer: many runs of one study trained together as one batched ensemble.
+
+The members' parameters are stacked (``torch.func.stack_module_state``) and the model runs under
+``torch.vmap``, so one forward/backward pass trains every member. Each member keeps its own noisy
+labels, train/validation split, initialization, data order, loss and label flipping; a single
+optimizer steps the stacked parameters. Adam, AdamW and SGD act elementwise, so each member follows
+exactly the trajectory it would follow alone (:mod:`smoothflip.engine.reference` trains one run
+alone, and a test holds the two to the same numbers).
+
+A member that diverges (non-finite or exploding loss or logits) is frozen out: its loss no longer
+enters the sum, its gradients are zeroed, it is no longer evaluated, and it keeps the metrics of
+its last finite epoch. The rest of the pack trains on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call, stack_module_state
+
+from smoothflip.data import Dataset
+from smoothflip.engine.common import (
+    ProgressFn,
+    RunData,
+    Tracker,
+    build_member,
+    diverged,
+    flip_generator,
+    make_optimizer,
+    make_schedule,
+    member_loss_fn,
+    plan,
+    prepare_run,
+    relabel,
+)
+from smoothflip.study.grid import RunConfig
+from smoothflip.study.store import RunResult
+
+EVAL_CHUNK = 1024
+"""Examples per member per evaluation forward pass (bounds evaluation memory)."""
+
+
+def train_pack(
+    runs: Sequence[RunConfig],
+    dataset: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+    base_dir: str = ".",
+    progress: ProgressFn | None = None,
+) -> list[RunResult]:
+    """Train ``runs`` (which must share data, model and schedule) together; one result per run.
+
+    Args:
+        runs: the pack's members.
+        dataset: the study's dataset.
+        device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        base_dir: folder a model factory reference resolves against.
+        progress: called with the fraction of the pack done after each epoch.
+
+    Returns:
+        The members' results, in the order of ``runs``.
+    """
+    if not runs:
+        return []
+    keys = {r.pack_key for r in runs}
+    if len(keys) != 1:
+        raise ValueError("a pack's runs must share data, model and schedule (one pack key)")
+    started = time.perf_counter()
+    device = torch.device(device)
+    k = dataset.num_classes
+    train_cfg = runs[0].shared["train"]
+    datas = [prepare_run(r, dataset) for r in runs]
+    size = len(runs)
+    n_train = datas[0].train_idx.size
+    schedule = plan(train_cfg, n_train)
+    batch_size = int(train_cfg["batch_size"])
+
+    x_all = torch.as_tensor(dataset.x_train, device=device)
+    x_test = torch.as_tensor(dataset.x_test, device=device)
+    train_idx = torch.as_tensor(np.stack([d.train_idx for d in datas]), device=device)  # [P, N_tr]
+    val_idx = torch.as_tensor(np.stack([d.val_idx for d in datas]), device=device)  # [P, N_val]
+    labels = torch.as_tensor(np.stack([d.noisy.labels for d in datas]), device=device)  # [P, N]
+    rows = torch.arange(size, device=device).unsqueeze(1)
+
+    models = [build_member(r, dataset, base_dir=base_dir) for r in runs]
+    params, buffers = stack_module_state(models)
+    params = {name: p.detach().to(device).requires_grad_(True) for name, p in params.items()}
+    buffers = {name: b.to(device) for name, b in buffers.items()}
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def call(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    forward_each = torch.vmap(call, in_dims=(0, 0, 0))
+    forward_shared = torch.vmap(call, in_dims=(0, 0, None))
+    optimizer = make_optimizer(list(params.values()), train_cfg)
+    scheduler = make_schedule(optimizer, train_cfg, schedule.total_steps)
+
+    orders = [np.random.default_rng(r.seed_for("order")) for r in runs]
+    generators = [flip_generator(d, device) for d in datas]
+    trackers = [Tracker(d, dataset) for d in datas]
+    alive = torch.ones(size, dtype=torch.bool, device=device)
+    step = 0
+    for epoch in range(1, schedule.epochs + 1):
+        groups = _loss_groups(datas, k, epoch, device)
+        perms = torch.as_tensor(np.stack([rng.permutation(n_train) for rng in orders]), device=device)
+        loss_sum = torch.zeros(size, dtype=torch.float64, device=device)
+        seen = 0
+        for b in range(schedule.batches):
+            if step >= schedule.total_steps:
+                break
+            positions = perms[:, b * batch_size : (b + 1) * batch_size]
+            idx = train_idx.gather(1, positions)  # [P, B] dataset indices
+            target = labels[rows, idx]
+            target = torch.stack(
+                [
+                    relabel(target[m], datas[m], k, g) if g is not None else target[m]
+                    for m, g in enumerate(generators)
+                ]
+            )
+            logits = forward_each(params, buffers, x_all[idx])  # [P, B, K]
+            member_loss = _member_losses(logits, target, groups)
+            bad = diverged(member_loss.detach(), logits.detach().abs().amax(dim=(1, 2))) & alive
+            if bool(bad.any()):
+                for m in torch.nonzero(bad).flatten().tolist():
+                    trackers[m].mark_diverged(epoch)
+                alive &= ~bad
+            optimizer.zero_grad(set_to_none=False)
+            torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
+            if not bool(alive.all()):
+                for p in params.values():
+                    p.grad[~alive] = 0.0
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_sum += member_loss.detach().to(torch.float64) * positions.shape[1]
+            seen += positions.shape[1]
+        _evaluate(
+            forward_each,
+            forward_shared,
+            params,
+            buffers,
+            x_all,
+            x_test,
+            train_idx,
+            val_idx,
+            trackers,
+            alive,
+            epoch,
+            (loss_sum / max(seen, 1)).tolist(),
+        )
+        if progress is not None:
+            progress(epoch / schedule.epochs)
+        if step >= schedule.total_steps:
+            break
+    seconds = time.perf_counter() - started
+    timings = {"pack_seconds": seconds, "pack_size": size, "seconds_per_run": seconds / size, "steps": step}
+    return [t.result(timings) for t in trackers]
+
+
+def _loss_groups(
+    datas: list[RunData], k: int, epoch: int, device: torch.device
+) -> list[tuple[Tensor, object]]:
+    """Members that train with the same loss this epoch, grouped so each loss is called once."""
+    groups: dict[tuple, tuple[list[int], object]] = {}
+    for m, data in enumerate(datas):
+        key, fn = member_loss_fn(data, k, epoch)
+        groups.setdefault(key, ([], fn))[0].append(m)
+    return [(torch.tensor(members, device=device), fn.to(device)) for members, fn in groups.values()]
+
+
+def _member_losses(logits: Tensor, target: Tensor, groups: list) -> Tensor:
+    """``[P]`` mean batch loss of each member."""
+    k = logits.shape[-1]
+    parts, order = [], []
+    for members, fn in groups:
+        per_example = fn(logits[members].reshape(-1, k), target[members].reshape(-1))
+        parts.append(per_example.view(len(members), -1).mean(dim=1))
+        order.append(members)
+    return torch.cat(parts)[torch.argsort(torch.cat(order))]
+
+
+@torch.no_grad()
+def _evaluate(
+    forward_each,
+    forward_shared,
+    params,
+    buffers,
+    x_all,
+    x_test,
+    train_idx,
+    val_idx,
+    trackers,
+    alive,
+    epoch,
+    train_losses,
+) -> None:
+    test_logits = torch.cat(
+        [
+            forward_shared(params, buffers, x_test[i : i + EVAL_CHUNK])
+            for i in range(0, x_test.shape[0], EVAL_CHUNK)
+        ],
+        dim=1,
+    )
+    train_logits = _chunked(forward_each, params, buffers, x_all, train_idx, test_logits.shape[-1])
+    val_logits = _chunked(forward_each, params, buffers, x_all, val_idx, test_logits.shape[-1])
+    for m, tracker in enumerate(trackers):
+        if bool(alive[m]):
+            tracker.record(epoch, train_losses[m], train_logits[m], val_logits[m], test_logits[m])
+
+
+def _chunked(forward_each, params, buffers, x_all: Tensor, idx: Tensor, k: int) -> Tensor:
+    if idx.shape[1] == 0:
+        return x_all.new_zeros(idx.shape[0], 0, k)
+    return torch.cat(
+        [
+            forward_each(params, buffers, x_all[idx[:, i : i + EVAL_CHUNK]])
+            for i in range(0, idx.shape[1], EVAL_CHUNK)
+        ],
+        dim=1,
+    )

@@ -1,0 +1,104 @@
+"""The per-run reference trainer: one run, one ``nn.Module``, a plain PyTorch loop.
+
+It exists to hold the pack trainer to account: for the same run and seed both must produce the same
+metrics (a test checks it). It is also the simplest way to read what a run does.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from smoothflip.data import Dataset
+from smoothflip.engine.common import (
+    ProgressFn,
+    Tracker,
+    build_member,
+    diverged,
+    flip_generator,
+    make_optimizer,
+    make_schedule,
+    member_loss_fn,
+    plan,
+    prepare_run,
+    relabel,
+)
+from smoothflip.study.grid import RunConfig
+from smoothflip.study.store import RunResult
+
+
+def train_reference(
+    run: RunConfig,
+    dataset: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+    base_dir: str = ".",
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Train one run alone and return its result.
+
+    Same semantics as :func:`~smoothflip.engine.pack.train_pack`, in a plain loop over one module.
+    """
+    started = time.perf_counter()
+    device = torch.device(device)
+    k = dataset.num_classes
+    train_cfg = run.shared["train"]
+    data = prepare_run(run, dataset)
+    schedule = plan(train_cfg, data.train_idx.size)
+    batch_size = int(train_cfg["batch_size"])
+    x_all = torch.as_tensor(dataset.x_train, device=device)
+    x_test = torch.as_tensor(dataset.x_test, device=device)
+    labels = torch.as_tensor(data.noisy.labels, device=device)
+    train_idx = torch.as_tensor(data.train_idx, device=device)
+    val_idx = torch.as_tensor(data.val_idx, device=device)
+
+    model = build_member(run, dataset, base_dir=base_dir).to(device)
+    optimizer = make_optimizer(list(model.parameters()), train_cfg)
+    scheduler = make_schedule(optimizer, train_cfg, schedule.total_steps)
+    order = np.random.default_rng(run.seed_for("order"))
+    generator = flip_generator(data, device)
+    tracker = Tracker(data, dataset)
+    step = 0
+    for epoch in range(1, schedule.epochs + 1):
+        _, loss_fn = member_loss_fn(data, k, epoch)
+        loss_fn = loss_fn.to(device)
+        perm = torch.as_tensor(order.permutation(train_idx.numel()), device=device)
+        total, seen, failed = 0.0, 0, False
+        for b in range(schedule.batches):
+            if step >= schedule.total_steps:
+                break
+            idx = train_idx[perm[b * batch_size : (b + 1) * batch_size]]
+            target = labels[idx]
+            if generator is not None:
+                target = relabel(target, data, k, generator)
+            logits = model(x_all[idx])
+            loss = loss_fn(logits, target).mean()
+            if bool(diverged(loss.detach(), logits.detach().abs().amax())):
+                tracker.mark_diverged(epoch)
+                failed = True
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            total += float(loss.detach()) * idx.numel()
+            seen += idx.numel()
+        if failed:
+            break
+        model.eval()
+        with torch.no_grad():
+            tracker.record(
+                epoch, total / max(seen, 1), model(x_all[train_idx]), model(x_all[val_idx]), model(x_test)
+            )
+        model.train()
+        if progress is not None:
+            progress(epoch / schedule.epochs)
+        if step >= schedule.total_steps:
+            break
+    seconds = time.perf_counter() - started
+    return tracker.result(
+        {"pack_seconds": seconds, "pack_size": 1, "seconds_per_run": seconds, "steps": step}
+    )

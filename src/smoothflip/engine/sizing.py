@@ -1,0 +1,64 @@
+"""How many runs to train in one pack: as many as fit a memory budget, within a cap."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from smoothflip.engine.pack import EVAL_CHUNK
+
+MAX_PACK = {"cpu": 64, "cuda": 1024}
+"""Upper bound on a pack's size per device type (bigger packs lose more work to a kill)."""
+
+MEMORY_SHARE = 0.25
+"""Fraction of the free memory a pack may plan to use."""
+
+
+def activation_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Elements of every module output for one example (a proxy for activation memory)."""
+    total = 0
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total, 1)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device`` (available RAM for the CPU)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 4 << 30
+
+
+def member_bytes(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> int:
+    """Planned bytes per pack member: parameters with gradients and Adam state, and activations."""
+    params = sum(p.numel() for p in model.parameters())
+    acts = activation_elements(model, input_shape)
+    train = 3 * acts * batch_size  # forward outputs kept for backward, their gradients, slack
+    evaluation = acts * EVAL_CHUNK
+    return 4 * (4 * params + max(train, evaluation))
+
+
+def auto_pack_size(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device
+) -> int:
+    """The largest pack that fits :data:`MEMORY_SHARE` of free memory, capped by :data:`MAX_PACK`."""
+    budget = MEMORY_SHARE * free_memory(device)
+    fit = int(budget // member_bytes(model, input_shape, batch_size))
+    return max(1, min(MAX_PACK.get(device.type, 64), fit))

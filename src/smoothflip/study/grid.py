@@ -1,0 +1,139 @@
+"""The grid of runs (arms x label conditions x seeds), stable run ids, seeds per purpose, and packs.
+
+A run's id is a hash of its resolved configuration (data, model and schedule, the dataset's content
+fingerprint, the arm, the label condition and the seed), so a rerun of the same study finds the runs
+it already finished. Runs that share data, model and schedule share a *pack key* and may train
+together as one pack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smoothflip.study.conditions import LabelCondition, study_conditions
+from smoothflip.study.spec import ArmSpec, StudySpec, _plain
+
+RUN_FORMAT = 1
+"""Bumped when a change to the engine changes what a run computes (so old ids no longer match)."""
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def short_hash(value: Any, length: int = 16) -> str:
+    text = value if isinstance(value, str) else canonical_json(value)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def derive_seed(seed: int, *purpose: Any) -> int:
+    """A 63-bit seed for one purpose of a run (``"noise"``, ``"init"``, ``"order"`` ...).
+
+    Purposes are hashed, so adding an arm or a condition never changes the seeds of the others.
+    """
+    key = canonical_json([seed, *purpose]).encode("utf-8")
+    words = np.frombuffer(hashlib.sha256(key).digest()[:16], dtype=np.uint32)
+    state = np.random.SeedSequence([int(w) for w in words]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def arm_dict(arm: ArmSpec) -> dict[str, Any]:
+    return {
+        "name": arm.name,
+        "loss": arm.loss,
+        "params": dict(arm.params),
+        "disturb_alpha": arm.disturb_alpha,
+        "flip_rate": arm.flip_rate,
+        "warmup_epochs": arm.warmup_epochs,
+    }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of the grid.
+
+    Attributes:
+        arm: the technique.
+        condition: the label condition.
+        seed: the run's seed (drives split, noise, init, data order and flipping).
+        shared: the part every member of a pack shares: data, model, train, dataset fingerprint.
+    """
+
+    arm: ArmSpec
+    condition: LabelCondition
+    seed: int
+    shared: dict[str, Any] = field(hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RUN_FORMAT,
+            **self.shared,
+            "arm": arm_dict(self.arm),
+            "condition": self.condition.to_dict(),
+            "seed": self.seed,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return short_hash(self.to_dict())
+
+    @property
+    def pack_key(self) -> str:
+        return short_hash(self.shared)
+
+    def seed_for(self, purpose: str) -> int:
+        """Seeds are shared across arms (paired comparisons), except for the arm's own flipping."""
+        if purpose == "noise":
+            return derive_seed(self.seed, "noise", self.condition.to_dict())
+        if purpose == "flip":
+            return derive_seed(self.seed, "flip", self.arm.name)
+        if purpose in ("split", "init", "order"):
+            return derive_seed(self.seed, purpose)
+        raise ValueError(f"unknown seed purpose {purpose!r}")
+
+
+def shared_config(spec: StudySpec, dataset_fingerprint: str) -> dict[str, Any]:
+    """What every run of a study shares (and what decides which runs may train as one pack)."""
+    study = spec.to_dict()
+    return {
+        "data": study["data"],
+        "model": study["model"],
+        "train": study["train"],
+        "dataset_fingerprint": dataset_fingerprint,
+    }
+
+
+def build_grid(spec: StudySpec, dataset_fingerprint: str) -> list[RunConfig]:
+    """All runs of the study, ordered seed-major so that early packs complete whole seeds."""
+    shared = shared_config(spec, dataset_fingerprint)
+    conditions = study_conditions(spec)
+    return [
+        RunConfig(arm=arm, condition=condition, seed=seed, shared=shared)
+        for seed in spec.seeds
+        for condition in conditions
+        for arm in spec.arms
+    ]
+
+
+def make_packs(runs: list[RunConfig], pack_size: int) -> list[list[RunConfig]]:
+    """Split runs into packs of at most ``pack_size`` members that share a pack key, keeping order."""
+    if pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    groups: dict[str, list[RunConfig]] = {}
+    for run in runs:
+        groups.setdefault(run.pack_key, []).append(run)
+    packs = []
+    for members in groups.values():
+        count = -(-len(members) // pack_size)
+        base, extra = divmod(len(members), count)  # balanced: 40 runs, at most 15 each -> 14, 13, 13
+        start = 0
+        for i in range(count):
+            size = base + (1 if i < extra else 0)
+            packs.append(members[start : start + size])
+            start += size
+    return packs

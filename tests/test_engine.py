@@ -1,0 +1,268 @@
+"""The study engine: pack == reference, member independence, divergence, resume, refusal, kill -9."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smoothflip.engine.local import resolve_study, run_study
+from smoothflip.engine.pack import train_pack
+from smoothflip.engine.reference import train_reference
+from smoothflip.study.spec import loads_study
+from smoothflip.study.store import Store, StoreError
+
+TINY = """
+name = "tiny"
+seeds = 2
+[data]
+source = "digits"
+test_fraction = 0.25
+[model]
+name = "mlp"
+hidden = [16]
+[train]
+epochs = 2
+batch_size = 64
+[[arms]]
+name = "ce"
+loss = "ce"
+[[arms]]
+name = "ls"
+loss = "smoothed_ce"
+eps = 0.2
+[[arms]]
+name = "disturb"
+disturb_alpha = 0.2
+[[arms]]
+name = "cp"
+loss = "confidence_penalty"
+beta = 0.5
+[[arms]]
+name = "fwd"
+loss = "forward"
+[[arms]]
+name = "nls"
+loss = "smoothed_ce"
+eps = -0.3
+warmup_epochs = 1
+[[arms]]
+name = "prior"
+loss = "smoothed_ce"
+prior = "train"
+[[conditions]]
+noise = "symmetric"
+rates = [0.0, 0.3]
+"""
+
+
+def study(text: str = TINY, **replace: str):
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    return loads_study(textwrap.dedent(text))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    spec = study()
+    dataset, runs = resolve_study(spec)
+    return spec, dataset, runs
+
+
+def _close(a: float, b: float, tol: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
+
+
+def assert_same_result(a, b, tol=1e-5):
+    assert a.run_id == b.run_id
+    assert a.curves.keys() == b.curves.keys()
+    for key in a.curves:
+        assert len(a.curves[key]) == len(b.curves[key]), key
+        for x, y in zip(a.curves[key], b.curves[key], strict=True):
+            assert _close(x, y, tol), (a.arm, a.condition, key, x, y)
+    for which in ("selected", "last"):
+        for key, x in a.metrics[which].items():
+            assert _close(x, b.metrics[which][key], tol), (a.arm, a.condition, which, key)
+    assert a.metrics["diverged"] == b.metrics["diverged"]
+
+
+def test_pack_and_reference_give_the_same_metrics(tiny):
+    _spec, dataset, runs = tiny
+    pack = train_pack(runs, dataset)
+    assert len(pack) == len(runs) == 7 * 2 * 2
+    for result, run in zip(pack, runs, strict=True):
+        assert_same_result(result, train_reference(run, dataset))
+
+
+def test_members_are_independent_of_their_pack_mates(tiny):
+    _spec, dataset, runs = tiny
+    full = {r.run_id: r for r in train_pack(runs, dataset)}
+    subset = runs[3:9]
+    for result in train_pack(subset, dataset):
+        assert_same_result(result, full[result.run_id])
+
+
+def test_noise_touches_training_labels_only_and_is_paired_across_arms(tiny):
+    _spec, dataset, runs = tiny
+    from smoothflip.engine.common import prepare_run
+
+    y_test_before = dataset.y_test.copy()
+    noisy = [r for r in runs if r.condition.rate == 0.3 and r.seed == 0]
+    datas = [prepare_run(r, dataset) for r in noisy]
+    for d in datas[1:]:
+        np.testing.assert_array_equal(d.noisy.labels, datas[0].noisy.labels)
+        np.testing.assert_array_equal(d.train_idx, datas[0].train_idx)
+    d = datas[0]
+    assert abs(d.noisy.rate - 0.3) < 0.05
+    assert np.intersect1d(d.train_idx, d.val_idx).size == 0
+    assert d.train_idx.size + d.val_idx.size == dataset.y_train.size
+    assert d.val_labels.tolist() != dataset.y_train[d.val_idx].tolist()  # validation labels are noisy too
+    np.testing.assert_array_equal(dataset.y_test, y_test_before)
+    result = train_pack(noisy[:1], dataset)[0]
+    assert result.metrics["noise_rate"] == pytest.approx(d.noisy.rate)
+    assert 0.2 < result.metrics["noise_rate_train"] < 0.4
+
+
+def test_memorization_curves_split_flipped_and_unflipped(tiny):
+    _spec, dataset, runs = tiny
+    result = train_pack([r for r in runs if r.condition.rate == 0.3][:1], dataset)[0]
+    curves = result.curves
+    for key in ("train_acc_unflipped", "train_acc_flipped", "train_acc_flipped_true"):
+        assert len(curves[key]) == 2
+        assert all(0 <= v <= 1 for v in curves[key])
+    clean = train_pack([r for r in runs if r.condition.rate == 0.0][:1], dataset)[0]
+    assert all(math.isnan(v) for v in clean.curves["train_acc_flipped"])  # nothing was flipped
+
+
+def test_a_diverging_member_is_frozen_and_the_rest_of_the_pack_trains_on():
+    text = TINY.replace("epochs = 2", 'epochs = 3\noptimizer = "sgd"\nlr = 0.5')
+    text += '\n[[arms]]\nname = "explode"\nloss = "smoothed_ce"\neps = -50.0\n'
+    spec = study(text)
+    dataset, runs = resolve_study(spec)
+    runs = [r for r in runs if r.seed == 0 and r.condition.rate == 0.0]
+    results = {r.arm: r for r in train_pack(runs, dataset)}
+    boom = results["explode"]
+    assert boom.metrics["diverged"]
+    assert boom.metrics["diverged_epoch"] >= 1
+    recorded = len(boom.curves["epoch"])
+    assert recorded == boom.metrics["diverged_epoch"] - 1
+    alone = {r.arm: r for r in train_pack([r for r in runs if r.arm.name != "explode"], dataset)}
+    assert not results["ce"].metrics["diverged"]
+    for arm, result in alone.items():
+        assert_same_result(results[arm], result)
+    reference = train_reference(next(r for r in runs if r.arm.name == "explode"), dataset)
+    assert reference.metrics["diverged"]
+    assert reference.metrics["diverged_epoch"] == boom.metrics["diverged_epoch"]
+
+
+def test_steps_budget_stops_mid_epoch(tiny):
+    spec = study(TINY.replace("epochs = 2", "steps = 25"))
+    dataset, runs = resolve_study(spec)
+    result = train_pack(runs[:2], dataset)[0]
+    assert result.timings["steps"] == 25
+    batches = math.ceil((dataset.y_train.size - round(dataset.y_train.size * 0.1)) / 64)
+    assert len(result.curves["epoch"]) == math.ceil(25 / batches)
+
+
+# ------------------------------------------------------------------------------------------ store
+
+
+SMALL = TINY.replace("seeds = 2", "seeds = 1").replace("rates = [0.0, 0.3]", "rates = [0.0]")
+
+
+def test_rerun_resumes_and_never_duplicates(tmp_path):
+    spec = study(SMALL)
+    calls = []
+    run_study(spec, tmp_path, pack_size=3, progress=calls.append)
+    with Store.open(tmp_path) as store:
+        first = {r.run_id: r.metrics for r in store.results()}
+        assert store.count() == 7
+    assert (tmp_path / "study.toml").is_file()
+    assert (tmp_path / "study.json").is_file()
+    plans = []
+    run_study(spec, tmp_path, pack_size=3, on_plan=plans.append)
+    assert plans[0].remaining == 0
+    assert len(plans[0].done) == 7
+    with Store.open(tmp_path) as store:
+        assert store.count() == 7
+        assert {r.run_id: r.metrics for r in store.results()} == first
+    # the resolved study file reproduces the same study
+    from smoothflip.study.spec import load_study
+
+    assert load_study(tmp_path / "study.toml").to_dict() == spec.to_dict()
+
+
+def test_a_directory_holding_another_study_is_refused_and_left_alone(tmp_path):
+    run_study(study(SMALL), tmp_path, pack_size=7)
+    before = (tmp_path / "smoothflip.sqlite").read_bytes()
+    other = study(SMALL, **{'name = "tiny"': 'name = "other"'})
+    with pytest.raises(StoreError, match="holds a different study"):
+        run_study(other, tmp_path)
+    changed = study(SMALL, **{"hidden = [16]": "hidden = [8]"})
+    with pytest.raises(StoreError, match="holds a different study"):
+        run_study(changed, tmp_path)
+    assert (tmp_path / "smoothflip.sqlite").read_bytes() == before
+
+
+def _write_killable_study(path: Path) -> Path:
+    text = SMALL.replace("seeds = 1", "seeds = 6").replace('name = "mlp"\nhidden = [16]', 'name = "logistic"')
+    text = text.replace("epochs = 2", "epochs = 3")
+    study_file = path / "killable.toml"
+    study_file.write_text(text)
+    return study_file
+
+
+def test_kill_9_mid_study_never_corrupts_the_store(tmp_path):
+    """A real `smoothflip run` killed with SIGKILL three times, then finished: every run stored once."""
+    study_file = _write_killable_study(tmp_path)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "smoothflip",
+        "run",
+        str(study_file),
+        "--out",
+        str(out),
+        "--pack-size",
+        "2",
+        "-q",
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    rng = np.random.default_rng(0)
+    counts = []
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # wait until at least one more pack is stored (or the process ends), then kill at a random moment
+        deadline = time.time() + 60
+        start_count = counts[-1] if counts else 0
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "smoothflip.sqlite").exists():
+                with Store.open(out, create=False) as store:
+                    if store.count() > start_count:
+                        break
+            time.sleep(0.1)
+        time.sleep(float(rng.uniform(0.0, 0.8)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Store.open(out, create=False) as store:
+            assert store.integrity_check() == "ok"
+            counts.append(store.count())
+    assert counts == sorted(counts)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Store.open(out, create=False) as store:
+        assert store.integrity_check() == "ok"
+        results = store.results()
+    ids = [r.run_id for r in results]
+    assert len(ids) == len(set(ids)) == 7 * 6
+    assert counts[-1] < len(ids)  # the kills really interrupted the study
