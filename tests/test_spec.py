@@ -39,9 +39,9 @@ def test_defaults_are_filled_in():
     spec = parse()
     assert spec.baseline == "ce"
     assert spec.seeds == (0, 1)
-    assert spec.train.epochs == 30
+    assert spec.train.epochs == 75
     assert spec.train.steps is None
-    assert spec.train.optimizer == "adam"
+    assert (spec.train.optimizer, spec.train.lr, spec.train.lr_schedule) == ("adam", 0.02, "cosine")
     assert spec.data.validation_fraction == 0.1
     assert spec.arm("ls").params == {"eps": 0.1, "convention": "uniform", "prior": "uniform", "z_loss": 0.0}
     assert dict(spec.model.options) == {"hidden": [100, 100], "activation": "relu"}

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import sqlite3
+import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -38,7 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 140)  # tables stay readable in logs and pipes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +128,7 @@ def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
         return "-"
     text = f"{mean * scale:.{digits}f}"
     if math.isfinite(sd):
-        text += f" ± {sd * scale:.{digits}f}"
+        text += f"±{sd * scale:.{digits}f}"
     return text
 
 

@@ -34,6 +34,9 @@ DIVERGENCE_LIMIT = 1e4
 
 ECE_BINS = 15
 
+TRAIN_EVAL_SIZE = 1024
+"""Training examples (a fixed random subset per run) scored each epoch for the memorization curves."""
+
 
 # --------------------------------------------------------------------------- run data
 
@@ -48,12 +51,15 @@ class RunData:
         train_idx: ``[N_tr]`` indices (into the dataset's training arrays) the model trains on.
         val_idx: ``[N_val]`` indices held out for model selection and temperature scaling; their
             labels are the *noisy* ones, as a practitioner's validation labels would be.
+        train_eval_idx: ``[min(N_tr, TRAIN_EVAL_SIZE)]`` training indices scored every epoch for the
+            per-epoch training curves (memorization of flipped vs unflipped examples).
     """
 
     run: RunConfig
     noisy: NoisyLabels
     train_idx: np.ndarray
     val_idx: np.ndarray
+    train_eval_idx: np.ndarray
 
     @property
     def train_labels(self) -> np.ndarray:
@@ -79,8 +85,17 @@ def prepare_run(run: RunConfig, dataset: Dataset) -> RunData:
     n_val = validation_count(n, float(run.shared["data"]["validation_fraction"]))
     if n - n_val < 1:
         raise ValueError(f"data.validation_fraction leaves no training examples out of {n}")
-    order = np.random.default_rng(run.seed_for("split")).permutation(n)
-    return RunData(run=run, noisy=noisy, train_idx=np.sort(order[n_val:]), val_idx=np.sort(order[:n_val]))
+    rng = np.random.default_rng(run.seed_for("split"))
+    order = rng.permutation(n)
+    train_idx = np.sort(order[n_val:])
+    train_eval_idx = np.sort(rng.permutation(train_idx)[:TRAIN_EVAL_SIZE])
+    return RunData(
+        run=run,
+        noisy=noisy,
+        train_idx=train_idx,
+        val_idx=np.sort(order[:n_val]),
+        train_eval_idx=train_eval_idx,
+    )
 
 
 def loss_context(data: RunData, num_classes: int) -> LossContext:
@@ -243,9 +258,9 @@ class Tracker:
         self, epoch: int, train_loss: float, train_logits: Tensor, val_logits: Tensor, test_logits: Tensor
     ) -> None:
         d, ds = self.data, self.dataset
-        train_pred = train_logits.argmax(-1).cpu().numpy()
-        labels, flipped = d.train_labels, d.train_flipped
-        true = d.noisy.true_labels[d.train_idx]
+        train_pred = train_logits.argmax(-1).cpu().numpy()  # on d.train_eval_idx
+        labels, flipped = d.noisy.labels[d.train_eval_idx], d.noisy.flipped[d.train_eval_idx]
+        true = d.noisy.true_labels[d.train_eval_idx]
         val_labels = d.val_labels
         row = {
             "epoch": float(epoch),

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 from smoothflip.data import Dataset
@@ -83,26 +83,20 @@ def train_pack(
     x_all = torch.as_tensor(dataset.x_train, device=device)
     x_test = torch.as_tensor(dataset.x_test, device=device)
     train_idx = torch.as_tensor(np.stack([d.train_idx for d in datas]), device=device)  # [P, N_tr]
-    val_idx = torch.as_tensor(np.stack([d.val_idx for d in datas]), device=device)  # [P, N_val]
+    eval_idx = {
+        "train": torch.as_tensor(np.stack([d.train_eval_idx for d in datas]), device=device),
+        "val": torch.as_tensor(np.stack([d.val_idx for d in datas]), device=device),
+    }
     labels = torch.as_tensor(np.stack([d.noisy.labels for d in datas]), device=device)  # [P, N]
     rows = torch.arange(size, device=device).unsqueeze(1)
 
-    models = [build_member(r, dataset, base_dir=base_dir) for r in runs]
-    params, buffers = stack_module_state(models)
-    params = {name: p.detach().to(device).requires_grad_(True) for name, p in params.items()}
-    buffers = {name: b.to(device) for name, b in buffers.items()}
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def call(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(base, (p, b), (x,))
-
-    forward_each = torch.vmap(call, in_dims=(0, 0, 0))
-    forward_shared = torch.vmap(call, in_dims=(0, 0, None))
-    optimizer = make_optimizer(list(params.values()), train_cfg)
+    model = _Stacked([build_member(r, dataset, base_dir=base_dir) for r in runs], device)
+    optimizer = make_optimizer(model.parameters(), train_cfg)
     scheduler = make_schedule(optimizer, train_cfg, schedule.total_steps)
 
     orders = [np.random.default_rng(r.seed_for("order")) for r in runs]
     generators = [flip_generator(d, device) for d in datas]
+    flippers = [m for m, g in enumerate(generators) if g is not None]
     trackers = [Tracker(d, dataset) for d in datas]
     alive = torch.ones(size, dtype=torch.bool, device=device)
     step = 0
@@ -117,13 +111,9 @@ def train_pack(
             positions = perms[:, b * batch_size : (b + 1) * batch_size]
             idx = train_idx.gather(1, positions)  # [P, B] dataset indices
             target = labels[rows, idx]
-            target = torch.stack(
-                [
-                    relabel(target[m], datas[m], k, g) if g is not None else target[m]
-                    for m, g in enumerate(generators)
-                ]
-            )
-            logits = forward_each(params, buffers, x_all[idx])  # [P, B, K]
+            for m in flippers:
+                target[m] = relabel(target[m], datas[m], k, generators[m])
+            logits = model.each(x_all[idx])  # [P, B, K]
             member_loss = _member_losses(logits, target, groups)
             bad = diverged(member_loss.detach(), logits.detach().abs().amax(dim=(1, 2))) & alive
             if bool(bad.any()):
@@ -133,27 +123,20 @@ def train_pack(
             optimizer.zero_grad(set_to_none=False)
             torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
             if not bool(alive.all()):
-                for p in params.values():
-                    p.grad[~alive] = 0.0
+                model.zero_grad_of(~alive)
             optimizer.step()
             scheduler.step()
             step += 1
             loss_sum += member_loss.detach().to(torch.float64) * positions.shape[1]
             seen += positions.shape[1]
-        _evaluate(
-            forward_each,
-            forward_shared,
-            params,
-            buffers,
-            x_all,
-            x_test,
-            train_idx,
-            val_idx,
-            trackers,
-            alive,
-            epoch,
-            (loss_sum / max(seen, 1)).tolist(),
-        )
+        train_losses = (loss_sum / max(seen, 1)).tolist()
+        with torch.no_grad():
+            test_logits = model.shared(x_test)
+            train_logits = model.each_indexed(x_all, eval_idx["train"])
+            val_logits = model.each_indexed(x_all, eval_idx["val"])
+        for m, tracker in enumerate(trackers):
+            if bool(alive[m]):
+                tracker.record(epoch, train_losses[m], train_logits[m], val_logits[m], test_logits[m])
         if progress is not None:
             progress(epoch / schedule.epochs)
         if step >= schedule.total_steps:
@@ -161,6 +144,50 @@ def train_pack(
     seconds = time.perf_counter() - started
     timings = {"pack_seconds": seconds, "pack_size": size, "seconds_per_run": seconds / size, "steps": step}
     return [t.result(timings) for t in trackers]
+
+
+class _Stacked:
+    """P copies of one architecture with stacked parameters, run under ``torch.vmap``."""
+
+    def __init__(self, models: list[nn.Module], device: torch.device) -> None:
+        params, buffers = stack_module_state(models)
+        self.params = {name: p.detach().to(device).requires_grad_(True) for name, p in params.items()}
+        self.buffers = {name: b.to(device) for name, b in buffers.items()}
+        base = copy.deepcopy(models[0]).to("meta")
+
+        def call(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(base, (p, b), (x,))
+
+        self._each = torch.vmap(call, in_dims=(0, 0, 0))
+        self._shared = torch.vmap(call, in_dims=(0, 0, None))
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def each(self, x: Tensor) -> Tensor:
+        """``[P, B, *input] -> [P, B, K]``: every member on its own batch."""
+        return self._each(self.params, self.buffers, x)
+
+    def shared(self, x: Tensor) -> Tensor:
+        """``[N, *input] -> [P, N, K]``: every member on the same examples (in chunks)."""
+        chunks = [
+            self._shared(self.params, self.buffers, x[i : i + EVAL_CHUNK])
+            for i in range(0, len(x), EVAL_CHUNK)
+        ]
+        return torch.cat(chunks, dim=1)
+
+    def each_indexed(self, x_all: Tensor, idx: Tensor) -> Tensor:
+        """``idx [P, N]`` into ``x_all`` -> ``[P, N, K]`` (in chunks; N may be 0)."""
+        if idx.shape[1] == 0:
+            k = self.shared(x_all[:1]).shape[-1]
+            return x_all.new_zeros(idx.shape[0], 0, k)
+        chunks = [self.each(x_all[idx[:, i : i + EVAL_CHUNK]]) for i in range(0, idx.shape[1], EVAL_CHUNK)]
+        return torch.cat(chunks, dim=1)
+
+    def zero_grad_of(self, members: Tensor) -> None:
+        """Zero the gradients of the members in the ``[P]`` bool mask (frozen, diverged members)."""
+        for p in self.params.values():
+            p.grad[members] = 0.0
 
 
 def _loss_groups(
@@ -183,44 +210,3 @@ def _member_losses(logits: Tensor, target: Tensor, groups: list) -> Tensor:
         parts.append(per_example.view(len(members), -1).mean(dim=1))
         order.append(members)
     return torch.cat(parts)[torch.argsort(torch.cat(order))]
-
-
-@torch.no_grad()
-def _evaluate(
-    forward_each,
-    forward_shared,
-    params,
-    buffers,
-    x_all,
-    x_test,
-    train_idx,
-    val_idx,
-    trackers,
-    alive,
-    epoch,
-    train_losses,
-) -> None:
-    test_logits = torch.cat(
-        [
-            forward_shared(params, buffers, x_test[i : i + EVAL_CHUNK])
-            for i in range(0, x_test.shape[0], EVAL_CHUNK)
-        ],
-        dim=1,
-    )
-    train_logits = _chunked(forward_each, params, buffers, x_all, train_idx, test_logits.shape[-1])
-    val_logits = _chunked(forward_each, params, buffers, x_all, val_idx, test_logits.shape[-1])
-    for m, tracker in enumerate(trackers):
-        if bool(alive[m]):
-            tracker.record(epoch, train_losses[m], train_logits[m], val_logits[m], test_logits[m])
-
-
-def _chunked(forward_each, params, buffers, x_all: Tensor, idx: Tensor, k: int) -> Tensor:
-    if idx.shape[1] == 0:
-        return x_all.new_zeros(idx.shape[0], 0, k)
-    return torch.cat(
-        [
-            forward_each(params, buffers, x_all[idx[:, i : i + EVAL_CHUNK]])
-            for i in range(0, idx.shape[1], EVAL_CHUNK)
-        ],
-        dim=1,
-    )

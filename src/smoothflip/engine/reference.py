@@ -53,6 +53,7 @@ def train_reference(
     labels = torch.as_tensor(data.noisy.labels, device=device)
     train_idx = torch.as_tensor(data.train_idx, device=device)
     val_idx = torch.as_tensor(data.val_idx, device=device)
+    train_eval_idx = torch.as_tensor(data.train_eval_idx, device=device)
 
     model = build_member(run, dataset, base_dir=base_dir).to(device)
     optimizer = make_optimizer(list(model.parameters()), train_cfg)
@@ -91,7 +92,11 @@ def train_reference(
         model.eval()
         with torch.no_grad():
             tracker.record(
-                epoch, total / max(seen, 1), model(x_all[train_idx]), model(x_all[val_idx]), model(x_test)
+                epoch,
+                total / max(seen, 1),
+                model(x_all[train_eval_idx]),
+                model(x_all[val_idx]),
+                model(x_test),
             )
         model.train()
         if progress is not None:

@@ -71,17 +71,21 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """``[train]``: the schedule every run of the study shares."""
+    """``[train]``: the schedule every run of the study shares.
 
-    epochs: int | None = 30
+    The defaults (Adam, lr 0.02 annealed by a cosine over 75 epochs, batch 100) take the MNIST-1D
+    CNN to about 93% test accuracy on clean labels (``benchmarks/model_budget.py``).
+    """
+
+    epochs: int | None = 75
     steps: int | None = None
     batch_size: int = 100
     optimizer: str = "adam"
-    lr: float = 1e-2
+    lr: float = 2e-2
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
-    lr_schedule: str = "constant"
+    lr_schedule: str = "cosine"
     selection: str = "val_accuracy"
 
 
@@ -319,11 +323,11 @@ def _read_train(raw: Any) -> TrainSpec:
         steps=steps,
         batch_size=t.int("batch_size", 100, low=1),
         optimizer=t.str("optimizer", "adam", choices=OPTIMIZERS),
-        lr=t.float("lr", 1e-2, low=0.0, low_open=True),
+        lr=t.float("lr", TrainSpec.lr, low=0.0, low_open=True),
         momentum=t.float("momentum", 0.9, low=0.0, high=1.0, high_open=True),
         nesterov=t.bool("nesterov", False),
         weight_decay=t.float("weight_decay", 0.0, low=0.0),
-        lr_schedule=t.str("lr_schedule", "constant", choices=LR_SCHEDULES),
+        lr_schedule=t.str("lr_schedule", TrainSpec.lr_schedule, choices=LR_SCHEDULES),
         selection=t.str("selection", "val_accuracy", choices=SELECTION_METRICS),
     )
     t.finish()

@@ -1,0 +1,1 @@
+"""Built-in study files (the demo study)."""

@@ -1,0 +1,223 @@
+"""The command line: a study end to end, export, and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from smoothflip import __version__
+from smoothflip.cli import app
+from smoothflip.study.store import Store
+
+runner = CliRunner()
+
+STUDY = """
+name = "cli"
+seeds = 1
+[data]
+source = "{source}"
+{data_extra}
+[model]
+name = "logistic"
+[train]
+epochs = 2
+[[arms]]
+name = "ce"
+{arm_extra}
+[[arms]]
+name = "ls"
+loss = "smoothed_ce"
+eps = 0.1
+[[conditions]]
+noise = "symmetric"
+rates = [0.0, 0.2]
+"""
+
+
+def write_study(tmp_path, *, source="digits", data_extra="", arm_extra="", name="study.toml", text=None):
+    path = tmp_path / name
+    path.write_text(
+        text if text is not None else STUDY.format(source=source, data_extra=data_extra, arm_extra=arm_extra)
+    )
+    return path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, match):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    assert match in lines[0], lines[0]
+
+
+def test_version_and_help():
+    assert invoke("--version").stdout.strip() == f"smoothflip {__version__}"
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "demo", "export"):
+        assert command in result.stdout
+
+
+def test_run_prints_a_results_table_and_export_writes_tables(tmp_path):
+    study = write_study(tmp_path)
+    out = tmp_path / "out"
+    result = invoke("run", study, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert "test metrics at the validation-selected epoch" in result.stdout
+    assert "symmetric 20%" in result.stdout
+    with Store.open(out, create=False) as store:
+        assert store.count() == 4
+    for fmt in ("csv", "parquet"):
+        result = invoke("export", out, "--format", fmt, "--out", tmp_path / fmt)
+        assert result.exit_code == 0, result.output
+        runs = (
+            pd.read_csv(tmp_path / fmt / "runs.csv")
+            if fmt == "csv"
+            else pd.read_parquet(tmp_path / fmt / "runs.parquet")
+        )
+        assert len(runs) == 4
+        assert {
+            "run_id",
+            "arm",
+            "condition",
+            "seed",
+            "selected_test_acc",
+            "last_test_acc",
+            "noise_rate",
+        } <= set(runs)
+        curves = (
+            pd.read_csv(tmp_path / fmt / "curves.csv")
+            if fmt == "csv"
+            else pd.read_parquet(tmp_path / fmt / "curves.parquet")
+        )
+        assert len(curves) == 4 * 2
+        assert {"epoch", "train_acc_flipped", "test_ece"} <= set(curves)
+    # rerunning resumes: nothing new is trained
+    again = invoke("run", study, "--out", out, "-q")
+    assert again.exit_code == 0
+    with Store.open(out, create=False) as store:
+        assert store.count() == 4
+
+
+def _csv(tmp_path, name, frame):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _frame(n=60, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    return pd.DataFrame({"a": rng.normal(size=n) + y, "b": rng.normal(size=n), "label": [f"c{v}" for v in y]})
+
+
+BAD_STUDIES = {
+    "unknown dataset": ({"source": "mnist2d"}, "unknown dataset 'mnist2d'"),
+    "unknown model": ({"text_edit": ('name = "logistic"', 'name = "resnet"')}, 'model.name = "resnet"'),
+    "unknown loss": ({"text_edit": ('loss = "smoothed_ce"', 'loss = "focal"')}, 'loss = "focal"'),
+    "eps above 1": ({"text_edit": ("eps = 0.1", "eps = 1.5")}, "eps must be <= 1"),
+    "alpha outside [0, 1]": ({"arm_extra": "disturb_alpha = 1.2"}, "disturb_alpha = 1.2: must be <= 1"),
+    "rate 1": ({"text_edit": ("rates = [0.0, 0.2]", "rates = [0.0, 1.0]")}, "must be < 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STUDIES))
+def test_bad_study_values_exit_2_with_one_line(tmp_path, case):
+    kwargs, match = BAD_STUDIES[case]
+    text = STUDY.format(
+        source=kwargs.get("source", "digits"), data_extra="", arm_extra=kwargs.get("arm_extra", "")
+    )
+    if "text_edit" in kwargs:
+        old, new = kwargs["text_edit"]
+        assert old in text
+        text = text.replace(old, new)
+    study = write_study(tmp_path, text=text)
+    assert_clean_error(invoke("run", study, "--out", tmp_path / "out", "-q"), match)
+    assert not (tmp_path / "out").exists()  # nothing is created for a study that cannot run
+
+
+def test_bad_data_files_exit_2_with_one_line(tmp_path):
+    good = _frame()
+    cases = []
+    path = _csv(tmp_path, "nolabel.csv", good.rename(columns={"label": "target"}))
+    cases.append((path, 'label_column = "label"', "'label' is not a column"))
+    bad = good.copy()
+    bad.loc[3, "a"] = np.nan
+    cases.append((_csv(tmp_path, "nan.csv", bad), 'label_column = "label"', "non-finite"))
+    one = good.copy()
+    one["label"] = "only"
+    cases.append((_csv(tmp_path, "one.csv", one), 'label_column = "label"', "class"))
+    train = _csv(tmp_path, "train.csv", good)
+    test = good.copy()
+    test.loc[0, "label"] = "never-seen"
+    _csv(tmp_path, "test.csv", test)
+    cases.append((train, 'label_column = "label"\ntest_source = "test.csv"', "never-seen"))
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, x=np.array([{"a": 1}] * 10, dtype=object), y=np.arange(10) % 2)
+    cases.append((obj, "", "never unpickles"))
+    cases.append((tmp_path / "missing.csv", 'label_column = "label"', "file not found"))
+    for source, extra, match in cases:
+        study = write_study(tmp_path, source=source.name, data_extra=extra, name=f"s-{source.stem}.toml")
+        assert_clean_error(invoke("run", study, "--out", tmp_path / f"out-{source.stem}", "-q"), match)
+
+
+def test_user_csv_with_string_labels_runs(tmp_path):
+    _csv(tmp_path, "data.csv", _frame(n=90))
+    study = write_study(tmp_path, source="data.csv", data_extra='label_column = "label"\ntest_fraction = 0.3')
+    result = invoke("run", study, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+
+
+def test_study_file_problems_exit_2(tmp_path):
+    assert_clean_error(invoke("run", tmp_path / "nope.toml"), "study file not found")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed")
+    assert_clean_error(invoke("run", bad), "is not valid TOML")
+
+
+def test_another_study_in_the_directory_is_refused_and_kept(tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", write_study(tmp_path), "--out", out, "-q").exit_code == 0
+    before = (out / "smoothflip.sqlite").read_bytes()
+    other = write_study(
+        tmp_path, text=STUDY.format(source="digits", data_extra="", arm_extra="").replace('"cli"', '"x"')
+    )
+    assert_clean_error(invoke("run", other, "--out", out, "-q"), "holds a different study")
+    assert (out / "smoothflip.sqlite").read_bytes() == before
+
+
+def test_bad_options_exit_2(tmp_path):
+    study = write_study(tmp_path)
+    assert_clean_error(invoke("run", study, "--device", "tpu", "-q"), "device must be")
+    assert_clean_error(invoke("run", study, "--pack-size", "0", "-q"), "pack_size must be >= 1")
+    assert_clean_error(invoke("run", study, "--executor", "slurm", "-q"), "executor must be one of")
+    assert_clean_error(invoke("export", tmp_path), "no smoothflip study")
+    out = tmp_path / "out"
+    invoke("run", study, "--out", out, "-q")
+    assert_clean_error(invoke("export", out, "--format", "xlsx"), "format must be one of")
+
+
+def test_demo_study_file_is_valid_and_matches_the_brief():
+    from importlib import resources
+
+    from smoothflip.study.conditions import study_conditions
+    from smoothflip.study.spec import loads_study
+
+    spec = loads_study(resources.files("smoothflip.studies").joinpath("demo.toml").read_text())
+    assert spec.data.source == "mnist1d"
+    assert len(spec.seeds) == 5
+    losses = {(a.loss, a.params.get("eps", 0.0) < 0, a.disturb_alpha > 0) for a in spec.arms}
+    assert ("ce", False, False) in losses  # baseline
+    assert ("smoothed_ce", False, False) in losses  # label smoothing
+    assert ("smoothed_ce", True, False) in losses  # negative smoothing
+    assert ("confidence_penalty", False, False) in losses
+    assert ("ce", False, True) in losses  # DisturbLabel
+    assert {a.loss for a in spec.arms} & {"gce", "sce", "bootstrap", "forward"}
+    assert [c.label for c in study_conditions(spec)] == ["clean", "symmetric 20%", "symmetric 40%"]
