@@ -270,3 +270,12 @@ def test_not_toml_is_a_spec_error(tmp_path):
         load_study(binary)
     with pytest.raises(FileNotFoundError, match="study file not found"):
         load_study(tmp_path / "missing.toml")
+
+
+def test_example_study_files_are_valid():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))
+    assert examples
+    for path in examples:
+        assert load_study(path).arms

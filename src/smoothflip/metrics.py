@@ -483,11 +483,14 @@ def fit_temperature(logits: Any, labels: Any, *, bounds: tuple[float, float] = (
     z, y = _check_logits_labels(logits, labels)
     if z.shape[1] < 2:
         raise ValueError(f"logits must have at least 2 classes to fit a temperature, got shape {z.shape}")
-    z_true = z[np.arange(y.size), y]
+    z_max = z.max(axis=1)
+    z_centered = z - z_max[:, None]  # <= 0, so exp(beta * z_centered) never overflows for beta > 0
+    margin = z[np.arange(y.size), y] - z_max
 
     def objective(log_t: float) -> float:
         beta = math.exp(-log_t)
-        return float(np.mean(logsumexp(beta * z, axis=1) - beta * z_true))
+        # logsumexp(beta z) - beta z_y, with the row maximum taken out (it is beta * z_max for beta > 0)
+        return float(np.mean(np.log(np.exp(beta * z_centered).sum(axis=1)) - beta * margin))
 
     lo, hi = math.log(low), math.log(high)
     result = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})

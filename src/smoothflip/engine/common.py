@@ -123,14 +123,27 @@ def member_loss_fn(data: RunData, num_classes: int, epoch: int) -> tuple[tuple[A
     return ("arm", arm.name), build_loss(arm.loss, arm.params, LossContext(num_classes))
 
 
-def relabel(target: Tensor, data: RunData, num_classes: int, generator: torch.Generator | None) -> Tensor:
-    """Training-time label flipping of the arm (DisturbLabel or fixed-rate flips), else ``target``."""
+def epoch_targets(
+    labels: Tensor, data: RunData, num_classes: int, generator: torch.Generator | None, batch_size: int
+) -> Tensor:
+    """The targets of one epoch, ``[N_tr]`` in batch order, after the arm's training-time flipping.
+
+    ``labels`` holds the (noisy) labels of the epoch's examples in the order they are visited.
+    DisturbLabel redraws every label independently, so the whole epoch is drawn in one call;
+    fixed-rate flips are exact per batch, so they are drawn batch by batch.
+    """
     arm = data.run.arm
+    if generator is None:
+        return labels
     if arm.disturb_alpha > 0:
-        return disturb_labels(target, alpha=arm.disturb_alpha, num_classes=num_classes, generator=generator)
-    if arm.flip_rate > 0:
-        return flip_labels(target, rate=arm.flip_rate, num_classes=num_classes, generator=generator)
-    return target
+        return disturb_labels(labels, alpha=arm.disturb_alpha, num_classes=num_classes, generator=generator)
+    batches = [
+        flip_labels(
+            labels[i : i + batch_size], rate=arm.flip_rate, num_classes=num_classes, generator=generator
+        )
+        for i in range(0, labels.numel(), batch_size)
+    ]
+    return torch.cat(batches)
 
 
 def flip_generator(data: RunData, device: torch.device) -> torch.Generator | None:

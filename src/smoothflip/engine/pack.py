@@ -30,13 +30,13 @@ from smoothflip.engine.common import (
     Tracker,
     build_member,
     diverged,
+    epoch_targets,
     flip_generator,
     make_optimizer,
     make_schedule,
     member_loss_fn,
     plan,
     prepare_run,
-    relabel,
 )
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.store import RunResult
@@ -103,16 +103,17 @@ def train_pack(
     for epoch in range(1, schedule.epochs + 1):
         groups = _loss_groups(datas, k, epoch, device)
         perms = torch.as_tensor(np.stack([rng.permutation(n_train) for rng in orders]), device=device)
+        visit = train_idx.gather(1, perms)  # [P, N_tr] dataset indices in visiting order
+        targets = labels[rows, visit]
+        for m in flippers:
+            targets[m] = epoch_targets(targets[m], datas[m], k, generators[m], batch_size)
         loss_sum = torch.zeros(size, dtype=torch.float64, device=device)
         seen = 0
         for b in range(schedule.batches):
             if step >= schedule.total_steps:
                 break
-            positions = perms[:, b * batch_size : (b + 1) * batch_size]
-            idx = train_idx.gather(1, positions)  # [P, B] dataset indices
-            target = labels[rows, idx]
-            for m in flippers:
-                target[m] = relabel(target[m], datas[m], k, generators[m])
+            batch = slice(b * batch_size, (b + 1) * batch_size)
+            idx, target = visit[:, batch], targets[:, batch]  # [P, B]
             logits = model.each(x_all[idx])  # [P, B, K]
             member_loss = _member_losses(logits, target, groups)
             bad = diverged(member_loss.detach(), logits.detach().abs().amax(dim=(1, 2))) & alive
@@ -127,8 +128,8 @@ def train_pack(
             optimizer.step()
             scheduler.step()
             step += 1
-            loss_sum += member_loss.detach().to(torch.float64) * positions.shape[1]
-            seen += positions.shape[1]
+            loss_sum += member_loss.detach().to(torch.float64) * idx.shape[1]
+            seen += idx.shape[1]
         train_losses = (loss_sum / max(seen, 1)).tolist()
         with torch.no_grad():
             test_logits = model.shared(x_test)

@@ -17,13 +17,13 @@ from smoothflip.engine.common import (
     Tracker,
     build_member,
     diverged,
+    epoch_targets,
     flip_generator,
     make_optimizer,
     make_schedule,
     member_loss_fn,
     plan,
     prepare_run,
-    relabel,
 )
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.store import RunResult
@@ -65,15 +65,14 @@ def train_reference(
     for epoch in range(1, schedule.epochs + 1):
         _, loss_fn = member_loss_fn(data, k, epoch)
         loss_fn = loss_fn.to(device)
-        perm = torch.as_tensor(order.permutation(train_idx.numel()), device=device)
+        visit = train_idx[torch.as_tensor(order.permutation(train_idx.numel()), device=device)]
+        targets = epoch_targets(labels[visit], data, k, generator, batch_size)
         total, seen, failed = 0.0, 0, False
         for b in range(schedule.batches):
             if step >= schedule.total_steps:
                 break
-            idx = train_idx[perm[b * batch_size : (b + 1) * batch_size]]
-            target = labels[idx]
-            if generator is not None:
-                target = relabel(target, data, k, generator)
+            batch = slice(b * batch_size, (b + 1) * batch_size)
+            idx, target = visit[batch], targets[batch]
             logits = model(x_all[idx])
             loss = loss_fn(logits, target).mean()
             if bool(diverged(loss.detach(), logits.detach().abs().amax())):
