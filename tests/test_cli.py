@@ -221,3 +221,26 @@ def test_demo_study_file_is_valid_and_matches_the_brief():
     assert ("ce", False, True) in losses  # DisturbLabel
     assert {a.loss for a in spec.arms} & {"gce", "sce", "bootstrap", "forward"}
     assert [c.label for c in study_conditions(spec)] == ["clean", "symmetric 20%", "symmetric 40%"]
+
+
+def test_verdict_and_report_commands(tmp_path):
+    text = STUDY.format(source="digits", data_extra="", arm_extra="").replace("seeds = 1", "seeds = 3")
+    study = write_study(tmp_path, text=text)
+    out = tmp_path / "out"
+    result = invoke("run", study, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert (out / "report" / "index.html").is_file()  # run writes the report when it finishes
+    (out / "report" / "index.html").unlink()
+    verdict = invoke("verdict", out)
+    assert verdict.exit_code == 0, verdict.output
+    text = " ".join(verdict.stdout.split())  # the console wraps long lines
+    assert "ls: With correct labels: accuracy" in text
+    assert "At symmetric 20% noise" in text
+    assert "verdicts" in verdict.stdout
+    report = invoke("report", out)
+    assert report.exit_code == 0, report.output
+    assert (out / "report" / "index.html").is_file()
+    assert (out / "report" / "report.md").is_file()
+    assert_clean_error(invoke("verdict", out, "--at", "best"), "--at must be")
+    assert_clean_error(invoke("verdict", tmp_path / "nowhere"), "no smoothflip study")
+    assert_clean_error(invoke("report", tmp_path / "nowhere"), "no smoothflip study")

@@ -288,3 +288,41 @@ def test_cnn1d_reaches_90_percent_on_mnist1d_at_the_default_budget():
     (result,) = train_pack(runs, dataset)
     assert result.metrics["selected"]["test_acc"] >= 0.90
     assert result.metrics["last"]["test_acc"] >= 0.90
+
+
+def test_probes_record_mutual_information_and_features_without_changing_training(tiny):
+    _spec, dataset, runs = tiny
+    clean = [r for r in runs if r.condition.rate == 0.0 and r.arm.name in ("ce", "ls")]
+    results = {(r.arm, r.seed): r for r in train_pack(clean, dataset)}
+    probed = results[("ls", 0)]
+    mi = np.array(probed.curves["mi"])
+    n = probed.extras["mi"]["examples"]
+    assert probed.extras["mi"]["classes"] == [0, 1]
+    assert probed.extras["mi"]["augmentations"] == 5
+    assert np.isfinite(mi).all()
+    assert (mi >= 0).all()
+    assert (mi <= math.log(n) + 1e-9).all()
+    rep = probed.extras["representation"]
+    features = np.array(rep["features"])
+    assert rep["classes"] == [0, 1, 2]
+    assert features.shape == (len(rep["labels"]), 16)
+    assert set(rep["labels"]) == {0, 1, 2}
+    assert np.array(rep["head_weight"]).shape == (10, 16)
+    unprobed = results[("ls", 1)]
+    assert all(math.isnan(v) for v in unprobed.curves["mi"])
+    assert "representation" not in unprobed.extras
+    # probes only observe: the same runs without probes train identically
+    quiet = study(TINY + "\n[probes]\nseeds = 0\n")
+    _, quiet_runs = resolve_study(quiet)
+    quiet_results = {
+        (r.arm, r.seed): r
+        for r in train_pack(
+            [r for r in quiet_runs if r.condition.rate == 0.0 and r.arm.name in ("ce", "ls")], dataset
+        )
+    }
+    for key, result in results.items():
+        other = quiet_results[key]
+        assert other.run_id != result.run_id or key[1] != 0
+        for curve in result.curves:
+            if curve != "mi":
+                assert result.curves[curve] == other.curves[curve], (key, curve)

@@ -121,6 +121,15 @@ def _run(spec: Any, out_dir: Path, *, device: str, pack_size: int | None, execut
             on_plan=on_plan,
         )
     _print_summary(spec, out_dir)
+    _write_report(out_dir)
+
+
+def _write_report(out_dir: Path) -> None:
+    from smoothflip.report import write_report
+
+    with console.status("writing the report"):
+        index = write_report(out_dir)
+    out.print(f"report:  {index} (and {index.parent / 'report.md'})")
 
 
 def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
@@ -219,6 +228,91 @@ def export(
 
     for path in export_results(directory, format=format, out=out_dir):
         out.print(f"wrote {path}")
+
+
+VERDICT_STYLE = {"helps": "green", "hurts": "red", "no detectable effect": "dim", "no verdict": "yellow"}
+VERDICT_SHORT = {
+    "helps": "helps",
+    "hurts": "hurts",
+    "no detectable effect": "n.d.",
+    "no verdict": "no verdict",
+}
+
+
+@app.command()
+@_clean_errors
+def verdict(
+    directory: Annotated[Path, typer.Argument(help="A study directory.")],
+    at: Annotated[
+        str, typer.Option("--at", help="Which epoch's metrics: selected (by validation) or last.")
+    ] = "selected",
+) -> None:
+    """Print each arm's verdict against the baseline, per label condition (paired by seed)."""
+    from smoothflip.analysis import METRICS, compare, format_diff, headlines
+    from smoothflip.study.conditions import study_conditions
+    from smoothflip.study.spec import load_study
+    from smoothflip.study.store import Store
+
+    if at not in ("selected", "last"):
+        raise ValueError(f"--at must be 'selected' or 'last', got {at!r}")
+    with Store.open(directory, create=False) as store:
+        results = store.results()
+    spec = load_study(Path(directory) / "study.toml")
+    present = {r.condition for r in results}
+    conditions = [c.label for c in study_conditions(spec) if c.label in present]
+    arms = [a.name for a in spec.arms if a.name != spec.baseline and any(r.arm == a.name for r in results)]
+    if not results or not arms:
+        raise ValueError(
+            f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
+        )
+    comparisons = compare(results, baseline=spec.baseline, arms=arms, conditions=conditions, at=at)
+    out.print(
+        f"[bold]{spec.name}[/]: each arm vs the baseline [bold]{spec.baseline}[/], paired by seed; "
+        f"mean difference [95% bootstrap interval] at the {at} epoch"
+    )
+    for arm, text in headlines(comparisons, arms=arms).items():
+        out.print(f"\n[bold]{arm}[/]: {text}", highlight=False)
+    table = Table(title="verdicts", show_lines=False)
+    table.add_column("condition")
+    table.add_column("arm")
+    table.add_column("n", justify="right")
+    for metric in METRICS:
+        table.add_column(metric.label + (f" ({metric.unit})" if metric.unit else ""))
+    by_key = {(c.condition, c.arm, c.metric.key): c for c in comparisons}
+    for condition in conditions:
+        for arm in arms:
+            cells = []
+            n = 0
+            for metric in METRICS:
+                c = by_key.get((condition, arm, metric.key))
+                if c is None:
+                    cells.append("-")
+                    continue
+                n = max(n, c.n)
+                low, high = format_diff(c.ci_low, metric), format_diff(c.ci_high, metric)
+                text = f"{format_diff(c.mean_diff, metric)} [{low}, {high}] {VERDICT_SHORT[c.verdict]}"
+                cells.append(f"[{VERDICT_STYLE[c.verdict]}]{text.replace(' pts', '')}[/]")
+            table.add_row(condition, arm, str(n), *cells)
+    out.print()
+    out.print(table)
+    out.print(
+        "n.d. = no detectable effect (the interval contains 0); n = paired seeds; "
+        "NLL, ECE and Brier: lower is better"
+    )
+
+
+@app.command()
+@_clean_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="A study directory.")],
+) -> None:
+    """Write DIR/report/index.html (self-contained), report.md and figures/*.png."""
+    from smoothflip.study.store import Store
+
+    with Store.open(directory, create=False) as store:
+        if store.count() == 0:
+            raise ValueError(f"{directory} holds no finished runs yet; run the study first")
+    _write_report(directory)
 
 
 def _safe_name(name: str) -> str:

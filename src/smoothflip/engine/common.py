@@ -226,6 +226,100 @@ def make_schedule(optimizer: torch.optim.Optimizer, train: dict[str, Any], total
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+# --------------------------------------------------------------------------- representation probes
+
+
+class Probe:
+    """Müller et al. 2019 probes for one run: mutual information each epoch, penultimate features at the end.
+
+    The mutual-information examples are ``examples_per_class`` training examples of each of the two
+    ``mi_classes`` (by true label), each seen under ``augmentations`` random augmentations drawn once
+    per run; the estimate uses the difference of those two classes' logits
+    (:func:`smoothflip.metrics.mutual_information`, nats, in ``[0, log N]``). The representation
+    sample is ``examples_per_class`` test examples of each of ``classes`` (fewer if the test set has
+    fewer). Classes the dataset does not have disable that part of the probe.
+    """
+
+    def __init__(self, data: RunData, dataset: Dataset) -> None:
+        from smoothflip.data.augment import augment, augmentation_for
+
+        cfg = data.run.probe or {}
+        k = dataset.num_classes
+        per_class = int(cfg.get("examples_per_class", 100))
+        rng = np.random.default_rng(data.run.seed_for("probe"))
+        self.mi_classes = [c for c in cfg.get("mi_classes", ()) if c < k]
+        self.views: np.ndarray | None = None
+        if len(self.mi_classes) == 2:
+            true = data.noisy.true_labels[data.train_idx]
+            picks = [rng.permutation(data.train_idx[true == c])[:per_class] for c in self.mi_classes]
+            chosen = np.concatenate(picks)
+            kind = augmentation_for(dataset.name, dataset.input_shape)
+            count = int(cfg.get("augmentations", 5))
+            if chosen.size >= 2:
+                base = dataset.x_train[chosen]
+                self.views = np.stack(
+                    [augment(base, kind=kind, seed=rng) for _ in range(count)]
+                )  # [L, N, ...]
+        self.classes = [c for c in cfg.get("classes", ()) if c < k]
+        self.test_idx: np.ndarray | None = None
+        if len(self.classes) == 3:
+            self.test_idx = np.concatenate(
+                [np.flatnonzero(dataset.y_test == c)[:per_class] for c in self.classes]
+            )
+        self.dataset = dataset
+
+    def mutual_information(self, logits_fn: Callable[[Tensor], Tensor], device: torch.device) -> float:
+        """MI estimate from ``logits_fn(x [M, ...]) -> [M, K]`` applied to every augmented view."""
+        if self.views is None:
+            return math.nan
+        views = torch.as_tensor(self.views, device=device)
+        count, n = views.shape[:2]
+        logits = logits_fn(views.reshape(count * n, *views.shape[2:])).reshape(count, n, -1)
+        a, b = self.mi_classes
+        diffs = (logits[..., a] - logits[..., b]).T.detach().to(torch.float64).cpu().numpy()  # [N, L]
+        if not np.isfinite(diffs).all():
+            return math.nan
+        return metrics.mutual_information(diffs)
+
+    def representation(
+        self,
+        features_fn: Callable[[Tensor], Tensor] | None,
+        head_weight: Tensor | None,
+        head_bias: Tensor | None,
+        epoch: int,
+        device: torch.device,
+    ) -> dict[str, Any] | None:
+        """Penultimate features of the test sample and the classifier's weights (for the projection)."""
+        if self.test_idx is None or features_fn is None or head_weight is None or not self.test_idx.size:
+            return None
+        x = torch.as_tensor(self.dataset.x_test[self.test_idx], device=device)
+        features = features_fn(x).detach().to(torch.float64).cpu().numpy()
+        if not np.isfinite(features).all():
+            return None
+        return {
+            "classes": self.classes,
+            "class_names": [self.dataset.class_names[c] for c in self.classes],
+            "labels": self.dataset.y_test[self.test_idx].tolist(),
+            "features": np.round(features, 5).tolist(),
+            "head_weight": np.round(head_weight.detach().double().cpu().numpy(), 6).tolist(),
+            "head_bias": (
+                np.round(head_bias.detach().double().cpu().numpy(), 6).tolist()
+                if head_bias is not None
+                else None
+            ),
+            "epoch": epoch,
+        }
+
+    def describe(self) -> dict[str, Any] | None:
+        if self.views is None:
+            return None
+        return {
+            "classes": self.mi_classes,
+            "examples": int(self.views.shape[1]),
+            "augmentations": int(self.views.shape[0]),
+        }
+
+
 # --------------------------------------------------------------------------- metrics and history
 
 CURVE_KEYS = (
@@ -241,6 +335,7 @@ CURVE_KEYS = (
     "test_acc",
     "test_nll",
     "test_ece",
+    "mi",
 )
 
 
@@ -266,9 +361,16 @@ class Tracker:
         self.selected: tuple[int, Tensor, Tensor] | None = None
         self.last: tuple[int, Tensor, Tensor] | None = None
         self.diverged_epoch: int | None = None
+        self.extras: dict[str, Any] = {}
 
     def record(
-        self, epoch: int, train_loss: float, train_logits: Tensor, val_logits: Tensor, test_logits: Tensor
+        self,
+        epoch: int,
+        train_loss: float,
+        train_logits: Tensor,
+        val_logits: Tensor,
+        test_logits: Tensor,
+        mi: float = math.nan,
     ) -> None:
         d, ds = self.data, self.dataset
         train_pred = train_logits.argmax(-1).cpu().numpy()  # on d.train_eval_idx
@@ -285,6 +387,7 @@ class Tracker:
             "test_acc": _acc(test_logits.argmax(-1).cpu().numpy(), ds.y_test),
             "test_nll": metrics.nll_from_logits(test_logits, ds.y_test),
             "test_ece": metrics.expected_calibration_error(_probs(test_logits), ds.y_test, n_bins=ECE_BINS),
+            "mi": float(mi),
         }
         if val_labels.size:
             row["val_acc"] = _acc(val_logits.argmax(-1).cpu().numpy(), val_labels)
@@ -305,6 +408,11 @@ class Tracker:
         if score > self.best_score:
             self.best_score = score
             self.selected = snapshot
+
+    def add_extra(self, key: str, value: Any) -> None:
+        """Keep an artifact for the store (``None`` means there is nothing to keep)."""
+        if value is not None:
+            self.extras[key] = value
 
     def mark_diverged(self, epoch: int) -> None:
         if self.diverged_epoch is None:
@@ -370,7 +478,7 @@ class Tracker:
             "n_val": float(self.data.val_idx.size),
             "n_test": float(self.dataset.y_test.size),
         }
-        extras: dict[str, Any] = {}
+        extras: dict[str, Any] = dict(self.extras)
         if self.selected is not None:
             diagram = metrics.reliability_diagram(
                 _probs(self.selected[2]), self.dataset.y_test, n_bins=ECE_BINS

@@ -15,8 +15,10 @@ its last finite epoch. The rest of the pack trains on.
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ from torch.func import functional_call, stack_module_state
 
 from smoothflip.data import Dataset
 from smoothflip.engine.common import (
+    Probe,
     ProgressFn,
     RunData,
     Tracker,
@@ -98,6 +101,7 @@ def train_pack(
     generators = [flip_generator(d, device) for d in datas]
     flippers = [m for m, g in enumerate(generators) if g is not None]
     trackers = [Tracker(d, dataset) for d in datas]
+    probes = {m: Probe(d, dataset) for m, d in enumerate(datas) if d.run.probe is not None}
     alive = torch.ones(size, dtype=torch.bool, device=device)
     step = 0
     for epoch in range(1, schedule.epochs + 1):
@@ -135,13 +139,40 @@ def train_pack(
             test_logits = model.shared(x_test)
             train_logits = model.each_indexed(x_all, eval_idx["train"])
             val_logits = model.each_indexed(x_all, eval_idx["val"])
+            mi = {
+                m: probe.mutual_information(functools.partial(model.member, m), device)
+                for m, probe in probes.items()
+                if bool(alive[m])
+            }
         for m, tracker in enumerate(trackers):
             if bool(alive[m]):
-                tracker.record(epoch, train_losses[m], train_logits[m], val_logits[m], test_logits[m])
+                tracker.record(
+                    epoch,
+                    train_losses[m],
+                    train_logits[m],
+                    val_logits[m],
+                    test_logits[m],
+                    mi.get(m, math.nan),
+                )
         if progress is not None:
             progress(epoch / schedule.epochs)
         if step >= schedule.total_steps:
             break
+    with torch.no_grad():
+        for m, probe in probes.items():
+            trackers[m].add_extra("mi", probe.describe())
+            if bool(alive[m]):
+                head_w, head_b = model.params.get("head.weight"), model.params.get("head.bias")
+                trackers[m].add_extra(
+                    "representation",
+                    probe.representation(
+                        model.member_features(m) if model.has_body else None,
+                        None if head_w is None else head_w[m],
+                        None if head_b is None else head_b[m],
+                        len(trackers[m].curves["epoch"]),
+                        device,
+                    ),
+                )
     seconds = time.perf_counter() - started
     timings = {"pack_seconds": seconds, "pack_size": size, "seconds_per_run": seconds / size, "steps": step}
     return [t.result(timings) for t in trackers]
@@ -155,6 +186,8 @@ class _Stacked:
         self.params = {name: p.detach().to(device).requires_grad_(True) for name, p in params.items()}
         self.buffers = {name: b.to(device) for name, b in buffers.items()}
         base = copy.deepcopy(models[0]).to("meta")
+        self.base = base
+        self.has_body = isinstance(getattr(base, "body", None), nn.Module) and "head.weight" in self.params
 
         def call(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(base, (p, b), (x,))
@@ -184,6 +217,18 @@ class _Stacked:
             return x_all.new_zeros(idx.shape[0], 0, k)
         chunks = [self.each(x_all[idx[:, i : i + EVAL_CHUNK]]) for i in range(0, idx.shape[1], EVAL_CHUNK)]
         return torch.cat(chunks, dim=1)
+
+    def member(self, m: int, x: Tensor) -> Tensor:
+        """``[N, *input] -> [N, K]`` for member ``m`` alone."""
+        params = {k: v[m] for k, v in self.params.items()}
+        buffers = {k: v[m] for k, v in self.buffers.items()}
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def member_features(self, m: int) -> Callable[[Tensor], Tensor]:
+        """Member ``m``'s penultimate features, ``[N, *input] -> [N, F]`` (models with ``body``/``head``)."""
+        params = {k[5:]: v[m] for k, v in self.params.items() if k.startswith("body.")}
+        buffers = {k[5:]: v[m] for k, v in self.buffers.items() if k.startswith("body.")}
+        return lambda x: functional_call(self.base.body, (params, buffers), (x,))
 
     def zero_grad_of(self, members: Tensor) -> None:
         """Zero the gradients of the members in the ``[P]`` bool mask (frozen, diverged members)."""

@@ -6,6 +6,7 @@ metrics (a test checks it). It is also the simplest way to read what a run does.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 from smoothflip.data import Dataset
 from smoothflip.engine.common import (
+    Probe,
     ProgressFn,
     Tracker,
     build_member,
@@ -61,6 +63,7 @@ def train_reference(
     order = np.random.default_rng(run.seed_for("order"))
     generator = flip_generator(data, device)
     tracker = Tracker(data, dataset)
+    probe = Probe(data, dataset) if run.probe is not None else None
     step = 0
     for epoch in range(1, schedule.epochs + 1):
         _, loss_fn = member_loss_fn(data, k, epoch)
@@ -90,18 +93,35 @@ def train_reference(
             break
         model.eval()
         with torch.no_grad():
+            mi = probe.mutual_information(model, device) if probe is not None else math.nan
             tracker.record(
                 epoch,
                 total / max(seen, 1),
                 model(x_all[train_eval_idx]),
                 model(x_all[val_idx]),
                 model(x_test),
+                mi,
             )
         model.train()
         if progress is not None:
             progress(epoch / schedule.epochs)
         if step >= schedule.total_steps:
             break
+    if probe is not None:
+        tracker.add_extra("mi", probe.describe())
+        if tracker.diverged_epoch is None:
+            head = getattr(model, "head", None)
+            with torch.no_grad():
+                tracker.add_extra(
+                    "representation",
+                    probe.representation(
+                        getattr(model, "features", None),
+                        None if head is None else head.weight,
+                        None if head is None else head.bias,
+                        len(tracker.curves["epoch"]),
+                        device,
+                    ),
+                )
     seconds = time.perf_counter() - started
     return tracker.result(
         {"pack_seconds": seconds, "pack_size": 1, "seconds_per_run": seconds, "steps": step}

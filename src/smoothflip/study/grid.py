@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,15 +68,19 @@ class RunConfig:
     condition: LabelCondition
     seed: int
     shared: dict[str, Any] = field(hash=False, compare=False)
+    probe: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": RUN_FORMAT,
             **self.shared,
             "arm": arm_dict(self.arm),
             "condition": self.condition.to_dict(),
             "seed": self.seed,
         }
+        if self.probe is not None:
+            out["probe"] = self.probe
+        return out
 
     @property
     def run_id(self) -> str:
@@ -92,7 +96,7 @@ class RunConfig:
             return derive_seed(self.seed, "noise", self.condition.to_dict())
         if purpose == "flip":
             return derive_seed(self.seed, "flip", self.arm.name)
-        if purpose in ("split", "init", "order"):
+        if purpose in ("split", "init", "order", "probe"):
             return derive_seed(self.seed, purpose)
         raise ValueError(f"unknown seed purpose {purpose!r}")
 
@@ -112,8 +116,13 @@ def build_grid(spec: StudySpec, dataset_fingerprint: str) -> list[RunConfig]:
     """All runs of the study, ordered seed-major so that early packs complete whole seeds."""
     shared = shared_config(spec, dataset_fingerprint)
     conditions = study_conditions(spec)
+    probed = set(spec.seeds[: spec.probes.seeds])
+    probe = _plain(asdict(spec.probes))
+    probe.pop("seeds")
     return [
-        RunConfig(arm=arm, condition=condition, seed=seed, shared=shared)
+        RunConfig(
+            arm=arm, condition=condition, seed=seed, shared=shared, probe=probe if seed in probed else None
+        )
         for seed in spec.seeds
         for condition in conditions
         for arm in spec.arms

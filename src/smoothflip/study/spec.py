@@ -111,6 +111,24 @@ class ConditionSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """``[probes]``: representation probes (Müller et al. 2019) recorded for the first ``seeds`` seeds.
+
+    For every arm and condition at those seeds the engine records, each epoch, the mutual-information
+    estimate between an example and its ``mi_classes`` logit difference under ``augmentations``
+    random augmentations of ``examples_per_class`` training examples per class, and at the end the
+    penultimate-layer features of ``examples_per_class`` test examples of each of ``classes``.
+    Probes only observe: they never change training.
+    """
+
+    seeds: int = 1
+    examples_per_class: int = 100
+    classes: tuple[int, ...] = (0, 1, 2)
+    mi_classes: tuple[int, ...] = (0, 1)
+    augmentations: int = 5
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A whole study: techniques (arms) x label conditions x seeds on one dataset, model and schedule."""
 
@@ -123,6 +141,7 @@ class StudySpec:
     seeds: tuple[int, ...]
     baseline: str
     description: str = ""
+    probes: ProbeSpec = field(default_factory=ProbeSpec)
     base_dir: str = "."
 
     def arm(self, name: str) -> ArmSpec:
@@ -459,6 +478,31 @@ def _read_matrix(value: Any, key: str) -> list[list[float]]:
     return rows
 
 
+def _read_class_list(t: _Table, name: str, default: tuple[int, ...], size: int) -> tuple[int, ...]:
+    value = t.raw(name, list(default))
+    if (
+        not isinstance(value, list)
+        or len(value) != size
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        or len(set(value)) != size
+    ):
+        raise SpecError(f"probes.{name} = {_show(value)}: must be a list of {size} distinct class indices")
+    return tuple(value)
+
+
+def _read_probes(raw: Any) -> ProbeSpec:
+    t = _Table(raw, "probes")
+    spec = ProbeSpec(
+        seeds=t.int("seeds", ProbeSpec.seeds, low=0),
+        examples_per_class=t.int("examples_per_class", ProbeSpec.examples_per_class, low=2),
+        classes=_read_class_list(t, "classes", ProbeSpec.classes, 3),
+        mi_classes=_read_class_list(t, "mi_classes", ProbeSpec.mi_classes, 2),
+        augmentations=t.int("augmentations", ProbeSpec.augmentations, low=2),
+    )
+    t.finish()
+    return spec
+
+
 def _read_seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise SpecError(f"seeds = {_show(value)}: must be a count (int >= 1) or a list of distinct ints >= 0")
@@ -479,7 +523,18 @@ def _read_seeds(value: Any) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- entry points
 
-TOP_LEVEL_KEYS = ("name", "description", "seeds", "baseline", "data", "model", "train", "arms", "conditions")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "seeds",
+    "baseline",
+    "data",
+    "model",
+    "train",
+    "arms",
+    "conditions",
+    "probes",
+)
 
 
 def parse_study(
@@ -516,6 +571,7 @@ def parse_study(
     if not isinstance(raw_conditions, list) or not raw_conditions:
         raise SpecError("conditions: give at least one [[conditions]] table (noise, rates)")
     conditions = tuple(_read_condition(c, i) for i, c in enumerate(raw_conditions))
+    probes = _read_probes(top.raw("probes", {}))
     baseline = top.str("baseline", arms[0].name)
     if baseline not in names:
         raise SpecError(
@@ -532,6 +588,7 @@ def parse_study(
         seeds=seeds,
         baseline=baseline,
         description=description,
+        probes=probes,
         base_dir=str(base_dir),
     )
 
@@ -633,4 +690,5 @@ def dumps_study(spec: StudySpec) -> str:
         if condition.noise not in ("none", "matrix"):
             out += _toml_lines({"rates": list(condition.rates)})
         out += _toml_lines(dict(condition.options))
+    out += ["", "[probes]", *_toml_lines(_plain(asdict(spec.probes)))]
     return "\n".join(out) + "\n"

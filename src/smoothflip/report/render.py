@@ -1,0 +1,333 @@
+"""Writing the report: a self-contained HTML page, a Markdown twin and the PNG figures.
+
+``DIR/report/index.html`` embeds every figure as a base64 PNG ``data:`` URI and its CSS inline, and
+declares a Content-Security-Policy that allows nothing else (no scripts, no network), so it opens
+from disk anywhere. ``DIR/report/report.md`` renders on GitHub and links ``figures/*.png``.
+
+Every user-supplied string (study name, description, arm names, condition labels, class names) is
+escaped: the HTML template is rendered by Jinja2 with autoescaping on; the Markdown template has
+autoescaping off and passes every such string through :func:`md_escape` (HTML entities for ``&``,
+``<`` and ``>``, backslashes before Markdown punctuation and table pipes). Figures draw them as
+plain text (see :func:`smoothflip.report.figures.plain`).
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), and
+the output depends only on the stored study: no timestamps, so rewriting gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from smoothflip import __version__
+from smoothflip.report.data import StudyData, load_study_data
+from smoothflip.report.figures import FIGURE_NAMES, FigureResult, build_figures
+from smoothflip.study.results import summarize
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+VERDICT_CLASSES = {
+    "helps": "v-helps",
+    "hurts": "v-hurts",
+    "no detectable effect": "v-neutral",
+    "no verdict": "v-none",
+}
+"""CSS class of each verdict word in the HTML."""
+
+
+# --------------------------------------------------------------------------- escaping
+
+_MD_PUNCT = re.compile(r"([\\`*_\[\]{}|~])")
+_MD_LINE_START = re.compile(r"^([#+\-=>]|\d+[.)])")
+
+
+def md_escape(value: Any, *, line_start: bool = False) -> str:
+    """Make a user string inert in Markdown (GitHub flavour), on one line.
+
+    ``&``, ``<`` and ``>`` become HTML entities (no raw HTML gets through); ``\\ ` * _ [ ] { } | ~``
+    are backslash-escaped (no emphasis, code, links, images or table cells); whitespace runs,
+    newlines included, become one space. With ``line_start`` (the string begins a line), a leading
+    ``#``, ``+``, ``-``, ``=`` or ``1.`` is escaped too, so it cannot start a heading or a list.
+
+    Example:
+        >>> md_escape("<b>a|b</b> & [x](y)")
+        '&lt;b&gt;a\\\\|b&lt;/b&gt; &amp; \\\\[x\\\\](y)'
+        >>> md_escape("# 1. not a heading", line_start=True)
+        '\\\\# 1. not a heading'
+    """
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_PUNCT.sub(r"\\\1", text)
+    match = _MD_LINE_START.match(text) if line_start else None
+    if match:
+        token = match.group(1)
+        text = (token[:-1] + "\\" + token[-1] if token[-1] in ".)" else "\\" + token) + text[len(token) :]
+    return text
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass(frozen=True)
+class _Cell:
+    diff: str
+    low: str
+    high: str
+    verdict: str
+    css: str
+    n: int
+
+
+def _bare(text: str, unit: str) -> str:
+    """``format_diff`` text without its unit (interval ends; the column header names the unit)."""
+    suffix = f" {unit}"
+    return text[: -len(suffix)] if unit and text.endswith(suffix) else text
+
+
+def _mean_sd(row: dict[str, Any], key: str, digits: int, scale: float) -> str:
+    mean, sd = row.get(key, math.nan), row.get(f"{key}_sd", math.nan)
+    if not math.isfinite(mean):
+        return "—"
+    text = f"{mean * scale:.{digits}f}"
+    return f"{text} ± {sd * scale:.{digits}f}" if math.isfinite(sd) else text
+
+
+def _analysis(data: StudyData) -> tuple[list[Any], dict[str, list[str]], str | None]:
+    """Comparisons, headline sentences per arm (one per condition), and a note when none is possible."""
+    from smoothflip import analysis
+
+    present_arms = {r.arm for r in data.results}
+    if not data.results:
+        return [], {}, "No runs are stored yet: run the study first."
+    if data.baseline not in present_arms:
+        return [], {}, f"The baseline arm ({data.baseline}) has no stored runs, so nothing can be compared."
+    arms = [a for a in data.others if a in present_arms]
+    if not arms:
+        return [], {}, "The study has no arm besides the baseline, so there is nothing to compare."
+    present_conditions = {r.condition for r in data.results}
+    conditions = [c.label for c in data.conditions if c.label in present_conditions]
+    comparisons = analysis.compare(
+        list(data.results), baseline=data.baseline, arms=arms, conditions=conditions
+    )
+    # headlines() gives one sentence per condition; asking per condition keeps them apart for display.
+    sentences: dict[str, list[str]] = {arm: [] for arm in arms}
+    for label in conditions:
+        subset = [c for c in comparisons if c.condition == label]
+        for arm, text in analysis.headlines(subset, arms=arms).items():
+            if text:
+                sentences[arm].append(text)
+    return comparisons, sentences, None
+
+
+def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any]:
+    from smoothflip.analysis import format_diff
+
+    metrics: dict[str, Any] = {}
+    for c in comparisons:
+        metrics.setdefault(c.metric.key, c.metric)
+    table = {(c.condition, c.arm, c.metric.key): c for c in comparisons}
+    groups = []
+    for condition in data.conditions:
+        rows = []
+        for arm in data.others:
+            cells = []
+            for key, metric in metrics.items():
+                c = table.get((condition.label, arm, key))
+                if c is None:
+                    cells.append(_Cell("n/a", "", "", "no verdict", VERDICT_CLASSES["no verdict"], 0))
+                    continue
+                finite = math.isfinite(c.ci_low) and math.isfinite(c.ci_high)
+                cells.append(
+                    _Cell(
+                        diff=format_diff(c.mean_diff, metric),
+                        low=_bare(format_diff(c.ci_low, metric), metric.unit) if finite else "",
+                        high=_bare(format_diff(c.ci_high, metric), metric.unit) if finite else "",
+                        verdict=c.verdict,
+                        css=VERDICT_CLASSES.get(c.verdict, "v-none"),
+                        n=c.n,
+                    )
+                )
+            if any(table.get((condition.label, arm, k)) is not None for k in metrics):
+                rows.append({"arm": arm, "cells": cells, "n": max(c.n for c in cells)})
+        if rows:
+            groups.append({"condition": condition.label, "rows": rows})
+    headers = [
+        {
+            "label": m.label,
+            "unit": m.unit,
+            "better": "higher is better" if m.higher_is_better else "lower is better",
+            "arrow": "↑" if m.higher_is_better else "↓",
+        }
+        for m in metrics.values()
+    ]
+    return {"headers": headers, "groups": groups}
+
+
+def _summary(data: StudyData) -> list[dict[str, Any]]:
+    rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
+    return [
+        {
+            "condition": r["condition"],
+            "arm": r["arm"],
+            "n": r["n"],
+            "acc": _mean_sd(r, "test_acc", 1, 100.0),
+            "nll": _mean_sd(r, "test_nll", 3, 1.0),
+            "ece": _mean_sd(r, "test_ece", 1, 100.0),
+            "ece_ts": _mean_sd(r, "test_ece_ts", 1, 100.0),
+            "diverged": r["diverged"],
+        }
+        for r in rows
+    ]
+
+
+def _versions(data: StudyData, key: str) -> str:
+    found = sorted({str(r.versions.get(key)) for r in data.results if r.versions.get(key)})
+    return ", ".join(found) if found else "unknown"
+
+
+def _setup(data: StudyData) -> list[dict[str, str]]:
+    spec = data.spec
+    model = spec.model.factory if spec.model.factory else spec.model.name
+    seeds = ", ".join(str(s) for s in spec.seeds)
+    stored = len(data.results)
+    runs = f"{stored} of {data.expected_runs} stored"
+    if data.diverged:
+        runs += f", {data.diverged} diverged"
+    else:
+        runs += ", none diverged"
+    return [
+        {"label": "data", "value": spec.data.source},
+        {"label": "model", "value": model},
+        {"label": "seeds", "value": f"{len(spec.seeds)} ({seeds})"},
+        {"label": "arms", "value": f"{', '.join(data.arms)} (baseline {data.baseline})"},
+        {"label": "conditions", "value": ", ".join(c.label for c in data.conditions)},
+        {"label": "runs", "value": runs},
+    ]
+
+
+def _context(
+    data: StudyData,
+    comparisons: Sequence[Any],
+    headlines: dict[str, list[str]],
+    analysis_note: str | None,
+    figures: Sequence[FigureResult],
+) -> dict[str, Any]:
+    selection = "validation NLL" if data.spec.train.selection == "val_nll" else "validation accuracy"
+    return {
+        "name": data.spec.name,
+        "description": data.spec.description,
+        "setup": _setup(data),
+        "baseline": data.baseline,
+        "selection": selection,
+        "headlines": [{"arm": arm, "sentences": texts} for arm, texts in headlines.items()],
+        "analysis_note": analysis_note,
+        "verdicts": _verdict_table(data, comparisons),
+        "figures": [
+            {
+                "name": f.name,
+                "title": f.title,
+                "caption": f.caption,
+                "note": f.note,
+                "file": f"figures/{f.name}.png" if f.png is not None else None,
+                "uri": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")
+                if f.png is not None
+                else None,
+            }
+            for f in figures
+        ],
+        "summary": _summary(data),
+        "provenance": {
+            "smoothflip": _versions(data, "smoothflip"),
+            "torch": _versions(data, "torch"),
+            "runs": len(data.results),
+            "writer": __version__,
+        },
+    }
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_escape
+    env.filters["md_line"] = lambda value: md_escape(value, line_start=True)
+    return env
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _atomic_write(path: Path, content: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_report(directory: str | Path, *, out: str | Path | None = None) -> Path:
+    """Write the report of a study directory: ``index.html``, ``report.md`` and ``figures/*.png``.
+
+    Figures whose data is absent (no noisy condition, no representation probes, ...) are left out
+    with a short note in their place.
+
+    Args:
+        directory: a study directory written by ``smoothflip run``.
+        out: where to write (default: ``DIR/report``); created if missing.
+
+    Returns:
+        The path of ``index.html``.
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no study (no store or no ``study.toml``).
+
+    Example:
+        >>> from smoothflip.report import write_report
+        >>> write_report("smoothflip-runs/demo")  # doctest: +SKIP
+        PosixPath('smoothflip-runs/demo/report/index.html')
+    """
+    data = load_study_data(directory)
+    target = Path(out) if out is not None else data.directory / "report"
+    figures_dir = target / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+
+    comparisons, headlines, note = _analysis(data)
+    from smoothflip.analysis import format_diff
+
+    figures = build_figures(data, comparisons, format_diff=format_diff)
+    drawn = set()
+    for figure in figures:
+        if figure.png is not None:
+            _atomic_write(figures_dir / f"{figure.name}.png", figure.png)
+            drawn.add(figure.name)
+    for name in FIGURE_NAMES:  # a figure skipped now must not linger from an earlier report
+        stale = figures_dir / f"{name}.png"
+        if name not in drawn and stale.exists():
+            stale.unlink()
+
+    context = _context(data, comparisons, headlines, note, figures)
+    env = _environment()
+    markdown = env.get_template("report.md.j2").render(context)
+    _atomic_write(target / "report.md", markdown.encode("utf-8"))
+    html = env.get_template("report.html.j2").render(context)
+    index = target / "index.html"
+    _atomic_write(index, html.encode("utf-8"))
+    return index
