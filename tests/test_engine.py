@@ -326,3 +326,82 @@ def test_probes_record_mutual_information_and_features_without_changing_training
         for curve in result.curves:
             if curve != "mi":
                 assert result.curves[curve] == other.curves[curve], (key, curve)
+
+
+DISTILL = """
+name = "distill"
+kind = "distillation"
+seeds = 1
+[data]
+source = "digits"
+[model]
+name = "mlp"
+hidden = [8]
+[train]
+epochs = 2
+batch_size = 64
+[distillation]
+teacher_eps = [0.0, 0.3]
+temperatures = [1.0, 4.0]
+alpha = 0.7
+student_eps = [0.0, 0.3]
+[distillation.teacher_model]
+name = "mlp"
+hidden = [32]
+[[conditions]]
+noise = "symmetric"
+rates = [0.0, 0.3]
+"""
+
+
+def test_distillation_study_trains_teachers_then_students_and_matches_the_reference(tmp_path):
+    from smoothflip.engine.common import TeacherState, state_from_bytes
+
+    spec = study(DISTILL)
+    assert [a.name for a in spec.arms][:4] == [
+        "teacher-ls-0",
+        "teacher-ls-0.3",
+        "student-ls-0",
+        "student-ls-0.3",
+    ]
+    assert spec.baselines()["student-T4-from-ls-0.3"] == "student-T4-from-ls-0"
+    dataset, runs = resolve_study(spec)
+    students = [r for r in runs if r.arm.role == "student"]
+    teachers = {r.run_id: r for r in runs if r.arm.role == "teacher"}
+    assert all(s.teacher_run in teachers for s in students)
+    assert {teachers[s.teacher_run].condition for s in students} == {s.condition for s in students}
+    trained = {r.run_id: r for r in train_pack(list(teachers.values()), dataset)}
+    assert trained.keys() == teachers.keys()
+    states = {
+        run_id: TeacherState(model=result.config["model"], state=state_from_bytes(result.artifacts["state"]))
+        for run_id, result in trained.items()
+    }
+    assert states[next(iter(states))].state["body.1.weight"].shape == (32, 64)  # the teacher's own model
+    pack = train_pack(students, dataset, teachers=states)
+    for result, run in zip(pack, students, strict=True):
+        assert_same_result(result, train_reference(run, dataset, teachers=states))
+    with pytest.raises(ValueError, match="teacher of a distilled student is not available"):
+        train_pack(students[:1], dataset, teachers={})
+    # the whole study through the executor: stage 1 (teachers, direct students) before stage 2
+    run_study(spec, tmp_path, pack_size=6)
+    with Store.open(tmp_path) as store:
+        results = store.results()
+        assert len(results) == len(runs)
+        assert all(
+            store.artifact(r.run_id, "state") for r in results if r.config["arm"].get("role") == "teacher"
+        )
+    roles = [r.config["arm"].get("role") for r in results]
+    assert roles.index("student") > max(i for i, role in enumerate(roles) if role == "teacher")
+
+
+def test_distillation_spec_errors():
+    from smoothflip.study.spec import SpecError
+
+    with pytest.raises(SpecError, match="must include 0"):
+        study(DISTILL.replace("teacher_eps = [0.0, 0.3]", "teacher_eps = [0.1, 0.3]"))
+    with pytest.raises(SpecError, match="remove \\[\\[arms\\]\\]"):
+        study(DISTILL + '\n[[arms]]\nname = "x"\n')
+    with pytest.raises(SpecError, match="temperatures\\[0\\] = 0: must be > 0"):
+        study(DISTILL.replace("temperatures = [1.0, 4.0]", "temperatures = [0.0, 4.0]"))
+    with pytest.raises(SpecError, match='arms\\[0\\]\\.loss = "distill"'):
+        study(TINY.replace('loss = "ce"', 'loss = "distill"', 1))

@@ -312,7 +312,7 @@ def verdict_of(ci_low: float, ci_high: float, n: int, higher_is_better: bool) ->
 def compare(
     results: Iterable[RunResult],
     *,
-    baseline: str,
+    baseline: str | Mapping[str, str],
     arms: Sequence[str] | None = None,
     conditions: Sequence[str] | None = None,
     metrics: Sequence[MetricSpec | str] = METRICS,
@@ -328,7 +328,10 @@ def compare(
 
     Args:
         results: stored runs (``Store.results()``), any order.
-        baseline: the arm every other arm is compared with.
+        baseline: the arm every other arm is compared with, or a mapping ``arm -> its baseline``
+            (a distillation study compares each student with the student of the hard-label teacher
+            at the same temperature); arms missing from the mapping, and the baselines themselves,
+            are not compared.
         arms: arms to compare (default: every arm in ``results``, first-seen order); the baseline
             is skipped.
         conditions: condition labels to compare (default: all, first-seen order).
@@ -357,8 +360,8 @@ def compare(
         >>> c.n, round(c.mean_diff, 4), c.prob_improvement, c.verdict
         (5, 0.0202, 1.0, 'helps')
     """
-    if not isinstance(baseline, str):
-        raise TypeError(f"baseline must be an arm name (str), got {type(baseline).__name__}")
+    if not isinstance(baseline, str | Mapping):
+        raise TypeError(f"baseline must be an arm name (str) or a mapping, got {type(baseline).__name__}")
     check_choice("at", at, _AT)
     check_range("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     check_int("n_resamples", n_resamples, low=1)
@@ -371,9 +374,14 @@ def compare(
             raise TypeError(f"results must hold RunResult objects, got {type(r).__name__}")
     seen_arms = list(dict.fromkeys(r.arm for r in runs))
     seen_conditions = list(dict.fromkeys(r.condition for r in runs))
-    if baseline not in seen_arms:
-        raise ValueError(f"baseline {baseline!r} has no runs in results; arms there: {_names(seen_arms)}")
-    arm_list = [a for a in _pick("arms", arms, seen_arms) if a != baseline]
+    if isinstance(baseline, str):
+        baseline_of = {a: baseline for a in seen_arms if a != baseline}
+    else:
+        baseline_of = {a: b for a, b in baseline.items() if a != b}
+    for base in sorted(set(baseline_of.values())):
+        if base not in seen_arms:
+            raise ValueError(f"baseline {base!r} has no runs in results; arms there: {_names(seen_arms)}")
+    arm_list = [a for a in _pick("arms", arms, seen_arms) if a in baseline_of]
     condition_list = _pick("conditions", conditions, seen_conditions)
 
     table: dict[tuple[str, str], dict[int, RunResult]] = {}
@@ -391,8 +399,8 @@ def compare(
     out = []
     for condition in condition_list:
         noise, rate = coordinates[condition]
-        base_runs = table.get((condition, baseline), {})
         for arm in arm_list:
+            base_runs = table.get((condition, baseline_of[arm]), {})
             arm_runs = table.get((condition, arm), {})
             common = sorted(set(arm_runs) & set(base_runs))
             for spec in specs:
@@ -408,7 +416,7 @@ def compare(
                         noise=noise,
                         rate=rate,
                         arm=arm,
-                        baseline=baseline,
+                        baseline=baseline_of[arm],
                         metric=spec,
                         **stats_,
                     )

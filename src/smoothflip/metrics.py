@@ -37,11 +37,13 @@ from scipy.special import log_softmax, logsumexp, softmax
 from smoothflip._validation import check_choice, check_int, check_number, check_range
 
 __all__ = [
+    "ClusterGeometry",
     "PenultimatePlane",
     "ReliabilityDiagram",
     "accuracy",
     "apply_temperature",
     "brier_score",
+    "cluster_geometry",
     "expected_calibration_error",
     "fit_temperature",
     "mutual_information",
@@ -755,3 +757,61 @@ def penultimate_projection(
     if return_templates:
         return points, plane.templates.copy()
     return points
+
+
+@dataclass(frozen=True)
+class ClusterGeometry:
+    """How tight and how regular three classes' clusters are in a 2-D projection.
+
+    Attributes:
+        tightness: mean distance of a point to its class centroid, divided by the mean distance
+            between the three class centroids (smaller = tighter clusters relative to their spacing).
+        spacing_cv: coefficient of variation (sd / mean) of the three centroid-to-centroid distances
+            (0 = an equilateral triangle: equidistant clusters).
+        centroid_distance: mean distance between the class centroids.
+    """
+
+    tightness: float
+    spacing_cv: float
+    centroid_distance: float
+
+
+def cluster_geometry(coords: Any, labels: Any) -> ClusterGeometry:
+    """Müller et al. 2019's visual claim, as numbers: are the clusters tight and equidistant?
+
+    Label smoothing is reported to pull each class into a tight cluster at an equal distance from
+    the others (a regular triangle in the projection of :func:`penultimate_projection`).
+
+    Args:
+        coords: ``[N, 2]`` projected points.
+        labels: ``[N]`` their classes; exactly three distinct classes, each with at least 2 points.
+
+    Returns:
+        :class:`ClusterGeometry`.
+
+    Example:
+        >>> pts = np.array([[0, 0], [0.1, 0], [1, 0], [1.1, 0], [0.5, 0.87], [0.6, 0.87]])
+        >>> g = cluster_geometry(pts, [0, 0, 1, 1, 2, 2])
+        >>> round(g.tightness, 3), round(g.spacing_cv, 2)
+        (0.05, 0.0)
+    """
+    x = _as_float_array("coords", coords, ndim=2)
+    if x.shape[1] != 2:
+        raise ValueError(f"coords must have shape [N, 2], got {x.shape}")
+    y = np.asarray(labels)
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"labels must have shape [{x.shape[0]}], got {y.shape}")
+    classes = np.unique(y)
+    if classes.size != 3:
+        raise ValueError(f"labels must hold exactly three classes, got {classes.size}")
+    centroids = np.stack([x[y == c].mean(axis=0) for c in classes])
+    if min(int((y == c).sum()) for c in classes) < 2:
+        raise ValueError("labels must have at least 2 points per class")
+    spread = float(
+        np.mean([np.linalg.norm(x[y == c] - centroids[i], axis=1).mean() for i, c in enumerate(classes)])
+    )
+    pairs = np.array([np.linalg.norm(centroids[i] - centroids[j]) for i, j in ((0, 1), (0, 2), (1, 2))])
+    mean_pair = float(pairs.mean())
+    if mean_pair == 0:
+        return ClusterGeometry(math.inf, math.nan, 0.0)
+    return ClusterGeometry(spread / mean_pair, float(pairs.std() / mean_pair), mean_pair)

@@ -20,8 +20,9 @@ from smoothflip import losses
 REQUIRED = object()
 """Marks a loss parameter without a default."""
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss_fn(logits [B, C], target [B]) -> [B]`` per-example losses."""
+LossFn = Callable[..., Tensor]
+"""``loss_fn(logits [B, C], target [B]) -> [B]`` per-example losses (``teacher=[B, C]`` logits for
+losses that need a teacher)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class LossDef:
     name: str
     params: Mapping[str, Any]
     summary: str
+    needs_teacher: bool = False
 
 
 LOSSES: Mapping[str, LossDef] = MappingProxyType(
@@ -62,6 +64,12 @@ LOSSES: Mapping[str, LossDef] = MappingProxyType(
                 "symmetric cross-entropy (Wang et al. 2019)",
             ),
             LossDef("bootstrap", {"mode": "soft", "beta": None}, "bootstrapping (Reed et al. 2014)"),
+            LossDef(
+                "distill",
+                {"temperature": 1.0, "alpha": 1.0},
+                "distillation from a teacher's soft targets (Hinton et al. 2015); distillation studies only",
+                needs_teacher=True,
+            ),
             LossDef(
                 "forward",
                 {},
@@ -131,12 +139,27 @@ def build_loss(loss: str, params: Mapping[str, Any], context: LossContext) -> Lo
         module = losses.SymmetricCrossEntropy(p["alpha"], p["beta"], clamp=p["clamp"], reduction="none")
     elif loss == "bootstrap":
         module = losses.BootstrappingLoss(p["mode"], p["beta"], reduction="none")
+    elif loss == "distill":
+        module = _Distill(p["temperature"], p["alpha"])
     else:  # forward
         matrix = context.transition_matrix
         if matrix is None:
             matrix = torch.eye(context.num_classes)
         module = losses.ForwardCorrectedCrossEntropy(matrix, reduction="none")
     return module
+
+
+class _Distill(torch.nn.Module):
+    """Per-example :func:`~smoothflip.losses.distillation_loss` against the teacher's logits."""
+
+    def __init__(self, temperature: float, alpha: float) -> None:
+        super().__init__()
+        self.loss = losses.DistillationLoss(temperature=temperature, alpha=alpha, reduction="none")
+
+    def forward(self, logits: Tensor, target: Tensor, teacher: Tensor | None = None) -> Tensor:
+        if teacher is None:
+            raise ValueError("the distill loss needs the teacher's logits")
+        return self.loss(logits, teacher, target)
 
 
 def _prior(prior: Any, context: LossContext) -> Tensor | None:
@@ -155,5 +178,6 @@ def _prior(prior: Any, context: LossContext) -> Tensor | None:
 def check_arm(loss: str, params: Mapping[str, Any], num_classes: int = 10) -> None:
     """Validate an arm's loss and parameters by building it once on a dummy context."""
     fn = build_loss(loss, params, LossContext(num_classes=num_classes))
+    extra = {"teacher": torch.zeros(2, num_classes)} if LOSSES[loss].needs_teacher else {}
     with torch.no_grad():
-        fn(torch.zeros(2, num_classes), torch.zeros(2, dtype=torch.long))
+        fn(torch.zeros(2, num_classes), torch.zeros(2, dtype=torch.long), **extra)

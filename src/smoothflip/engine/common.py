@@ -8,6 +8,7 @@ per-epoch and final metrics.
 
 from __future__ import annotations
 
+import io
 import math
 import platform
 import sys
@@ -108,19 +109,85 @@ def loss_context(data: RunData, num_classes: int) -> LossContext:
     )
 
 
-def member_loss_fn(data: RunData, num_classes: int, epoch: int) -> tuple[tuple[Any, ...], LossFn]:
-    """The loss a run trains with in ``epoch`` (1-based) and a key telling which runs can share it.
+@dataclass(frozen=True)
+class LossChoice:
+    """The loss a member trains with in one epoch.
+
+    Attributes:
+        key: members with equal keys share one loss call.
+        fn: ``fn(logits [B, K], target [B], **extra) -> [B]``.
+        needs_teacher: ``fn`` takes ``teacher=`` logits ``[B, K]`` (distillation).
+    """
+
+    key: tuple[Any, ...]
+    fn: LossFn
+    needs_teacher: bool = False
+
+
+def member_loss_fn(data: RunData, num_classes: int, epoch: int) -> LossChoice:
+    """The loss a run trains with in ``epoch`` (1-based).
 
     Arms with ``warmup_epochs = w`` train with plain cross-entropy for epochs ``1..w``.
     """
+    from smoothflip.techniques import LOSSES, is_member_specific
+
     arm = data.run.arm
     if epoch <= arm.warmup_epochs or (arm.loss == "ce" and not arm.params.get("z_loss")):
-        return ("ce",), build_loss("ce", {}, LossContext(num_classes))
-    from smoothflip.techniques import is_member_specific
-
+        return LossChoice(("ce",), build_loss("ce", {}, LossContext(num_classes)))
     if is_member_specific(arm.loss, arm.params):
-        return ("member", data.run.run_id), build_loss(arm.loss, arm.params, loss_context(data, num_classes))
-    return ("arm", arm.name), build_loss(arm.loss, arm.params, LossContext(num_classes))
+        fn = build_loss(arm.loss, arm.params, loss_context(data, num_classes))
+        return LossChoice(("member", data.run.run_id), fn)
+    fn = build_loss(arm.loss, arm.params, LossContext(num_classes))
+    return LossChoice(("arm", arm.name), fn, needs_teacher=LOSSES[arm.loss].needs_teacher)
+
+
+# --------------------------------------------------------------------------- teachers (distillation)
+
+
+@dataclass(frozen=True)
+class TeacherState:
+    """A trained teacher: its model config (as stored with its run) and its weights at the selected epoch."""
+
+    model: dict[str, Any]
+    state: dict[str, np.ndarray]
+
+
+def state_to_bytes(state: dict[str, Tensor]) -> bytes:
+    """A model's tensors as ``.npz`` bytes (float32; loaded back without pickle)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: t.detach().to(torch.float32).cpu().numpy() for name, t in state.items()})
+    return buffer.getvalue()
+
+
+def state_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def teacher_logits(
+    teacher: TeacherState, dataset: Dataset, *, base_dir: str = ".", device: torch.device
+) -> Tensor:
+    """``[N_train, K]`` logits of the teacher on every training example of the dataset."""
+    cfg = teacher.model
+    if cfg.get("factory"):
+        model = build_from_factory(
+            load_factory(cfg["factory"], base_dir=base_dir),
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            options=cfg.get("options", {}),
+        )
+    else:
+        model = build_model(
+            cfg["name"],
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            options=cfg.get("options", {}),
+        )
+    model.load_state_dict({name: torch.as_tensor(value) for name, value in teacher.state.items()})
+    model = model.to(device).eval()
+    x = torch.as_tensor(dataset.x_train, device=device)
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + 1024]) for i in range(0, x.shape[0], 1024)])
 
 
 def epoch_targets(
@@ -362,6 +429,8 @@ class Tracker:
         self.last: tuple[int, Tensor, Tensor] | None = None
         self.diverged_epoch: int | None = None
         self.extras: dict[str, Any] = {}
+        self.artifacts: dict[str, bytes] = {}
+        self.keeps_state = data.run.arm.role == "teacher"
 
     def record(
         self,
@@ -371,7 +440,8 @@ class Tracker:
         val_logits: Tensor,
         test_logits: Tensor,
         mi: float = math.nan,
-    ) -> None:
+    ) -> bool:
+        """Record one epoch; returns True when this epoch becomes the selected one."""
         d, ds = self.data, self.dataset
         train_pred = train_logits.argmax(-1).cpu().numpy()  # on d.train_eval_idx
         labels, flipped = d.noisy.labels[d.train_eval_idx], d.noisy.flipped[d.train_eval_idx]
@@ -403,11 +473,13 @@ class Tracker:
         self.last = snapshot
         if not val_labels.size:
             self.selected = snapshot  # no validation data: the last epoch is the selected one
-            return
+            return True
         score = row["val_acc"] if self.selection == "val_accuracy" else -row["val_nll"]
         if score > self.best_score:
             self.best_score = score
             self.selected = snapshot
+            return True
+        return False
 
     def add_extra(self, key: str, value: Any) -> None:
         """Keep an artifact for the store (``None`` means there is nothing to keep)."""
@@ -502,7 +574,15 @@ class Tracker:
             extras=extras,
             timings=timings,
             versions=versions(),
+            artifacts=dict(self.artifacts),
         )
+
+
+def skipped_result(run: RunConfig, dataset: Dataset, reason: str) -> RunResult:
+    """The stored result of a run that could not train (e.g. its teacher diverged before any epoch)."""
+    tracker = Tracker(prepare_run(run, dataset), dataset)
+    tracker.add_extra("skipped", reason)
+    return tracker.result({"pack_seconds": 0.0, "pack_size": 0, "seconds_per_run": 0.0, "steps": 0})
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from smoothflip.data import Dataset, load_dataset
-from smoothflip.engine.common import build_member
+from smoothflip.engine.common import TeacherState, build_member, skipped_result, state_from_bytes
 from smoothflip.engine.pack import train_pack
 from smoothflip.engine.sizing import auto_pack_size
 from smoothflip.study.grid import RunConfig, build_grid, make_packs, short_hash
@@ -161,12 +161,41 @@ def run_study(
                 if progress is not None:
                     progress(Progress(_base + fraction * _size, total, _i, len(study.packs)))
 
-            results = train_pack(pack, study.dataset, device=device, base_dir=spec.base_dir, progress=report)
+            teachers, orphans = load_teachers(store, pack)
+            trainable = [r for r in pack if r not in orphans]
+            results = train_pack(
+                trainable,
+                study.dataset,
+                device=device,
+                base_dir=spec.base_dir,
+                progress=report,
+                teachers=teachers,
+            )
+            results += [
+                skipped_result(r, study.dataset, "its teacher has no usable weights") for r in orphans
+            ]
             store.write_pack(results)
             done += len(pack)
             if progress is not None:
                 progress(Progress(done, total, index + 1, len(study.packs)))
     return Path(out_dir)
+
+
+def load_teachers(store: Store, runs: list[RunConfig]) -> tuple[dict[str, TeacherState], list[RunConfig]]:
+    """The stored teachers of the distilled students in ``runs``, and the students whose teacher has none.
+
+    A teacher that diverged before its first evaluated epoch has no selected weights.
+    """
+    teachers: dict[str, TeacherState] = {}
+    for run in runs:
+        if run.teacher_run is None or run.teacher_run in teachers:
+            continue
+        data = store.artifact(run.teacher_run, "state")
+        config = store.run_config(run.teacher_run)
+        if data is not None and config is not None:
+            teachers[run.teacher_run] = TeacherState(model=config["model"], state=state_from_bytes(data))
+    orphans = [r for r in runs if r.teacher_run is not None and r.teacher_run not in teachers]
+    return teachers, orphans
 
 
 def check_device(device: str) -> None:

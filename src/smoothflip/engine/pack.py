@@ -18,7 +18,7 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,9 +27,11 @@ from torch.func import functional_call, stack_module_state
 
 from smoothflip.data import Dataset
 from smoothflip.engine.common import (
+    LossChoice,
     Probe,
     ProgressFn,
     RunData,
+    TeacherState,
     Tracker,
     build_member,
     diverged,
@@ -40,6 +42,8 @@ from smoothflip.engine.common import (
     member_loss_fn,
     plan,
     prepare_run,
+    state_to_bytes,
+    teacher_logits,
 )
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.store import RunResult
@@ -55,6 +59,7 @@ def train_pack(
     device: str | torch.device = "cpu",
     base_dir: str = ".",
     progress: ProgressFn | None = None,
+    teachers: Mapping[str, TeacherState] | None = None,
 ) -> list[RunResult]:
     """Train ``runs`` (which must share data, model and schedule) together; one result per run.
 
@@ -64,6 +69,7 @@ def train_pack(
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         base_dir: folder a model factory reference resolves against.
         progress: called with the fraction of the pack done after each epoch.
+        teachers: for distilled students, their teachers by run id (``run.teacher_run``).
 
     Returns:
         The members' results, in the order of ``runs``.
@@ -92,6 +98,9 @@ def train_pack(
     }
     labels = torch.as_tensor(np.stack([d.noisy.labels for d in datas]), device=device)  # [P, N]
     rows = torch.arange(size, device=device).unsqueeze(1)
+    teacher_train = _teacher_logits(
+        runs, dataset, teachers, base_dir=base_dir, device=device
+    )  # [P, N, K] | None
 
     model = _Stacked([build_member(r, dataset, base_dir=base_dir) for r in runs], device)
     optimizer = make_optimizer(model.parameters(), train_cfg)
@@ -119,7 +128,8 @@ def train_pack(
             batch = slice(b * batch_size, (b + 1) * batch_size)
             idx, target = visit[:, batch], targets[:, batch]  # [P, B]
             logits = model.each(x_all[idx])  # [P, B, K]
-            member_loss = _member_losses(logits, target, groups)
+            teacher = None if teacher_train is None else teacher_train[rows, idx]
+            member_loss = _member_losses(logits, target, groups, teacher)
             bad = diverged(member_loss.detach(), logits.detach().abs().amax(dim=(1, 2))) & alive
             if bool(bad.any()):
                 for m in torch.nonzero(bad).flatten().tolist():
@@ -146,7 +156,7 @@ def train_pack(
             }
         for m, tracker in enumerate(trackers):
             if bool(alive[m]):
-                tracker.record(
+                selected = tracker.record(
                     epoch,
                     train_losses[m],
                     train_logits[m],
@@ -154,6 +164,8 @@ def train_pack(
                     test_logits[m],
                     mi.get(m, math.nan),
                 )
+                if selected and tracker.keeps_state:
+                    tracker.artifacts["state"] = state_to_bytes(model.member_state(m))
         if progress is not None:
             progress(epoch / schedule.epochs)
         if step >= schedule.total_steps:
@@ -230,6 +242,10 @@ class _Stacked:
         buffers = {k[5:]: v[m] for k, v in self.buffers.items() if k.startswith("body.")}
         return lambda x: functional_call(self.base.body, (params, buffers), (x,))
 
+    def member_state(self, m: int) -> dict[str, Tensor]:
+        """Member ``m``'s parameters and buffers, as a ``state_dict`` of the base architecture."""
+        return {k: v[m].detach() for k, v in {**self.params, **self.buffers}.items()}
+
     def zero_grad_of(self, members: Tensor) -> None:
         """Zero the gradients of the members in the ``[P]`` bool mask (frozen, diverged members)."""
         for p in self.params.values():
@@ -238,21 +254,51 @@ class _Stacked:
 
 def _loss_groups(
     datas: list[RunData], k: int, epoch: int, device: torch.device
-) -> list[tuple[Tensor, object]]:
+) -> list[tuple[Tensor, LossChoice]]:
     """Members that train with the same loss this epoch, grouped so each loss is called once."""
-    groups: dict[tuple, tuple[list[int], object]] = {}
+    groups: dict[tuple, tuple[list[int], LossChoice]] = {}
     for m, data in enumerate(datas):
-        key, fn = member_loss_fn(data, k, epoch)
-        groups.setdefault(key, ([], fn))[0].append(m)
-    return [(torch.tensor(members, device=device), fn.to(device)) for members, fn in groups.values()]
+        choice = member_loss_fn(data, k, epoch)
+        groups.setdefault(choice.key, ([], choice))[0].append(m)
+    return [(torch.tensor(members, device=device), choice) for members, choice in groups.values()]
 
 
-def _member_losses(logits: Tensor, target: Tensor, groups: list) -> Tensor:
-    """``[P]`` mean batch loss of each member."""
+def _member_losses(logits: Tensor, target: Tensor, groups: list, teacher: Tensor | None) -> Tensor:
+    """``[P]`` mean batch loss of each member (``teacher``: ``[P, B, K]`` logits for distilled students)."""
     k = logits.shape[-1]
     parts, order = [], []
-    for members, fn in groups:
-        per_example = fn(logits[members].reshape(-1, k), target[members].reshape(-1))
+    for members, choice in groups:
+        extra = {"teacher": teacher[members].reshape(-1, k)} if choice.needs_teacher else {}
+        per_example = choice.fn.to(logits.device)(
+            logits[members].reshape(-1, k), target[members].reshape(-1), **extra
+        )
         parts.append(per_example.view(len(members), -1).mean(dim=1))
         order.append(members)
     return torch.cat(parts)[torch.argsort(torch.cat(order))]
+
+
+def _teacher_logits(
+    runs: Sequence[RunConfig],
+    dataset: Dataset,
+    teachers: Mapping[str, TeacherState] | None,
+    *,
+    base_dir: str,
+    device: torch.device,
+) -> Tensor | None:
+    """``[P, N_train, K]`` teacher logits for a pack holding distilled students (zeros for the rest)."""
+    needed = [r.teacher_run for r in runs if r.teacher_run is not None]
+    if not needed:
+        return None
+    missing = [run_id for run_id in needed if not teachers or run_id not in teachers]
+    if missing:
+        raise ValueError(f"the teacher of a distilled student is not available (teacher run {missing[0]})")
+    cache: dict[str, Tensor] = {}
+    out = torch.zeros(len(runs), dataset.y_train.size, dataset.num_classes, device=device)
+    for m, run in enumerate(runs):
+        if run.teacher_run is not None:
+            if run.teacher_run not in cache:
+                cache[run.teacher_run] = teacher_logits(
+                    teachers[run.teacher_run], dataset, base_dir=base_dir, device=device
+                )
+            out[m] = cache[run.teacher_run]
+    return out

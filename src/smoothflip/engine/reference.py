@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from smoothflip.data import Dataset
 from smoothflip.engine.common import (
     Probe,
     ProgressFn,
+    TeacherState,
     Tracker,
     build_member,
     diverged,
@@ -26,6 +28,8 @@ from smoothflip.engine.common import (
     member_loss_fn,
     plan,
     prepare_run,
+    state_to_bytes,
+    teacher_logits,
 )
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.store import RunResult
@@ -38,6 +42,7 @@ def train_reference(
     device: str | torch.device = "cpu",
     base_dir: str = ".",
     progress: ProgressFn | None = None,
+    teachers: Mapping[str, TeacherState] | None = None,
 ) -> RunResult:
     """Train one run alone and return its result.
 
@@ -62,12 +67,19 @@ def train_reference(
     scheduler = make_schedule(optimizer, train_cfg, schedule.total_steps)
     order = np.random.default_rng(run.seed_for("order"))
     generator = flip_generator(data, device)
+    teacher_train = None
+    if run.teacher_run is not None:
+        if not teachers or run.teacher_run not in teachers:
+            raise ValueError(
+                f"the teacher of a distilled student is not available (teacher run {run.teacher_run})"
+            )
+        teacher_train = teacher_logits(teachers[run.teacher_run], dataset, base_dir=base_dir, device=device)
     tracker = Tracker(data, dataset)
     probe = Probe(data, dataset) if run.probe is not None else None
     step = 0
     for epoch in range(1, schedule.epochs + 1):
-        _, loss_fn = member_loss_fn(data, k, epoch)
-        loss_fn = loss_fn.to(device)
+        choice = member_loss_fn(data, k, epoch)
+        loss_fn = choice.fn.to(device)
         visit = train_idx[torch.as_tensor(order.permutation(train_idx.numel()), device=device)]
         targets = epoch_targets(labels[visit], data, k, generator, batch_size)
         total, seen, failed = 0.0, 0, False
@@ -77,7 +89,8 @@ def train_reference(
             batch = slice(b * batch_size, (b + 1) * batch_size)
             idx, target = visit[batch], targets[batch]
             logits = model(x_all[idx])
-            loss = loss_fn(logits, target).mean()
+            extra = {"teacher": teacher_train[idx]} if choice.needs_teacher else {}
+            loss = loss_fn(logits, target, **extra).mean()
             if bool(diverged(loss.detach(), logits.detach().abs().amax())):
                 tracker.mark_diverged(epoch)
                 failed = True
@@ -94,7 +107,7 @@ def train_reference(
         model.eval()
         with torch.no_grad():
             mi = probe.mutual_information(model, device) if probe is not None else math.nan
-            tracker.record(
+            selected = tracker.record(
                 epoch,
                 total / max(seen, 1),
                 model(x_all[train_eval_idx]),
@@ -102,6 +115,8 @@ def train_reference(
                 model(x_test),
                 mi,
             )
+            if selected and tracker.keeps_state:
+                tracker.artifacts["state"] = state_to_bytes(model.state_dict())
         model.train()
         if progress is not None:
             progress(epoch / schedule.epochs)

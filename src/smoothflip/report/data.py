@@ -51,9 +51,26 @@ class StudyData:
         return self.spec.baseline
 
     @property
+    def baselines(self) -> dict[str, str]:
+        """Each compared arm's baseline (one arm for a standard study; per role in a distillation study)."""
+        return self.spec.baselines()
+
+    @property
+    def single_baseline(self) -> bool:
+        return len(set(self.baselines.values())) <= 1
+
+    @property
     def others(self) -> tuple[str, ...]:
-        """Every arm except the baseline."""
-        return tuple(a for a in self.arms if a != self.baseline)
+        """Every arm that is compared with a baseline, in file order."""
+        baselines = self.baselines
+        return tuple(a for a in self.arms if a in baselines)
+
+    @property
+    def plot_arms(self) -> tuple[str, ...]:
+        """Arms drawn in the per-arm figures: all, except a distillation study's distilled students
+        (they have their own figure)."""
+        roles = {a.name: a.role for a in self.spec.arms}
+        return tuple(a for a in self.arms if roles.get(a) != "student")
 
     @property
     def clean(self) -> LabelCondition | None:
@@ -80,6 +97,8 @@ class StudyData:
         for arm in self.spec.arms:
             if arm.name == self.baseline:
                 continue
+            if self.spec.kind == "distillation" and arm.role != "teacher":
+                continue  # representation is compared across teachers
             if arm.loss in SMOOTHING_LOSSES or arm.disturb_alpha > 0 or arm.flip_rate > 0:
                 picked.append(arm.name)
         return tuple(picked) if picked else self.others

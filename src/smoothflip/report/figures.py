@@ -245,7 +245,7 @@ def _vs_noise(data: StudyData, rows: Sequence[_MetricAxis]) -> tuple[Figure, str
     clean = data.clean
     ncols = len(panels)
     fig, axes = _figure(len(rows), ncols, height=0.6 + 2.6 * len(rows), sharey="row")
-    n_arms = len(data.arms)
+    n_arms = len(data.plot_arms)
     seeds_used: set[int] = set()
     for col, (title, conditions) in enumerate(panels):
         points = ([clean] if clean is not None else []) + conditions
@@ -254,7 +254,7 @@ def _vs_noise(data: StudyData, rows: Sequence[_MetricAxis]) -> tuple[Figure, str
         dodge = 0.012 * span
         for row, metric in enumerate(rows):
             ax = axes[row, col]
-            for i, arm in enumerate(data.arms):
+            for i, arm in enumerate(data.plot_arms):
                 xs, means, lows, highs = [], [], [], []
                 for c, rate in zip(points, rates, strict=True):
                     runs = data.runs(arm, c)
@@ -387,7 +387,7 @@ def memorization(data: StudyData) -> tuple[Figure, str]:
         raise FigureSkipped("Memorization needs noisy labels; this study has only the clean condition.")
     panels = []
     for c in data.noisy:
-        lines = [(arm, mean_curve(data.runs(arm, c), "train_acc_flipped")) for arm in data.arms]
+        lines = [(arm, mean_curve(data.runs(arm, c), "train_acc_flipped")) for arm in data.plot_arms]
         lines = [(arm, line) for arm, line in lines if line is not None]
         if lines:
             panels.append((c, lines))
@@ -695,6 +695,73 @@ def mutual_information(data: StudyData) -> tuple[Figure, str]:
 # --------------------------------------------------------------------------- all figures
 
 
+def distillation(data: StudyData) -> tuple[Figure, str]:
+    """Teacher accuracy vs student accuracy: one point per teacher smoothing and temperature."""
+    d = data.spec.distillation
+    if data.spec.kind != "distillation" or d is None:
+        raise FigureSkipped("Only distillation studies have teachers and students.")
+    conditions = list(data.conditions)
+    ncols = min(3, len(conditions))
+    nrows = math.ceil(len(conditions) / ncols)
+    fig, axes = _figure(nrows, ncols, height=0.8 + 3.4 * nrows)
+    cmap = matplotlib.colormaps["viridis"]
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    drawn = False
+    for ax, condition in zip(axes.flat, conditions, strict=False):
+        for i, eps in enumerate(d.teacher_eps):
+            color = cmap(i / max(1, len(d.teacher_eps) - 1) * 0.9)
+            tx, tlo, thi = t_interval(metric_values(data.runs(f"teacher-ls-{eps:g}", condition), "test_acc"))
+            if not math.isfinite(tx):
+                continue
+            for j, temperature in enumerate(d.temperatures):
+                runs = data.runs(f"student-T{temperature:g}-from-ls-{eps:g}", condition)
+                sy, slo, shi = t_interval(metric_values(runs, "test_acc"))
+                if not math.isfinite(sy):
+                    continue
+                ax.errorbar(
+                    [tx * 100],
+                    [sy * 100],
+                    xerr=[[(tx - max(tlo, 0.0)) * 100], [(min(thi, 1.0) - tx) * 100]],
+                    yerr=[[(sy - max(slo, 0.0)) * 100], [(min(shi, 1.0) - sy) * 100]],
+                    color=color,
+                    marker=markers[j % len(markers)],
+                    markersize=6,
+                    linestyle="none",
+                    capsize=2,
+                    elinewidth=0.8,
+                    label=f"teacher eps {eps:g}, T = {temperature:g}",
+                )
+                drawn = True
+        direct = t_interval(metric_values(data.runs("student-ls-0", condition), "test_acc"))[0]
+        if math.isfinite(direct):
+            ax.axhline(direct * 100, color="0.3", linestyle="--", linewidth=1.0, label="student, plain CE")
+        best = max(
+            (t_interval(metric_values(data.runs(f"student-ls-{e:g}", condition), "test_acc"))[0], e)
+            for e in d.student_eps
+        )
+        if math.isfinite(best[0]) and best[1] != 0:
+            ax.axhline(
+                best[0] * 100, color="0.3", linestyle=":", linewidth=1.0, label="student, best direct LS"
+            )
+        ax.set_title(plain(condition.label))
+        ax.set_xlabel("teacher test accuracy (%)")
+        ax.set_ylabel("student test accuracy (%)")
+    _hide_unused(axes, len(conditions))
+    if not drawn:
+        raise FigureSkipped("No teacher and student runs are stored yet.")
+    handles, labels = _unique_handles(axes)
+    _shared_legend(fig, handles, labels, ncols=4)
+    caption = (
+        "Each point is a student distilled from one teacher (colour: the teacher's label smoothing eps; "
+        f"marker: the distillation temperature T), at {_selection_text(data)}: the teacher's test accuracy "
+        "(x) against the student's (y), means over seeds with 95% Student-t intervals. Dashed: the student "
+        "model trained directly with plain cross-entropy; dotted: the best student trained directly with "
+        "label smoothing. Müller et al. (2019) report that a better, smoothed teacher can give a worse "
+        "student. Intervals are clipped to [0, 100]."
+    )
+    return fig, caption
+
+
 def build_figures(
     data: StudyData,
     comparisons: Sequence[Any],
@@ -719,6 +786,8 @@ def build_figures(
         ("projection", "Penultimate-layer projections", lambda: projection(data)),
         ("mutual_information", "Mutual information over training", lambda: mutual_information(data)),
     ]
+    if data.spec.kind == "distillation":
+        specs.insert(0, ("distillation", "Teachers and their students", lambda: distillation(data)))
     out = []
     with matplotlib.style.context(["default", _RC]):
         for name, title, build in specs:
@@ -740,4 +809,7 @@ FIGURE_NAMES = (
     "projection",
     "mutual_information",
 )
-"""File stems of every figure the report may write (stale ones are removed on a rewrite)."""
+"""File stems of the figures of every report."""
+
+ALL_FIGURE_NAMES = ("distillation", *FIGURE_NAMES)
+"""Every figure the report may write (stale ones are removed on a rewrite)."""

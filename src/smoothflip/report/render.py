@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from smoothflip import __version__
 from smoothflip.report.data import StudyData, load_study_data
-from smoothflip.report.figures import FIGURE_NAMES, FigureResult, build_figures
+from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
 from smoothflip.study.results import summarize
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -109,14 +110,13 @@ def _analysis(data: StudyData) -> tuple[list[Any], dict[str, list[str]], str | N
         return [], {}, "No runs are stored yet: run the study first."
     if data.baseline not in present_arms:
         return [], {}, f"The baseline arm ({data.baseline}) has no stored runs, so nothing can be compared."
-    arms = [a for a in data.others if a in present_arms]
+    baselines = {a: b for a, b in data.baselines.items() if a in present_arms and b in present_arms}
+    arms = [a for a in data.others if a in baselines]
     if not arms:
         return [], {}, "The study has no arm besides the baseline, so there is nothing to compare."
     present_conditions = {r.condition for r in data.results}
     conditions = [c.label for c in data.conditions if c.label in present_conditions]
-    comparisons = analysis.compare(
-        list(data.results), baseline=data.baseline, arms=arms, conditions=conditions
-    )
+    comparisons = analysis.compare(list(data.results), baseline=baselines, arms=arms, conditions=conditions)
     # headlines() gives one sentence per condition; asking per condition keeps them apart for display.
     sentences: dict[str, list[str]] = {arm: [] for arm in arms}
     for label in conditions:
@@ -156,7 +156,8 @@ def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any
                     )
                 )
             if any(table.get((condition.label, arm, k)) is not None for k in metrics):
-                rows.append({"arm": arm, "cells": cells, "n": max(c.n for c in cells)})
+                label = arm if data.single_baseline else f"{arm} vs {data.baselines.get(arm, data.baseline)}"
+                rows.append({"arm": label, "cells": cells, "n": max(c.n for c in cells)})
         if rows:
             groups.append({"condition": condition.label, "rows": rows})
     headers = [
@@ -188,6 +189,57 @@ def _summary(data: StudyData) -> list[dict[str, Any]]:
     ]
 
 
+def _representation(data: StudyData) -> list[dict[str, Any]]:
+    """Müller et al. 2019's representation claims as numbers, per arm and condition (probed seeds).
+
+    Cluster tightness and centroid spacing come from the penultimate projection of the stored test
+    sample (:func:`smoothflip.metrics.cluster_geometry`); the mutual information is the estimate at
+    the last recorded epoch. Means over the probed seeds.
+    """
+    from smoothflip.metrics import cluster_geometry, penultimate_projection
+
+    rows = []
+    for condition in data.conditions:
+        for arm in (data.baseline, *data.smoothing_arms):
+            tight, spacing, mi, mi_max, seeds = [], [], [], [], 0
+            for run in data.runs(arm, condition):
+                rep = run.extras.get("representation")
+                curve = [v for v in run.curves.get("mi", []) if isinstance(v, float) and math.isfinite(v)]
+                if not isinstance(rep, dict) and not curve:
+                    continue
+                seeds += 1
+                if curve:
+                    mi.append(curve[-1])
+                    info = run.extras.get("mi")
+                    if isinstance(info, dict) and info.get("examples"):
+                        mi_max.append(math.log(info["examples"]))
+                if isinstance(rep, dict):
+                    bias = rep.get("head_bias")
+                    bias = bias if isinstance(bias, list) else None
+                    try:
+                        coords = penultimate_projection(
+                            rep["features"], rep["head_weight"], rep["classes"], bias=bias
+                        )
+                        geometry = cluster_geometry(coords, rep["labels"])
+                    except (ValueError, TypeError, KeyError):
+                        continue
+                    tight.append(geometry.tightness)
+                    spacing.append(geometry.spacing_cv)
+            if seeds:
+                rows.append(
+                    {
+                        "condition": condition.label,
+                        "arm": arm,
+                        "seeds": seeds,
+                        "tightness": f"{np.mean(tight):.3f}" if tight else "—",
+                        "spacing": f"{np.mean(spacing):.3f}" if spacing else "—",
+                        "mi": f"{np.mean(mi):.3f}" if mi else "—",
+                        "mi_max": f"{np.mean(mi_max):.2f}" if mi_max else "—",
+                    }
+                )
+    return rows
+
+
 def _versions(data: StudyData, key: str) -> str:
     found = sorted({str(r.versions.get(key)) for r in data.results if r.versions.get(key)})
     return ", ".join(found) if found else "unknown"
@@ -207,7 +259,12 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
         {"label": "data", "value": spec.data.source},
         {"label": "model", "value": model},
         {"label": "seeds", "value": f"{len(spec.seeds)} ({seeds})"},
-        {"label": "arms", "value": f"{', '.join(data.arms)} (baseline {data.baseline})"},
+        {
+            "label": "arms",
+            "value": f"{', '.join(data.arms)} (baseline {data.baseline})"
+            if data.single_baseline
+            else f"{', '.join(data.arms)} (each against its hard-label counterpart)",
+        },
         {"label": "conditions", "value": ", ".join(c.label for c in data.conditions)},
         {"label": "runs", "value": runs},
     ]
@@ -226,6 +283,7 @@ def _context(
         "description": data.spec.description,
         "setup": _setup(data),
         "baseline": data.baseline,
+        "single_baseline": data.single_baseline,
         "selection": selection,
         "headlines": [{"arm": arm, "sentences": texts} for arm, texts in headlines.items()],
         "analysis_note": analysis_note,
@@ -244,6 +302,7 @@ def _context(
             for f in figures
         ],
         "summary": _summary(data),
+        "representation": _representation(data),
         "provenance": {
             "smoothflip": _versions(data, "smoothflip"),
             "torch": _versions(data, "torch"),
@@ -318,7 +377,7 @@ def write_report(directory: str | Path, *, out: str | Path | None = None) -> Pat
         if figure.png is not None:
             _atomic_write(figures_dir / f"{figure.name}.png", figure.png)
             drawn.add(figure.name)
-    for name in FIGURE_NAMES:  # a figure skipped now must not linger from an earlier report
+    for name in ALL_FIGURE_NAMES:  # a figure skipped now must not linger from an earlier report
         stale = figures_dir / f"{name}.png"
         if name not in drawn and stale.exists():
             stale.unlink()

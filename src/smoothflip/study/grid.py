@@ -43,7 +43,7 @@ def derive_seed(seed: int, *purpose: Any) -> int:
 
 
 def arm_dict(arm: ArmSpec) -> dict[str, Any]:
-    return {
+    out = {
         "name": arm.name,
         "loss": arm.loss,
         "params": dict(arm.params),
@@ -51,6 +51,11 @@ def arm_dict(arm: ArmSpec) -> dict[str, Any]:
         "flip_rate": arm.flip_rate,
         "warmup_epochs": arm.warmup_epochs,
     }
+    if arm.role != "standard":
+        out["role"] = arm.role
+    if arm.teacher is not None:
+        out["teacher"] = arm.teacher
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class RunConfig:
     seed: int
     shared: dict[str, Any] = field(hash=False, compare=False)
     probe: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    teacher_run: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -80,6 +86,8 @@ class RunConfig:
         }
         if self.probe is not None:
             out["probe"] = self.probe
+        if self.teacher_run is not None:
+            out["teacher_run"] = self.teacher_run
         return out
 
     @property
@@ -101,43 +109,63 @@ class RunConfig:
         raise ValueError(f"unknown seed purpose {purpose!r}")
 
 
-def shared_config(spec: StudySpec, dataset_fingerprint: str) -> dict[str, Any]:
-    """What every run of a study shares (and what decides which runs may train as one pack)."""
+def shared_config(spec: StudySpec, dataset_fingerprint: str, arm: ArmSpec | None = None) -> dict[str, Any]:
+    """What runs of a study share (and what decides which runs may train as one pack).
+
+    An arm may bring its own model (a distillation study's teachers); otherwise the study's model.
+    """
     study = spec.to_dict()
+    model = _plain(asdict(arm.model)) if arm is not None and arm.model is not None else study["model"]
     return {
         "data": study["data"],
-        "model": study["model"],
+        "model": model,
         "train": study["train"],
         "dataset_fingerprint": dataset_fingerprint,
     }
 
 
 def build_grid(spec: StudySpec, dataset_fingerprint: str) -> list[RunConfig]:
-    """All runs of the study, ordered seed-major so that early packs complete whole seeds."""
-    shared = shared_config(spec, dataset_fingerprint)
+    """All runs of the study, ordered seed-major so that early packs complete whole seeds.
+
+    A distilled student's config names its teacher's run (same condition and seed), so a change to
+    the teacher changes the student's id too.
+    """
     conditions = study_conditions(spec)
     probed = set(spec.seeds[: spec.probes.seeds])
     probe = _plain(asdict(spec.probes))
     probe.pop("seeds")
-    return [
-        RunConfig(
-            arm=arm, condition=condition, seed=seed, shared=shared, probe=probe if seed in probed else None
-        )
-        for seed in spec.seeds
-        for condition in conditions
-        for arm in spec.arms
-    ]
+    shared = {arm.name: shared_config(spec, dataset_fingerprint, arm) for arm in spec.arms}
+    runs: list[RunConfig] = []
+    for seed in spec.seeds:
+        for condition in conditions:
+            by_arm: dict[str, RunConfig] = {}
+            for arm in sorted(spec.arms, key=lambda a: a.stage):
+                teacher = by_arm[arm.teacher].run_id if arm.teacher is not None else None
+                run = RunConfig(
+                    arm=arm,
+                    condition=condition,
+                    seed=seed,
+                    shared=shared[arm.name],
+                    probe=probe if seed in probed else None,
+                    teacher_run=teacher,
+                )
+                by_arm[arm.name] = run
+            runs.extend(by_arm[arm.name] for arm in spec.arms)
+    return runs
 
 
 def make_packs(runs: list[RunConfig], pack_size: int) -> list[list[RunConfig]]:
-    """Split runs into packs of at most ``pack_size`` members that share a pack key, keeping order."""
+    """Split runs into packs of at most ``pack_size`` members that share a pack key, keeping order.
+
+    Stage-1 packs (everything but distilled students) come before stage-2 packs (the students).
+    """
     if pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
-    groups: dict[str, list[RunConfig]] = {}
+    groups: dict[tuple[int, str], list[RunConfig]] = {}
     for run in runs:
-        groups.setdefault(run.pack_key, []).append(run)
+        groups.setdefault((run.arm.stage, run.pack_key), []).append(run)
     packs = []
-    for members in groups.values():
+    for _, members in sorted(groups.items(), key=lambda item: item[0][0]):  # stage 1 before stage 2
         count = -(-len(members) // pack_size)
         base, extra = divmod(len(members), count)  # balanced: 40 runs, at most 15 each -> 14, 13, 13
         start = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from smoothflip.techniques import ARM_OPTIONS, LOSSES, REQUIRED, check_arm
 
+STUDY_KINDS = ("standard", "distillation")
 NOISE_MODELS = ("none", "symmetric", "pair", "asymmetric", "matrix", "random_matrix", "instance")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -99,6 +100,14 @@ class ArmSpec:
     disturb_alpha: float = 0.0
     flip_rate: float = 0.0
     warmup_epochs: int = 0
+    role: str = "standard"
+    teacher: str | None = None
+    model: ModelSpec | None = None
+
+    @property
+    def stage(self) -> int:
+        """Distilled students train after their teachers (stage 2); every other arm in stage 1."""
+        return 2 if self.role == "student" else 1
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,25 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class DistillationSpec:
+    """``[distillation]``: teachers over a smoothing grid, students distilled from each at each temperature.
+
+    The study's arms are generated from it (see :func:`distillation_arms`): a teacher per
+    ``teacher_eps`` (label-smoothed cross-entropy; the teacher model is ``teacher_model`` or the
+    study's model), a student per teacher and temperature trained with
+    :func:`~smoothflip.losses.distillation_loss` (``alpha`` weights the teacher's soft targets; 1 =
+    the teacher alone, as in Müller et al. 2019), and students trained directly with label smoothing
+    for every ``student_eps`` (the comparison).
+    """
+
+    teacher_eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4)
+    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0)
+    alpha: float = 1.0
+    student_eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4)
+    teacher_model: ModelSpec | None = None
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A whole study: techniques (arms) x label conditions x seeds on one dataset, model and schedule."""
 
@@ -142,7 +170,29 @@ class StudySpec:
     baseline: str
     description: str = ""
     probes: ProbeSpec = field(default_factory=ProbeSpec)
+    kind: str = "standard"
+    distillation: DistillationSpec | None = None
     base_dir: str = "."
+
+    def baselines(self) -> dict[str, str]:
+        """Each compared arm's baseline: ``baseline`` for a standard study; in a distillation study a
+        teacher's is the hard-label teacher, a directly smoothed student's the student trained with
+        ``eps = 0`` (when there is one), and a distilled student's the student of the hard-label
+        teacher at the same temperature."""
+        if self.kind != "distillation":
+            return {a.name: self.baseline for a in self.arms if a.name != self.baseline}
+        names = {a.name for a in self.arms}
+        out = {}
+        for arm in self.arms:
+            if arm.role == "teacher":
+                base = "teacher-ls-0"
+            elif arm.role == "direct":
+                base = "student-ls-0"
+            else:
+                base = f"student-T{arm.params['temperature']:g}-from-ls-0"
+            if base in names and base != arm.name:
+                out[arm.name] = base
+        return out
 
     def arm(self, name: str) -> ArmSpec:
         for arm in self.arms:
@@ -301,23 +351,23 @@ def _read_data(raw: Any) -> DataSpec:
     return spec
 
 
-def _read_model(raw: Any) -> ModelSpec:
+def _read_model(raw: Any, path: str = "model") -> ModelSpec:
     from smoothflip.models import MODELS, model_options
 
-    t = _Table(raw, "model")
+    t = _Table(raw, path)
     factory = t.str("factory", None)
     if factory is not None:
         name = t.str("name", "custom")
         if name != "custom":
             raise SpecError(
-                f'model.name = {_show(name)}: leave it out (or write "custom") when model.factory is given'
+                f'{path}.name = {_show(name)}: leave it out (or write "custom") when {path}.factory is given'
             )
         options = {k: v for k, v in t.data.items() if k not in ("name", "factory")}
         return ModelSpec(name="custom", factory=factory, options=_frozen(options))
     name = t.str("name", "mlp")
     if name not in MODELS:
         raise SpecError(
-            f"model.name = {_show(name)}: must be one of {', '.join(map(repr, MODELS))}, "
+            f"{path}.name = {_show(name)}: must be one of {', '.join(map(repr, MODELS))}, "
             'or give model.factory = "module:function" for your own nn.Module'
         )
     defaults = model_options(name)
@@ -325,7 +375,7 @@ def _read_model(raw: Any) -> ModelSpec:
     for key in options:
         if key not in defaults:
             allowed = ", ".join(["name", "factory", *defaults])
-            raise SpecError(f"model.{key}: unknown option for {name!r}; allowed: {allowed}")
+            raise SpecError(f"{path}.{key}: unknown option for {name!r}; allowed: {allowed}")
     return ModelSpec(name=name, options=_frozen({**defaults, **options}))
 
 
@@ -359,7 +409,7 @@ def _read_arm(raw: Any, index: int) -> ArmSpec:
     name = t.str("name")
     if not name.strip():
         raise SpecError(f"{path}.name must not be empty")
-    loss = t.str("loss", "ce", choices=tuple(LOSSES))
+    loss = t.str("loss", "ce", choices=tuple(name for name, d in LOSSES.items() if not d.needs_teacher))
     definition = LOSSES[loss]
     disturb_alpha = t.float("disturb_alpha", 0.0, low=0.0, high=1.0)
     flip_rate = t.float("flip_rate", 0.0, low=0.0, high=1.0, high_open=True)
@@ -503,6 +553,83 @@ def _read_probes(raw: Any) -> ProbeSpec:
     return spec
 
 
+def _float_list(
+    t: _Table, name: str, default: tuple[float, ...], *, low: float, high: float, low_open: bool = False
+):
+    value = t.raw(name, list(default))
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{t.key(name)} = {_show(value)}: must be a non-empty list of numbers")
+    out = tuple(
+        _number(f"{t.key(name)}[{i}]", v, low=low, high=high, low_open=low_open) for i, v in enumerate(value)
+    )
+    if len(set(out)) != len(out):
+        raise SpecError(f"{t.key(name)} = {list(out)}: values must not repeat")
+    return out
+
+
+def _read_distillation(raw: Any) -> DistillationSpec:
+    t = _Table(raw, "distillation")
+    teacher_eps = _float_list(t, "teacher_eps", DistillationSpec.teacher_eps, low=-1.0, high=1.0)
+    if 0.0 not in teacher_eps:
+        raise SpecError(
+            f"distillation.teacher_eps = {list(teacher_eps)}: must include 0 (the hard-label teacher "
+            "every smoothed teacher is compared with)"
+        )
+    spec = DistillationSpec(
+        teacher_eps=teacher_eps,
+        temperatures=_float_list(
+            t, "temperatures", DistillationSpec.temperatures, low=0.0, high=1e3, low_open=True
+        ),
+        alpha=t.float("alpha", DistillationSpec.alpha, low=0.0, high=1.0),
+        student_eps=_float_list(t, "student_eps", tuple(e for e in teacher_eps), low=-1.0, high=1.0),
+        teacher_model=_read_model(t.raw("teacher_model"), path="distillation.teacher_model")
+        if t.has("teacher_model")
+        else None,
+    )
+    t.finish()
+    return spec
+
+
+def distillation_arms(spec: DistillationSpec) -> tuple[ArmSpec, ...]:
+    """The arms of a distillation study: teachers, directly smoothed students, distilled students."""
+    arms = []
+    for eps in spec.teacher_eps:
+        arms.append(
+            ArmSpec(
+                name=f"teacher-ls-{eps:g}",
+                loss="smoothed_ce",
+                params=_frozen(
+                    {"eps": float(eps), "convention": "uniform", "prior": "uniform", "z_loss": 0.0}
+                ),
+                role="teacher",
+                model=spec.teacher_model,
+            )
+        )
+    for eps in spec.student_eps:
+        arms.append(
+            ArmSpec(
+                name=f"student-ls-{eps:g}",
+                loss="smoothed_ce",
+                params=_frozen(
+                    {"eps": float(eps), "convention": "uniform", "prior": "uniform", "z_loss": 0.0}
+                ),
+                role="direct",
+            )
+        )
+    for eps in spec.teacher_eps:
+        for temperature in spec.temperatures:
+            arms.append(
+                ArmSpec(
+                    name=f"student-T{temperature:g}-from-ls-{eps:g}",
+                    loss="distill",
+                    params=_frozen({"temperature": float(temperature), "alpha": float(spec.alpha)}),
+                    role="student",
+                    teacher=f"teacher-ls-{eps:g}",
+                )
+            )
+    return tuple(arms)
+
+
 def _read_seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise SpecError(f"seeds = {_show(value)}: must be a count (int >= 1) or a list of distinct ints >= 0")
@@ -526,12 +653,14 @@ def _read_seeds(value: Any) -> tuple[int, ...]:
 TOP_LEVEL_KEYS = (
     "name",
     "description",
+    "kind",
     "seeds",
     "baseline",
     "data",
     "model",
     "train",
     "arms",
+    "distillation",
     "conditions",
     "probes",
 )
@@ -559,10 +688,22 @@ def parse_study(
     data = _read_data(top.raw("data"))
     model = _read_model(top.raw("model", {}))
     train = _read_train(top.raw("train", {}))
-    raw_arms = top.raw("arms")
-    if not isinstance(raw_arms, list) or not raw_arms:
-        raise SpecError("arms: give at least one [[arms]] table (name, loss, parameters)")
-    arms = tuple(_read_arm(a, i) for i, a in enumerate(raw_arms))
+    kind = top.str("kind", "standard", choices=STUDY_KINDS)
+    distillation = None
+    if kind == "distillation":
+        if top.has("arms"):
+            raise SpecError(
+                "arms: a distillation study generates its arms from [distillation]; remove [[arms]]"
+            )
+        distillation = _read_distillation(top.raw("distillation", {}))
+        arms = distillation_arms(distillation)
+    else:
+        if top.has("distillation"):
+            raise SpecError('distillation: only for kind = "distillation"')
+        raw_arms = top.raw("arms")
+        if not isinstance(raw_arms, list) or not raw_arms:
+            raise SpecError("arms: give at least one [[arms]] table (name, loss, parameters)")
+        arms = tuple(_read_arm(a, i) for i, a in enumerate(raw_arms))
     names = [a.name for a in arms]
     for i, arm_name in enumerate(names):
         if arm_name in names[:i]:
@@ -572,7 +713,11 @@ def parse_study(
         raise SpecError("conditions: give at least one [[conditions]] table (noise, rates)")
     conditions = tuple(_read_condition(c, i) for i, c in enumerate(raw_conditions))
     probes = _read_probes(top.raw("probes", {}))
-    baseline = top.str("baseline", arms[0].name)
+    if kind == "distillation" and top.has("baseline"):
+        raise SpecError(
+            "baseline: a distillation study compares each arm with its hard-label counterpart; remove it"
+        )
+    baseline = top.str("baseline", "teacher-ls-0" if kind == "distillation" else arms[0].name)
     if baseline not in names:
         raise SpecError(
             f"baseline = {_show(baseline)}: must name one of the arms: {', '.join(map(repr, names))}"
@@ -589,6 +734,8 @@ def parse_study(
         baseline=baseline,
         description=description,
         probes=probes,
+        kind=kind,
+        distillation=distillation,
         base_dir=str(base_dir),
     )
 
@@ -660,7 +807,7 @@ def dumps_study(spec: StudySpec) -> str:
                 "name": spec.name,
                 "description": spec.description or None,
                 "seeds": list(spec.seeds),
-                "baseline": spec.baseline,
+                "baseline": spec.baseline if spec.kind == "standard" else None,
             }
         ),
         "",
@@ -675,7 +822,26 @@ def dumps_study(spec: StudySpec) -> str:
     model = {"name": spec.model.name, "factory": spec.model.factory, **dict(spec.model.options)}
     out += _toml_lines(model)
     out += ["", "[train]", *_toml_lines(asdict(spec.train))]
-    for arm in spec.arms:
+    if spec.kind == "distillation" and spec.distillation is not None:
+        d = spec.distillation
+        out[1:1] = ['kind = "distillation"']
+        out += ["", "[distillation]"]
+        out += _toml_lines(
+            {
+                "teacher_eps": list(d.teacher_eps),
+                "temperatures": list(d.temperatures),
+                "alpha": d.alpha,
+                "student_eps": list(d.student_eps),
+            }
+        )
+        if d.teacher_model is not None:
+            teacher = {
+                "name": d.teacher_model.name,
+                "factory": d.teacher_model.factory,
+                **dict(d.teacher_model.options),
+            }
+            out += ["", "[distillation.teacher_model]", *_toml_lines(teacher)]
+    for arm in spec.arms if spec.kind == "standard" else ():
         out += ["", "[[arms]]"]
         out += _toml_lines({"name": arm.name, "loss": arm.loss, **dict(arm.params)})
         out += _toml_lines(

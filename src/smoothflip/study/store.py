@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS runs (
     versions    TEXT NOT NULL,
     finished_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    data   BLOB NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
 """
 
 
@@ -69,6 +75,8 @@ class RunResult:
         extras: larger artifacts (reliability bins, representation data) as JSON-able values.
         timings: seconds and pack size.
         versions: package versions the run was trained with.
+        artifacts: binary artifacts by name (e.g. ``"state"``: a teacher's weights as ``.npz`` bytes),
+            stored beside the run in the same transaction and read back with :meth:`Store.artifact`.
     """
 
     run_id: str
@@ -83,6 +91,7 @@ class RunResult:
     extras: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 def _dumps(value: Any) -> str:
@@ -207,6 +216,7 @@ class Store:
         Returns:
             The number of new rows.
         """
+        results = list(results)
         rows = [
             (
                 r.run_id,
@@ -225,10 +235,13 @@ class Store:
             )
             for r in results
         ]
+        blobs = [(r.run_id, name, data) for r in results for name, data in r.artifacts.items()]
         with self._transaction() as db:
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            return db.total_changes - before
+            added = db.total_changes - before
+            db.executemany("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)", blobs)
+            return added
 
     def results(self) -> list[RunResult]:
         """Every stored run, in insertion order."""
@@ -258,6 +271,17 @@ class Store:
                 )
             )
         return out
+
+    def run_config(self, run_id: str) -> dict[str, Any] | None:
+        """The stored config of one run, or None."""
+        row = self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def artifact(self, run_id: str, name: str) -> bytes | None:
+        """A stored binary artifact of a run, or None."""
+        query = "SELECT data FROM artifacts WHERE run_id = ? AND name = ?"
+        row = self._db.execute(query, (run_id, name)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
