@@ -260,14 +260,21 @@ def verdict(
     spec = load_study(Path(directory) / "study.toml")
     present = {r.condition for r in results}
     conditions = [c.label for c in study_conditions(spec) if c.label in present]
-    arms = [a.name for a in spec.arms if a.name != spec.baseline and any(r.arm == a.name for r in results)]
+    stored = {r.arm for r in results}
+    baselines = {a: b for a, b in spec.baselines().items() if a in stored and b in stored}
+    arms = [a.name for a in spec.arms if a.name in baselines]
     if not results or not arms:
         raise ValueError(
             f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
         )
-    comparisons = compare(results, baseline=spec.baseline, arms=arms, conditions=conditions, at=at)
+    comparisons = compare(results, baseline=baselines, arms=arms, conditions=conditions, at=at)
+    against = (
+        f"the baseline [bold]{spec.baseline}[/]"
+        if len(set(baselines.values())) == 1
+        else "its hard-label counterpart (shown in the table)"
+    )
     out.print(
-        f"[bold]{spec.name}[/]: each arm vs the baseline [bold]{spec.baseline}[/], paired by seed; "
+        f"[bold]{spec.name}[/]: each arm vs {against}, paired by seed; "
         f"mean difference [95% bootstrap interval] at the {at} epoch"
     )
     for arm, text in headlines(comparisons, arms=arms).items():
@@ -292,7 +299,8 @@ def verdict(
                 low, high = format_diff(c.ci_low, metric), format_diff(c.ci_high, metric)
                 text = f"{format_diff(c.mean_diff, metric)} [{low}, {high}] {VERDICT_SHORT[c.verdict]}"
                 cells.append(f"[{VERDICT_STYLE[c.verdict]}]{text.replace(' pts', '')}[/]")
-            table.add_row(condition, arm, str(n), *cells)
+            label = arm if len(set(baselines.values())) == 1 else f"{arm} vs {baselines[arm]}"
+            table.add_row(condition, label, str(n), *cells)
     out.print()
     out.print(table)
     out.print(
