@@ -153,32 +153,49 @@ def run_study(
         study = plan_study(spec, dataset, runs, store, device=device, pack_size=pack_size)
         if on_plan is not None:
             on_plan(study)
-        total = len(study.runs)
-        done = float(len(study.done))
-        for index, pack in enumerate(study.packs):
-
-            def report(fraction: float, _size: int = len(pack), _base: float = done, _i: int = index) -> None:
-                if progress is not None:
-                    progress(Progress(_base + fraction * _size, total, _i, len(study.packs)))
-
-            teachers, orphans = load_teachers(store, pack)
-            trainable = [r for r in pack if r not in orphans]
-            results = train_pack(
-                trainable,
-                study.dataset,
-                device=device,
-                base_dir=spec.base_dir,
-                progress=report,
-                teachers=teachers,
-            )
-            results += [
-                skipped_result(r, study.dataset, "its teacher has no usable weights") for r in orphans
-            ]
-            store.write_pack(results)
-            done += len(pack)
-            if progress is not None:
-                progress(Progress(done, total, index + 1, len(study.packs)))
+        run_local(study, store, device=device, progress=progress)
     return Path(out_dir)
+
+
+def run_local(
+    study: StudyPlan,
+    store: Store,
+    *,
+    device: str = "cpu",
+    progress: Callable[[Progress], None] | None = None,
+) -> None:
+    """The local executor: train the plan's packs one after another here, storing each as it finishes.
+
+    Packs come in stage order (teachers before the students distilled from them), so every
+    student's teacher is in the store by the time its pack starts.
+    """
+    spec = study.spec
+    total = len(study.runs)
+    done = float(len(study.done))
+    for index, pack in enumerate(study.packs):
+
+        def report(fraction: float, _size: int = len(pack), _base: float = done, _i: int = index) -> None:
+            if progress is not None:
+                progress(Progress(_base + fraction * _size, total, _i, len(study.packs)))
+
+        teachers, orphans = load_teachers(store, pack)
+        trainable = [r for r in pack if r not in orphans]
+        results = train_pack(
+            trainable,
+            study.dataset,
+            device=device,
+            base_dir=spec.base_dir,
+            progress=report,
+            teachers=teachers,
+        )
+        results += [skipped_result(r, study.dataset, TEACHER_MISSING) for r in orphans]
+        store.write_pack(results)
+        done += len(pack)
+        if progress is not None:
+            progress(Progress(done, total, index + 1, len(study.packs)))
+
+
+TEACHER_MISSING = "its teacher has no usable weights"
 
 
 def load_teachers(store: Store, runs: list[RunConfig]) -> tuple[dict[str, TeacherState], list[RunConfig]]:
