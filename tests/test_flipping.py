@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -24,7 +25,8 @@ def _gen(seed: int = 0, device: str = "cpu") -> torch.Generator:
 
 
 def _round_half_up(x: float) -> int:
-    return math.floor(x + 0.5 + 1e-9)
+    # x is rate * n computed in float; the count is round-half-up of that product
+    return math.floor(Fraction(x) + Fraction(1, 2))
 
 
 # --------------------------------------------------------------------------------------------------
