@@ -10,6 +10,7 @@ from torch.func import functional_call, stack_module_state
 
 from smoothflip.data.language import SyntheticLanguage
 from smoothflip.lm import CausalLM, build_lm, causal_lm_loss, lm_options
+from smoothflip.lm.models import LM_MODEL_ALIASES, LM_MODELS
 from smoothflip.models import count_parameters
 
 V = 23
@@ -19,6 +20,10 @@ CASES = [
     ("mlp", 4, {"hidden": [16, 16], "activation": "tanh"}),
     ("attention", 4, None),
     ("attention", 16, {"embedding": 16, "heads": 4, "mlp_ratio": 2, "max_length": 32}),
+    ("transformer", 3, {"embedding": 8, "heads": 2}),
+    ("gru", 3, None),  # a window shorter than the sequence: one run per position
+    ("gru", 1, {"dim": 4, "hidden": 8}),
+    ("gru", 10, {"dim": 8, "hidden": 16}),  # the whole prefix: one run over the sequence
 ]
 IDS = [f"{name}-c{context}-{i}" for i, (name, context, _) in enumerate(CASES)]
 
@@ -120,9 +125,14 @@ def test_seeding_and_options() -> None:
         ("attention", {"embedding": 10, "heads": 4}, ValueError, "model.heads must divide"),
         ("attention", {"max_length": 0}, ValueError, "model.max_length must be >= 1"),
         ("mlp", {"embedding": 0}, ValueError, "model.embedding must be >= 1"),
+        ("transformer", {"embedding": 9, "heads": 2}, ValueError, "model.heads must divide"),
+        ("gru", {"embedding": 8}, ValueError, "unknown option for 'gru'; allowed: dim, hidden"),
+        ("gru", {"dim": 0}, ValueError, "model.dim must be >= 1"),
+        ("gru", {"hidden": [16]}, TypeError, "model.hidden must be an integer"),
+        (None, None, ValueError, "model.name must be one of 'transformer', 'gru', 'mlp'"),
     ],
 )
-def test_bad_options(name: str, options: dict | None, error: type, match: str) -> None:
+def test_bad_options(name: str | None, options: dict | None, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         build_lm(name, vocab_size=V, context=2, options=options)
 
@@ -137,7 +147,7 @@ def test_bad_arguments() -> None:
         model(_ids(0, t=9))
 
 
-@pytest.mark.parametrize("name", ["mlp", "attention"])
+@pytest.mark.parametrize("name", ["mlp", "transformer", "gru"])
 def test_a_few_steps_learn_the_synthetic_language(name: str) -> None:
     lang = SyntheticLanguage(60, mean_entropy=1.0, candidates=8, seed=0)
     ids = torch.from_numpy(lang.sample(64, 24, seed=0))
@@ -152,3 +162,59 @@ def test_a_few_steps_learn_the_synthetic_language(name: str) -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_names_and_the_attention_alias() -> None:
+    assert LM_MODELS == ("transformer", "gru", "mlp")
+    assert dict(LM_MODEL_ALIASES) == {"attention": "transformer"}
+    assert lm_options("attention") == lm_options("transformer")
+    assert lm_options("gru") == {"dim": 32, "hidden": 64}
+    a = _build("attention", 4, None, seed=3)
+    b = _build("transformer", 4, None, seed=3)
+    assert type(a.body) is type(b.body)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb
+        assert torch.equal(va, vb)
+
+
+@pytest.mark.parametrize(
+    ("name", "context", "expected"),
+    [
+        ("transformer", 8, 20960 + 65 * 100),
+        ("gru", 8, 18816 + 97 * 100),
+        ("mlp", 3, 4096 * 3 + 128 + 161 * 100),
+    ],
+)
+def test_default_parameter_counts(name: str, context: int, expected: int) -> None:
+    assert count_parameters(build_lm(name, vocab_size=100, context=context)) == expected
+
+
+def test_gru_is_torch_gru_when_it_sees_the_whole_prefix() -> None:
+    model = _build("gru", 12, {"dim": 6, "hidden": 10}, seed=4)
+    reference = torch.nn.GRU(6, 10, batch_first=True)
+    with torch.no_grad():
+        reference.weight_ih_l0.copy_(model.body.input.weight)
+        reference.bias_ih_l0.copy_(model.body.input.bias)
+        reference.weight_hh_l0.copy_(model.body.recurrent.weight)
+        reference.bias_hh_l0.copy_(model.body.recurrent.bias)
+        ids = _ids(5, t=12)
+        expected, _ = reference(model.body.embed(ids))
+        torch.testing.assert_close(model.features(ids), expected, atol=1e-6, rtol=1e-5)
+    # initialized like nn.GRU: every weight and bias in U(-1/sqrt(H), 1/sqrt(H))
+    bound = 1 / 10**0.5
+    for layer in (model.body.input, model.body.recurrent):
+        assert layer.weight.abs().max() <= bound
+        assert layer.bias.abs().max() <= bound
+
+
+def test_windowed_gru_runs_each_position_over_its_last_context_tokens() -> None:
+    context, t = 3, 9
+    full = _build("gru", t, {"dim": 5, "hidden": 7}, seed=6)
+    windowed = _build("gru", context, {"dim": 5, "hidden": 7}, seed=6)
+    ids = _ids(7, b=2, t=t)
+    with torch.no_grad():
+        got = windowed.features(ids)
+        for pos in range(t):
+            start = max(0, pos - context + 1)
+            expected = full.features(ids[:, start : pos + 1])[:, -1]
+            torch.testing.assert_close(got[:, pos], expected, atol=1e-6, rtol=1e-5)

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "LM_METRICS",
     "METRICS",
     "MIN_SEEDS",
     "MIN_SEEDS_IQM",
@@ -74,6 +75,7 @@ __all__ = [
     "headline",
     "headlines",
     "interquartile_mean",
+    "metrics_for",
     "paired_interval",
     "verdict_of",
 ]
@@ -106,6 +108,23 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, ""),
     MetricSpec("test_brier", "Brier score", False, 1.0, ""),
 )
+#: Metrics of a language-model study (``kind = "lm"``): next-token accuracy, per-token NLL (log
+#: perplexity), next-token ECE before and after temperature scaling, and the KL divergence from the
+#: true next-token distribution (synthetic language only).
+LM_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("test_acc", "next-token accuracy", True, 100.0, "pts"),
+    MetricSpec("test_nll", "NLL per token", False, 1.0, ""),
+    MetricSpec("test_ece", "next-token ECE", False, 1.0, ""),
+    MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, ""),
+    MetricSpec("test_kl", "KL to the true distribution", False, 1.0, ""),
+)
+
+
+def metrics_for(kind: str) -> tuple[MetricSpec, ...]:
+    """The metrics compared for a study kind: :data:`LM_METRICS` for ``"lm"``, else :data:`METRICS`."""
+    return LM_METRICS if kind == "lm" else METRICS
+
+
 #: Every verdict word :func:`verdict_of` can give.
 VERDICTS = ("helps", "hurts", "no detectable effect", "no verdict")
 #: Fewer paired seeds than this give the verdict ``"no verdict"``.
@@ -479,7 +498,7 @@ def _value(run: RunResult, key: str, at: str) -> float:
 def _metric_specs(metrics: Sequence[MetricSpec | str]) -> list[MetricSpec]:
     if isinstance(metrics, str | MetricSpec):
         metrics = [metrics]
-    known = {m.key: m for m in METRICS}
+    known = {m.key: m for m in (*LM_METRICS, *METRICS)}
     specs = []
     for m in metrics:
         if isinstance(m, MetricSpec):

@@ -101,11 +101,12 @@ def _run(spec: Any, out_dir: Path, *, device: str, pack_size: int | None, execut
         def on_plan(plan: Any) -> None:
             bar.update(task, total=len(plan.runs), completed=len(plan.done))
             if not quiet:
+                from smoothflip.engine.local import describe_data
+
                 console.print(
                     f"{spec.name}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
                     f"{len(plan.packs)} pack(s) of up to {plan.pack_size} on {device}; data "
-                    f"{plan.dataset.name}: {len(plan.dataset.y_train)} train / "
-                    f"{len(plan.dataset.y_test)} test, {plan.dataset.num_classes} classes"
+                    f"{describe_data(spec, plan.dataset)}"
                 )
 
         def on_progress(p: Any) -> None:
@@ -248,7 +249,7 @@ def verdict(
     ] = "selected",
 ) -> None:
     """Print each arm's verdict against the baseline, per label condition (paired by seed)."""
-    from smoothflip.analysis import METRICS, compare, format_diff, headlines
+    from smoothflip.analysis import compare, format_diff, headlines, metrics_for
     from smoothflip.study.conditions import study_conditions
     from smoothflip.study.spec import load_study
     from smoothflip.study.store import Store
@@ -267,7 +268,11 @@ def verdict(
         raise ValueError(
             f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
         )
-    comparisons = compare(results, baseline=baselines, arms=arms, conditions=conditions, at=at)
+    metrics = metrics_for(spec.kind)
+    comparisons = compare(
+        results, baseline=baselines, arms=arms, conditions=conditions, at=at, metrics=metrics
+    )
+    headline_metrics = ("test_nll", "test_kl", "test_ece") if spec.kind == "lm" else ("test_acc", "test_ece")
     against = (
         f"the baseline [bold]{spec.baseline}[/]"
         if len(set(baselines.values())) == 1
@@ -277,20 +282,20 @@ def verdict(
         f"[bold]{spec.name}[/]: each arm vs {against}, paired by seed; "
         f"mean difference [95% bootstrap interval] at the {at} epoch"
     )
-    for arm, text in headlines(comparisons, arms=arms).items():
+    for arm, text in headlines(comparisons, arms=arms, metrics=headline_metrics).items():
         out.print(f"\n[bold]{arm}[/]: {text}", highlight=False)
     table = Table(title="verdicts", show_lines=False)
     table.add_column("condition")
     table.add_column("arm")
     table.add_column("n", justify="right")
-    for metric in METRICS:
+    for metric in metrics:
         table.add_column(metric.label + (f" ({metric.unit})" if metric.unit else ""))
     by_key = {(c.condition, c.arm, c.metric.key): c for c in comparisons}
     for condition in conditions:
         for arm in arms:
             cells = []
             n = 0
-            for metric in METRICS:
+            for metric in metrics:
                 c = by_key.get((condition, arm, metric.key))
                 if c is None:
                     cells.append("-")

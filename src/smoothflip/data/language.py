@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import numpy as np
 from scipy.optimize import brentq
@@ -70,7 +70,9 @@ from smoothflip._validation import SeedLike, as_generator, check_int, check_numb
 
 __all__ = [
     "BOS",
+    "CORPUS_SPLITS",
     "PAD",
+    "Corpus",
     "LanguageData",
     "SyntheticLanguage",
     "TokenDistributions",
@@ -82,6 +84,8 @@ __all__ = [
 PAD = 0
 #: Id of the begin-of-sequence token ``<bos>`` (position 0 of every sequence, never a next token).
 BOS = 1
+#: The splits of a :class:`Corpus`, in order.
+CORPUS_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 _SPECIALS = ("<pad>", "<bos>")
 _WORDS = ("hello", "how", "are", "you", "things", "we", "they", "ya", "there", "world", "is", "do",
@@ -510,9 +514,63 @@ class SyntheticLanguage:
         return np.take_along_axis(out_idx, order, axis=1), np.take_along_axis(out_p, order, axis=1)
 
 
+@runtime_checkable
+class Corpus(Protocol):
+    """What the study engine needs of a language-modelling corpus, synthetic or the user's own text.
+
+    :class:`LanguageData` (sampled from a :class:`SyntheticLanguage`) and
+    :class:`smoothflip.data.text.TextCorpus` (a user's text file) both follow it. Token ids
+    ``0`` and ``1`` are ``<pad>`` and ``<bos>`` in both.
+
+    Attributes:
+        train, validation, test: ``[N_split, L]`` int64 token ids in ``[0, V)``, one sequence per
+            row, each starting with ``<bos>``; no padding. Train a model with
+            ``input_ids = labels = split`` (the loss shifts).
+        vocab_size: ``V``.
+        token_names: ``V`` display names, indexed by id.
+        never_target: ``[V]`` bool mask of the tokens that never are a next token (at least
+            ``<pad>`` and ``<bos>``); pass it to :func:`smoothflip.lm.causal_lm_loss`.
+        name: a short name for reports.
+
+    Example:
+        >>> data = language_dataset(SyntheticLanguage(100), num_train=4, num_validation=2,
+        ...                         num_test=2, length=8)
+        >>> isinstance(data, Corpus), data.name, data.vocab_size, data.never_target[:3].tolist()
+        (True, 'synthetic-language', 100, [True, True, False])
+        >>> data.true_distributions("test").shape            # known for a synthetic language
+        (2, 7)
+    """
+
+    @property
+    def train(self) -> np.ndarray: ...
+    @property
+    def validation(self) -> np.ndarray: ...
+    @property
+    def test(self) -> np.ndarray: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def token_names(self) -> tuple[str, ...]: ...
+    @property
+    def never_target(self) -> np.ndarray: ...
+    @property
+    def name(self) -> str: ...
+
+    def true_distributions(self, split: str) -> TokenDistributions | None:
+        """The true next-token distributions of a split (``"train"``, ``"validation"``, ``"test"``).
+
+        A :class:`TokenDistributions` of shape ``[N_split, L - 1]`` aligned with
+        ``logits[:, :-1]`` (as :meth:`SyntheticLanguage.true_distributions` returns), or None when
+        they are not known (real text).
+        """
+        ...
+
+
 @dataclass(frozen=True, eq=False)
 class LanguageData:
     """Train / validation / test token arrays sampled from one :class:`SyntheticLanguage`.
+
+    Follows the :class:`Corpus` protocol.
 
     Attributes:
         language: the language they come from (its true distributions score a model).
@@ -525,6 +583,39 @@ class LanguageData:
     validation: np.ndarray
     test: np.ndarray
     seed: int
+
+    @property
+    def vocab_size(self) -> int:
+        """``V`` of the language."""
+        return self.language.vocab_size
+
+    @property
+    def token_names(self) -> tuple[str, ...]:
+        """The language's ``V`` token names, indexed by id."""
+        return self.language.token_names
+
+    @property
+    def never_target(self) -> np.ndarray:
+        """``[V]`` bool mask of ``<pad>`` and ``<bos>``, the tokens the chain never produces."""
+        return self.language.never_target
+
+    @property
+    def name(self) -> str:
+        """``"synthetic-language"``."""
+        return "synthetic-language"
+
+    def true_distributions(self, split: str) -> TokenDistributions:
+        """The language's true next-token distributions ``[N_split, length - 1]`` of one split (sparse).
+
+        Example:
+            >>> data = language_dataset(SyntheticLanguage(100), num_train=3, num_validation=1,
+            ...                         num_test=1, length=6)
+            >>> data.true_distributions("train").shape
+            (3, 5)
+        """
+        if split not in CORPUS_SPLITS:
+            raise ValueError(f"split must be one of {', '.join(map(repr, CORPUS_SPLITS))}, got {split!r}")
+        return cast(TokenDistributions, self.language.true_distributions(getattr(self, split)))
 
 
 def language_dataset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,8 +67,8 @@ def load_study_dataset(spec: StudySpec) -> Dataset:
     )
 
 
-def study_identity(spec: StudySpec, dataset: Dataset) -> str:
-    return short_hash({"study": spec.to_dict(), "dataset": dataset.fingerprint()}, 32)
+def study_identity(spec: StudySpec, data: Any) -> str:
+    return short_hash({"study": spec.to_dict(), "dataset": data_fingerprint(spec, data)}, 32)
 
 
 def _check_runnable(spec: StudySpec, dataset: Dataset, runs: list[RunConfig]) -> None:
@@ -88,12 +89,42 @@ def _check_runnable(spec: StudySpec, dataset: Dataset, runs: list[RunConfig]) ->
             )
 
 
-def resolve_study(spec: StudySpec) -> tuple[Dataset, list[RunConfig]]:
-    """Load the study's data and build its grid; fail before training if anything cannot run."""
+def resolve_study(spec: StudySpec) -> tuple[Any, list[RunConfig]]:
+    """Load the study's data (a dataset, or a corpus for ``kind = "lm"``) and build its grid.
+
+    Fails before any training if the model or a loss cannot be built for this data.
+    """
+    if spec.kind == "lm":
+        from smoothflip.engine.lm import build_lm_member, corpus_fingerprint, lm_loss_fn, load_corpus
+
+        corpus = load_corpus(spec.to_dict()["data"], base_dir=spec.base_dir)
+        runs = build_grid(spec, corpus_fingerprint(corpus))
+        build_lm_member(runs[0], corpus)
+        for run in runs[: len(spec.arms)]:
+            lm_loss_fn(run, corpus, epoch=run.arm.warmup_epochs + 1)
+        return corpus, runs
     dataset = load_study_dataset(spec)
     runs = build_grid(spec, dataset.fingerprint())
     _check_runnable(spec, dataset, runs)
     return dataset, runs
+
+
+def data_fingerprint(spec: StudySpec, data: Any) -> str:
+    if spec.kind == "lm":
+        from smoothflip.engine.lm import corpus_fingerprint
+
+        return corpus_fingerprint(data)
+    return data.fingerprint()
+
+
+def describe_data(spec: StudySpec, data: Any) -> str:
+    """One line about the study's data, for the progress display."""
+    if spec.kind == "lm":
+        return (
+            f"{data.name}: {len(data.train)} / {len(data.validation)} / {len(data.test)} sequences of "
+            f"{data.train.shape[1]} tokens, vocabulary {data.vocab_size}"
+        )
+    return f"{data.name}: {len(data.y_train)} train / {len(data.y_test)} test, {data.num_classes} classes"
 
 
 def plan_study(
@@ -117,8 +148,15 @@ def plan_study(
     done = store.finished_ids() & {r.run_id for r in runs}
     todo = [r for r in runs if r.run_id not in done]
     if pack_size is None:
-        model = build_member(runs[0], dataset, base_dir=spec.base_dir)
-        pack_size = auto_pack_size(model, dataset.input_shape, spec.train.batch_size, torch.device(device))
+        if spec.kind == "lm":
+            from smoothflip.engine.lm import auto_lm_pack_size
+
+            pack_size = auto_lm_pack_size(runs[0], dataset, spec.train.batch_size, torch.device(device))
+        else:
+            model = build_member(runs[0], dataset, base_dir=spec.base_dir)
+            pack_size = auto_pack_size(
+                model, dataset.input_shape, spec.train.batch_size, torch.device(device)
+            )
     return StudyPlan(spec, dataset, runs, done, make_packs(todo, pack_size), pack_size)
 
 
@@ -178,6 +216,14 @@ def run_local(
             if progress is not None:
                 progress(Progress(_base + fraction * _size, total, _i, len(study.packs)))
 
+        if spec.kind == "lm":
+            from smoothflip.engine.lm import train_lm_pack
+
+            store.write_pack(train_lm_pack(pack, study.dataset, device=device, progress=report))
+            done += len(pack)
+            if progress is not None:
+                progress(Progress(done, total, index + 1, len(study.packs)))
+            continue
         teachers, orphans = load_teachers(store, pack)
         trainable = [r for r in pack if r not in orphans]
         results = train_pack(

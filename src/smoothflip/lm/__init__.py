@@ -6,8 +6,8 @@
   :mod:`smoothflip.losses`.
 - :mod:`smoothflip.lm.metrics` — perplexity, next-token accuracy and ECE, model entropy, and, for
   data with known next-token distributions, :func:`kl_to_truth` and :func:`true_entropy`.
-- :mod:`smoothflip.lm.models` — :func:`build_lm`: a window MLP or a one-block attention LM,
-  vmap-compatible for the study engine.
+- :mod:`smoothflip.lm.models` — :func:`build_lm`: a one-block causal Transformer, a GRU (explicit
+  gates) or a window MLP, all vmap-compatible for the study engine.
 - :mod:`smoothflip.lm.hf` (optional extra ``hf``, imported on its own) — a ``compute_loss_func``
   for the Hugging Face ``Trainer``.
 

@@ -3,7 +3,8 @@
 Every model is a :class:`CausalLM`: an embedding-based ``body`` mapping token ids ``[B, T]`` to
 features ``[B, T, F]``, and a linear ``head`` (``nn.Linear(F, V)``) mapping them to next-token
 logits ``[B, T, V]``. Position ``t`` sees only the ``context`` tokens ``t - context + 1 .. t``
-(earlier positions of a sequence's start are zeros), never a later one.
+(a window that reaches before a sequence's start sees only its start), never a later one. Give
+``context >= T`` for a model that sees the whole prefix.
 
 Like :mod:`smoothflip.models`, the models are built for the study engine, which trains many
 copies at once with :func:`torch.func.stack_module_state` and ``torch.vmap(functional_call(...))``:
@@ -13,13 +14,25 @@ only (``torch.manual_seed`` before :func:`build_lm` fixes the parameters).
 
 Models (options and defaults in :func:`lm_options`):
 
-=============  ===========================================================================
-``mlp``        a fixed-window neural LM (Bengio et al. 2003): the embeddings of the last
-               ``context`` tokens, concatenated, through an MLP (``hidden``, ``activation``).
-``attention``  one pre-LayerNorm transformer block: causal multi-head self-attention over the
-               last ``context`` tokens (learned absolute positions up to ``max_length``) and a
-               GELU MLP, each with a residual connection, then a final LayerNorm.
-=============  ===========================================================================
+===============  =========================================================================
+``transformer``  one pre-LayerNorm transformer block: causal multi-head self-attention over
+                 the last ``context`` tokens (learned absolute positions up to
+                 ``max_length``) and a GELU MLP, each with a residual connection, then a
+                 final LayerNorm. ``"attention"`` is accepted as an alias (its first name).
+``gru``          a single-layer GRU (Cho et al. 2014; the gate equations of
+                 :class:`torch.nn.GRU`) over token embeddings of width ``dim``, written with
+                 explicit gate matmuls so that it batches under ``torch.vmap`` (``nn.GRU``'s
+                 fused kernel does not); features are its ``hidden`` state.
+``mlp``          a fixed-window neural LM (Bengio et al. 2003): the embeddings of the last
+                 ``context`` tokens, concatenated, through an MLP (``hidden``, ``activation``).
+===============  =========================================================================
+
+**The GRU and ``context``.** With ``context >= T`` the GRU runs once over the sequence from a zero
+state (``T`` steps), exactly :class:`torch.nn.GRU`. With ``context < T`` each position gets its own
+run from a zero state over its last ``context`` tokens only (``context`` steps over all ``B * T``
+windows at once), so the model obeys the same window as the others — at ``context`` times the
+arithmetic (on a CPU, ``context=8`` at ``T=64`` trains about 2x slower than ``context=64``). Give
+a GRU ``context >= T`` unless the window itself is what is studied.
 
 Example:
     >>> import torch
@@ -28,6 +41,9 @@ Example:
     >>> ids = torch.randint(0, 50, (4, 12))
     >>> lm(ids).shape, lm.features(ids).shape
     (torch.Size([4, 12, 50]), torch.Size([4, 12, 128]))
+    >>> gru = build_lm("gru", vocab_size=50, context=12)
+    >>> gru(ids).shape, gru.feature_dim
+    (torch.Size([4, 12, 50]), 64)
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -43,17 +60,21 @@ from torch import Tensor, nn
 
 from smoothflip._validation import check_choice, check_int
 
-__all__ = ["LM_ACTIVATIONS", "LM_MODELS", "CausalLM", "build_lm", "lm_options"]
+__all__ = ["LM_ACTIVATIONS", "LM_MODELS", "LM_MODEL_ALIASES", "CausalLM", "build_lm", "lm_options"]
 
 #: Names of the built-in language models.
-LM_MODELS: tuple[str, ...] = ("mlp", "attention")
+LM_MODELS: tuple[str, ...] = ("transformer", "gru", "mlp")
+
+#: Other names accepted for a built-in model: alias → name in :data:`LM_MODELS`.
+LM_MODEL_ALIASES: Mapping[str, str] = MappingProxyType({"attention": "transformer"})
 
 #: Activations the ``mlp`` accepts.
 LM_ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "tanh")
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
+    "transformer": {"embedding": 32, "heads": 2, "mlp_ratio": 4, "max_length": 256},
+    "gru": {"dim": 32, "hidden": 64},
     "mlp": {"embedding": 32, "hidden": [128], "activation": "relu"},
-    "attention": {"embedding": 32, "heads": 2, "mlp_ratio": 4, "max_length": 256},
 }
 
 
@@ -170,23 +191,89 @@ class _AttentionBlock(nn.Module):
         return self.norm_out(x)
 
 
+class _GRU(nn.Module):
+    """Embedding → single-layer GRU from a zero state; features ``[B, T, hidden]``.
+
+    The gates are those of :class:`torch.nn.GRU` (reset ``r``, update ``z``, candidate ``n``; the
+    weights have its layout, so its parameters can be copied in)::
+
+        r = σ(W_ir x + b_ir + W_hr h + b_hr)
+        z = σ(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        h' = (1 - z) * n + z * h
+
+    ``input.weight`` ``[3H, dim]`` and ``recurrent.weight`` ``[3H, H]`` stack the ``r, z, n``
+    blocks; every weight and bias is drawn from ``U(-1/√H, 1/√H)``, as ``nn.GRU`` does.
+    """
+
+    def __init__(self, vocab_size: int, context: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.context = context
+        self.hidden = hidden
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.input = nn.Linear(dim, 3 * hidden)
+        self.recurrent = nn.Linear(hidden, 3 * hidden)
+        bound = 1.0 / math.sqrt(hidden)
+        for layer in (self.input, self.recurrent):
+            nn.init.uniform_(layer.weight, -bound, bound)
+            nn.init.uniform_(layer.bias, -bound, bound)
+        self.out_features = hidden
+
+    def _step(self, gi: Tensor, h: Tensor) -> Tensor:
+        """One GRU step: input projection ``gi`` ``[..., 3H]`` and state ``h`` ``[..., H]`` → ``[..., H]``."""
+        gh = self.recurrent(h)
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        gi = self.input(self.embed(input_ids))  # [B, T, 3H]: every input projection at once
+        t = gi.shape[-2]
+        h = gi.new_zeros((*gi.shape[:-2], self.hidden))  # [B, H]
+        if self.context >= t:  # the whole prefix: one run over the sequence
+            states = []
+            for step in range(t):
+                h = self._step(gi[..., step, :], h)
+                states.append(h)
+            return torch.stack(states, dim=-2)
+        # one run per position over its last `context` tokens, all positions at once: step k reads
+        # the token k - (c - 1) positions from each position, skipped before the sequence's start
+        c = self.context
+        padded = F.pad(gi, (0, 0, c - 1, 0))  # [B, T + c - 1, 3H]
+        positions = torch.arange(t, device=gi.device)
+        h = gi.new_zeros((*gi.shape[:-1], self.hidden))  # [B, T, H]
+        for k in range(c):
+            new = self._step(padded[..., k : k + t, :], h)
+            if k < c - 1:
+                new = torch.where((positions >= c - 1 - k).unsqueeze(-1), new, h)
+            h = new
+        return h
+
+
 _ACTIVATION: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 def lm_options(name: str) -> dict[str, Any]:
     """The options a built-in language model accepts, with their defaults (a fresh copy).
 
+    - ``transformer`` (alias ``attention``): ``embedding`` (32) model width, ``heads`` (2, must
+      divide ``embedding``), ``mlp_ratio`` (4) MLP width / model width, ``max_length`` (256)
+      longest sequence.
+    - ``gru``: ``dim`` (32) token embedding width, ``hidden`` (64) GRU state width.
     - ``mlp``: ``embedding`` (32) per-token width, ``hidden`` ([128]) hidden widths (the empty
       list gives a linear model over the window), ``activation`` (``"relu"`` | ``"gelu"`` |
       ``"tanh"``).
-    - ``attention``: ``embedding`` (32) model width, ``heads`` (2, must divide ``embedding``),
-      ``mlp_ratio`` (4) MLP width / model width, ``max_length`` (256) longest sequence.
 
     Example:
-        >>> lm_options("attention")
+        >>> lm_options("transformer")
         {'embedding': 32, 'heads': 2, 'mlp_ratio': 4, 'max_length': 256}
+        >>> lm_options("gru")
+        {'dim': 32, 'hidden': 64}
     """
-    return copy.deepcopy(_DEFAULTS[check_choice("model.name", name, LM_MODELS)])
+    return copy.deepcopy(_DEFAULTS[_canonical(name)])
 
 
 def build_lm(
@@ -198,11 +285,15 @@ def build_lm(
 ) -> CausalLM:
     """Build a built-in causal LM, initialized from torch's global RNG.
 
+    Parameter counts with the default options: ``transformer`` ``20960 + 65 V``, ``gru``
+    ``18816 + 97 V``, ``mlp`` ``4096 * context + 128 + 161 V`` (at ``V = 100``,
+    ``context = 3``: 27460, 28516 and 28516).
+
     Args:
-        name: ``"mlp"`` or ``"attention"``.
+        name: ``"transformer"`` (or its alias ``"attention"``), ``"gru"`` or ``"mlp"``.
         vocab_size: ``V >= 2``.
         context: how many tokens each position sees, itself included (``>= 1``); ``1`` gives a
-            bigram model.
+            bigram model; ``>=`` the sequence length lets every position see its whole prefix.
         options: model options (see :func:`lm_options`); None means all defaults.
 
     Returns:
@@ -214,19 +305,32 @@ def build_lm(
 
     Example:
         >>> _ = torch.manual_seed(0)
-        >>> lm = build_lm("attention", vocab_size=40, context=8, options={"embedding": 16})
+        >>> lm = build_lm("transformer", vocab_size=40, context=8, options={"embedding": 16})
         >>> lm(torch.zeros(3, 10, dtype=torch.long)).shape
         torch.Size([3, 10, 40])
+        >>> gru = build_lm("gru", vocab_size=40, context=64, options={"dim": 8, "hidden": 16})
+        >>> gru(torch.zeros(3, 10, dtype=torch.long)).shape
+        torch.Size([3, 10, 40])
     """
-    name = check_choice("model.name", name, LM_MODELS)
+    name = _canonical(name)
     vocab_size = check_int("vocab_size", vocab_size, low=2)
     context = check_int("context", context, low=1)
     opts = _resolve(name, options)
+    body: nn.Module
     if name == "mlp":
-        body: nn.Module = _WindowMLP(vocab_size, context, **opts)
+        body = _WindowMLP(vocab_size, context, **opts)
+    elif name == "gru":
+        body = _GRU(vocab_size, context, **opts)
     else:
         body = _AttentionBlock(vocab_size, context, **opts)
     return CausalLM(body, nn.Linear(body.out_features, vocab_size))
+
+
+def _canonical(name: Any) -> str:
+    """The name in :data:`LM_MODELS` of ``name`` or of the model it is an alias of."""
+    if isinstance(name, str) and name in LM_MODEL_ALIASES:
+        return LM_MODEL_ALIASES[name]
+    return check_choice("model.name", name, LM_MODELS)
 
 
 def _resolve(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -246,6 +350,9 @@ def _resolve(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
             raise TypeError(f"model.hidden must be a list of widths, got {hidden!r}")
         opts["hidden"] = [check_int("model.hidden", h, low=1) for h in hidden]
         opts["activation"] = check_choice("model.activation", opts["activation"], LM_ACTIVATIONS)
+    elif name == "gru":
+        opts["dim"] = check_int("model.dim", opts["dim"], low=1)
+        opts["hidden"] = check_int("model.hidden", opts["hidden"], low=1)
     else:
         opts["embedding"] = check_int("model.embedding", opts["embedding"], low=1)
         opts["heads"] = check_int("model.heads", opts["heads"], low=1)

@@ -116,12 +116,21 @@ def _analysis(data: StudyData) -> tuple[list[Any], dict[str, list[str]], str | N
         return [], {}, "The study has no arm besides the baseline, so there is nothing to compare."
     present_conditions = {r.condition for r in data.results}
     conditions = [c.label for c in data.conditions if c.label in present_conditions]
-    comparisons = analysis.compare(list(data.results), baseline=baselines, arms=arms, conditions=conditions)
+    comparisons = analysis.compare(
+        list(data.results),
+        baseline=baselines,
+        arms=arms,
+        conditions=conditions,
+        metrics=analysis.metrics_for(data.spec.kind),
+    )
+    headline_metrics = (
+        ("test_nll", "test_kl", "test_ece") if data.spec.kind == "lm" else ("test_acc", "test_ece")
+    )
     # headlines() gives one sentence per condition; asking per condition keeps them apart for display.
     sentences: dict[str, list[str]] = {arm: [] for arm in arms}
     for label in conditions:
         subset = [c for c in comparisons if c.condition == label]
-        for arm, text in analysis.headlines(subset, arms=arms).items():
+        for arm, text in analysis.headlines(subset, arms=arms, metrics=headline_metrics).items():
             if text:
                 sentences[arm].append(text)
     return comparisons, sentences, None
@@ -240,6 +249,46 @@ def _representation(data: StudyData) -> list[dict[str, Any]]:
     return rows
 
 
+def _language_model(data: StudyData) -> dict[str, Any] | None:
+    """Language-model studies: perplexity, KL to the truth and entropies per arm, and next-token examples."""
+    if data.spec.kind != "lm":
+        return None
+    rows = []
+    for condition in data.conditions:
+        for arm in data.arms:
+            runs = data.runs(arm, condition)
+            if not runs:
+                continue
+
+            def stat(key: str, digits: int, runs: list = runs) -> str:
+                values = np.array([float(r.metrics["selected"].get(key, math.nan)) for r in runs])
+                values = values[np.isfinite(values)]
+                if not values.size:
+                    return "—"
+                sd = f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else ""
+                return f"{values.mean():.{digits}f}{sd}"
+
+            rows.append(
+                {
+                    "arm": arm,
+                    "n": len(runs),
+                    "perplexity": stat("test_perplexity", 2),
+                    "kl": stat("test_kl", 4),
+                    "entropy": stat("test_entropy", 3),
+                    "true_entropy": stat("true_entropy", 3),
+                    "acc": stat("test_acc", 4),
+                }
+            )
+    examples = []
+    for arm in data.arms:
+        for run in data.runs(arm, data.conditions[0]) if data.conditions else []:
+            found = run.extras.get("next_token_examples")
+            if isinstance(found, list) and found:
+                examples.append({"arm": arm, "seed": run.seed, "examples": found})
+                break
+    return {"rows": rows, "examples": examples}
+
+
 def _versions(data: StudyData, key: str) -> str:
     found = sorted({str(r.versions.get(key)) for r in data.results if r.versions.get(key)})
     return ", ".join(found) if found else "unknown"
@@ -303,6 +352,7 @@ def _context(
         ],
         "summary": _summary(data),
         "representation": _representation(data),
+        "language_model": _language_model(data),
         "provenance": {
             "smoothflip": _versions(data, "smoothflip"),
             "torch": _versions(data, "torch"),

@@ -16,7 +16,9 @@ from typing import Any
 
 from smoothflip.techniques import ARM_OPTIONS, LOSSES, REQUIRED, check_arm
 
-STUDY_KINDS = ("standard", "distillation")
+STUDY_KINDS = ("standard", "distillation", "lm")
+LM_LOSSES = ("ce", "smoothed_ce", "confidence_penalty")
+LM_SOURCES = ("language",)
 NOISE_MODELS = ("none", "symmetric", "pair", "asymmetric", "matrix", "random_matrix", "instance")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -351,6 +353,38 @@ def _read_data(raw: Any) -> DataSpec:
     return spec
 
 
+def _read_lm_model(raw: Any, path: str = "model") -> ModelSpec:
+    from smoothflip.lm.models import LM_MODEL_ALIASES, LM_MODELS, lm_options
+
+    t = _Table(raw, path)
+    if t.has("factory"):
+        raise SpecError(
+            f"{path}.factory: a language-model study uses a built-in model ({', '.join(LM_MODELS)})"
+        )
+    name = t.str("name", LM_MODELS[0])
+    name = LM_MODEL_ALIASES.get(name, name)
+    if name not in LM_MODELS:
+        raise SpecError(
+            f'{path}.name = {_show(name)}: must be one of {", ".join(map(repr, LM_MODELS))} for kind = "lm"'
+        )
+    # A window of 8 tokens for the MLP and the Transformer; the GRU carries its state along the
+    # whole sequence unless a shorter context is asked for.
+    defaults = {"context": 1024 if name == "gru" else 8, **lm_options(name)}
+    options = {k: v for k, v in t.data.items() if k != "name"}
+    for key in options:
+        if key not in defaults:
+            raise SpecError(
+                f"{path}.{key}: unknown option for {name!r}; allowed: {', '.join(['name', *defaults])}"
+            )
+    if isinstance(options.get("context", 8), bool) or not isinstance(options.get("context", 8), int):
+        raise SpecError(
+            f"{path}.context = {_show(options['context'])}: must be an integer (tokens of context)"
+        )
+    if options.get("context", 8) < 1:
+        raise SpecError(f"{path}.context = {options['context']}: must be >= 1")
+    return ModelSpec(name=name, options=_frozen({**defaults, **options}))
+
+
 def _read_model(raw: Any, path: str = "model") -> ModelSpec:
     from smoothflip.models import MODELS, model_options
 
@@ -379,7 +413,7 @@ def _read_model(raw: Any, path: str = "model") -> ModelSpec:
     return ModelSpec(name=name, options=_frozen({**defaults, **options}))
 
 
-def _read_train(raw: Any) -> TrainSpec:
+def _read_train(raw: Any, *, default_selection: str = "val_accuracy") -> TrainSpec:
     t = _Table(raw, "train")
     epochs = t.int("epochs", None, low=1)
     steps = t.int("steps", None, low=1)
@@ -397,7 +431,7 @@ def _read_train(raw: Any) -> TrainSpec:
         nesterov=t.bool("nesterov", False),
         weight_decay=t.float("weight_decay", 0.0, low=0.0),
         lr_schedule=t.str("lr_schedule", TrainSpec.lr_schedule, choices=LR_SCHEDULES),
-        selection=t.str("selection", "val_accuracy", choices=SELECTION_METRICS),
+        selection=t.str("selection", default_selection, choices=SELECTION_METRICS),
     )
     t.finish()
     return spec
@@ -590,6 +624,33 @@ def _read_distillation(raw: Any) -> DistillationSpec:
     return spec
 
 
+def _check_lm_study(arms: Sequence[ArmSpec], top: _Table) -> None:
+    """A language-model study smooths next-token targets; it has no label-noise conditions."""
+    for i, arm in enumerate(arms):
+        if arm.loss not in LM_LOSSES:
+            raise SpecError(
+                f"arms[{i}].loss = {_show(arm.loss)}: must be one of "
+                f'{", ".join(map(repr, LM_LOSSES))} for kind = "lm"'
+            )
+        if arm.disturb_alpha or arm.flip_rate:
+            raise SpecError(
+                f'arms[{i}] ({arm.name}): disturb_alpha / flip_rate are not available for kind = "lm"'
+            )
+        if arm.loss == "smoothed_ce":
+            if arm.params.get("convention") != "uniform":
+                raise SpecError(f"arms[{i}] ({arm.name}): convention must be 'uniform' for kind = \"lm\"")
+            if arm.params.get("prior") not in ("uniform", "train"):
+                raise SpecError(
+                    f"arms[{i}] ({arm.name}): prior must be 'uniform' or 'train' for kind = \"lm\""
+                )
+    raw = top.data.get("conditions")
+    if raw is not None and raw != [{"noise": "none"}]:
+        raise SpecError(
+            'conditions: a language-model study (kind = "lm") trains on the corpus as it is; '
+            "remove [[conditions]]"
+        )
+
+
 def distillation_arms(spec: DistillationSpec) -> tuple[ArmSpec, ...]:
     """The arms of a distillation study: teachers, directly smoothed students, distilled students."""
     arms = []
@@ -686,9 +747,9 @@ def parse_study(
     description = top.str("description", "")
     seeds = _read_seeds(top.raw("seeds", 3))
     data = _read_data(top.raw("data"))
-    model = _read_model(top.raw("model", {}))
-    train = _read_train(top.raw("train", {}))
     kind = top.str("kind", "standard", choices=STUDY_KINDS)
+    model = _read_lm_model(top.raw("model", {})) if kind == "lm" else _read_model(top.raw("model", {}))
+    train = _read_train(top.raw("train", {}), default_selection="val_nll" if kind == "lm" else "val_accuracy")
     distillation = None
     if kind == "distillation":
         if top.has("arms"):
@@ -708,6 +769,8 @@ def parse_study(
     for i, arm_name in enumerate(names):
         if arm_name in names[:i]:
             raise SpecError(f"arms[{i}].name = {_show(arm_name)}: arm names must be unique")
+    if kind == "lm":
+        _check_lm_study(arms, top)
     raw_conditions = top.raw("conditions", [{"noise": "none"}])
     if not isinstance(raw_conditions, list) or not raw_conditions:
         raise SpecError("conditions: give at least one [[conditions]] table (noise, rates)")
@@ -807,7 +870,7 @@ def dumps_study(spec: StudySpec) -> str:
                 "name": spec.name,
                 "description": spec.description or None,
                 "seeds": list(spec.seeds),
-                "baseline": spec.baseline if spec.kind == "standard" else None,
+                "baseline": spec.baseline if spec.kind != "distillation" else None,
             }
         ),
         "",
@@ -822,6 +885,8 @@ def dumps_study(spec: StudySpec) -> str:
     model = {"name": spec.model.name, "factory": spec.model.factory, **dict(spec.model.options)}
     out += _toml_lines(model)
     out += ["", "[train]", *_toml_lines(asdict(spec.train))]
+    if spec.kind == "lm":
+        out[1:1] = ['kind = "lm"']
     if spec.kind == "distillation" and spec.distillation is not None:
         d = spec.distillation
         out[1:1] = ['kind = "distillation"']
@@ -841,7 +906,7 @@ def dumps_study(spec: StudySpec) -> str:
                 **dict(d.teacher_model.options),
             }
             out += ["", "[distillation.teacher_model]", *_toml_lines(teacher)]
-    for arm in spec.arms if spec.kind == "standard" else ():
+    for arm in spec.arms if spec.kind != "distillation" else ():
         out += ["", "[[arms]]"]
         out += _toml_lines({"name": arm.name, "loss": arm.loss, **dict(arm.params)})
         out += _toml_lines(
@@ -851,7 +916,7 @@ def dumps_study(spec: StudySpec) -> str:
                 "warmup_epochs": arm.warmup_epochs,
             }
         )
-    for condition in spec.conditions:
+    for condition in spec.conditions if spec.kind != "lm" else ():
         out += ["", "[[conditions]]", *_toml_lines({"noise": condition.noise})]
         if condition.noise not in ("none", "matrix"):
             out += _toml_lines({"rates": list(condition.rates)})
