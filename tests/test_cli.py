@@ -244,3 +244,73 @@ def test_verdict_and_report_commands(tmp_path):
     assert_clean_error(invoke("verdict", out, "--at", "best"), "--at must be")
     assert_clean_error(invoke("verdict", tmp_path / "nowhere"), "no smoothflip study")
     assert_clean_error(invoke("report", tmp_path / "nowhere"), "no smoothflip study")
+
+
+def test_attack_and_clean_commands_on_a_csv(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data[:600], columns=[f"p{i}" for i in range(64)])
+    frame["label"] = [f"d{v}" for v in digits.target[:600]]
+    source = _csv(tmp_path, "digits.csv", frame)
+    attacked = tmp_path / "attacked.csv"
+    result = invoke(
+        "attack", source, "--strategy", "random", "--budget", "60", "-o", attacked, "--label-column", "label"
+    )
+    assert result.exit_code == 0, result.output
+    assert "60 of 600 labels flipped" in result.stdout
+    table = pd.read_csv(attacked)
+    assert int(table["flipped"].sum()) == 60
+    assert (table["label"] != table["label_original"]).sum() == 60
+    cleaned = tmp_path / "cleaned.parquet"
+    result = invoke(
+        "clean", attacked, "--defense", "knn", "-o", cleaned, "--label-column", "label", "--option", "k=5"
+    )
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.stdout
+    assert "flagged" in set(pd.read_parquet(cleaned))
+    assert_clean_error(
+        invoke(
+            "attack",
+            source,
+            "--strategy",
+            "alfa",
+            "--budget",
+            "0.1",
+            "-o",
+            tmp_path / "x.csv",
+            "--label-column",
+            "label",
+        ),
+        "alfa attacks binary classifiers",
+    )
+    assert_clean_error(
+        invoke(
+            "attack",
+            source,
+            "--strategy",
+            "random",
+            "--budget",
+            "lots",
+            "-o",
+            tmp_path / "x.csv",
+            "--label-column",
+            "label",
+        ),
+        "--budget 'lots'",
+    )
+    assert_clean_error(
+        invoke(
+            "clean",
+            attacked,
+            "--defense",
+            "knn",
+            "-o",
+            tmp_path / "y.csv",
+            "--label-column",
+            "label",
+            "--option",
+            "k",
+        ),
+        "write key=value",
+    )

@@ -405,3 +405,81 @@ def test_distillation_spec_errors():
         study(DISTILL.replace("temperatures = [1.0, 4.0]", "temperatures = [0.0, 4.0]"))
     with pytest.raises(SpecError, match='arms\\[0\\]\\.loss = "distill"'):
         study(TINY.replace('loss = "ce"', 'loss = "distill"', 1))
+
+
+ATTACKED = """
+name = "attacked"
+seeds = 1
+[data]
+source = "digits"
+[model]
+name = "logistic"
+[train]
+epochs = 2
+batch_size = 64
+[[arms]]
+name = "ce"
+[[arms]]
+name = "knn"
+defense = "knn"
+defense_options = {k = 8}
+[[arms]]
+name = "cl"
+defense = "confident_learning"
+defense_options = {cv = 3}
+[[arms]]
+name = "small-loss"
+defense = "small_loss"
+defense_options = {keep_fraction = 0.8}
+[[conditions]]
+attack = "margin"
+budgets = [0.15]
+[[conditions]]
+attack = "targeted"
+source = 3
+target = 8
+budgets = [0.5]
+"""
+
+
+def test_attacks_are_conditions_and_defenses_arms_and_pack_matches_reference():
+    spec = study(ATTACKED)
+    dataset, runs = resolve_study(spec)
+    assert [
+        c.label for c in __import__("smoothflip.study.conditions", fromlist=["x"]).study_conditions(spec)
+    ] == [
+        "margin attack 15%",
+        "targeted attack 50% (source=3, target=8)",
+    ]
+    pack = train_pack(runs, dataset)
+    for result, run in zip(pack, runs, strict=True):
+        assert_same_result(result, train_reference(run, dataset))
+    by = {(r.arm, r.condition): r for r in pack}
+    margin = by[("ce", "margin attack 15%")]
+    n_all = dataset.y_train.size
+    assert margin.metrics["noise_rate"] == pytest.approx(round(0.15 * n_all) / n_all)  # the budget, exactly
+    knn = by[("knn", "margin attack 15%")].metrics["defense"]
+    assert knn["name"] == "knn"
+    assert knn["relabelled"] > 0
+    assert knn["dropped"] == 0
+    assert 0 <= knn["precision"] <= 1
+    cl = by[("cl", "margin attack 15%")].metrics
+    assert cl["defense"]["dropped"] > 0
+    assert cl["n_train"] == by[("ce", "margin attack 15%")].metrics["n_train"] - cl["defense"]["dropped"]
+    small = by[("small-loss", "targeted attack 50% (source=3, target=8)")].metrics["defense"]
+    assert small["dropped"] == pytest.approx(
+        round(0.2 * by[("ce", "margin attack 15%")].metrics["n_train"]), abs=1
+    )
+
+
+def test_epoch_visit_tops_up_kept_examples_to_a_full_epoch():
+    from smoothflip.engine.common import epoch_visit, prepare_run
+
+    spec = study(ATTACKED)
+    dataset, runs = resolve_study(spec)
+    cl = next(r for r in runs if r.arm.name == "cl")
+    data = prepare_run(cl, dataset)
+    visit = epoch_visit(np.random.default_rng(0), data)
+    assert visit.size == data.train_idx.size
+    assert set(visit.tolist()) == set(data.pool.tolist())  # every kept example, nothing dropped
+    assert data.pool.size < data.train_idx.size

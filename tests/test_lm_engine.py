@@ -190,5 +190,5 @@ def test_lm_conditions_and_bad_options_are_refused(tmp_path):
         resolve_study(loads_study(bad))
     missing = textwrap.dedent(LM.format(model="mlp")).replace('source = "language"', 'source = "nothere.txt"')
     missing = missing[: missing.index("[data.options]")] + missing[missing.index("[model]") :]
-    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.txt"):
         resolve_study(loads_study(missing, base_dir=tmp_path))

@@ -247,6 +247,32 @@ def test_load_study_reads_files_and_names_the_study_after_the_file(tmp_path):
         (None, ('[data]\nsource = "digits"', "[data]"), r"^data\.source is required$"),
         ("[data.extra]\nx = 1", None, r"data\.extra: unknown key"),
         (None, ("[model]", "[model]\n[model.sub]"), r"model\.sub: unknown option"),
+        (
+            '[[conditions]]\nattack = "poison"\nbudgets = [0.1]',
+            None,
+            r'conditions\[1\]\.attack = "poison": must be one of',
+        ),
+        (
+            '[[conditions]]\nattack = "greedy"\nbudgets = [1.0]',
+            None,
+            r"conditions\[1\]\.budgets\[0\] = 1: must be < 1",
+        ),
+        (
+            '[[conditions]]\nattack = "targeted"\nbudgets = [0.1]',
+            None,
+            r"conditions\[1\]\.source is required",
+        ),
+        (
+            '[[conditions]]\nattack = "greedy"\nbudgets = [0.1]\nrounds = 3\nturbo = 1',
+            None,
+            r"conditions\[1\]\.turbo: unknown key",
+        ),
+        ('[[arms]]\nname = "d"\ndefense = "prayer"', None, r'arms\[2\]\.defense = "prayer": must be one of'),
+        (
+            '[[arms]]\nname = "d"\ndefense = "knn"\ndefense_options = {kk = 3}',
+            None,
+            r"defense_options\.kk: unknown option",
+        ),
     ],
 )
 def test_bad_study_files_give_one_line_naming_key_and_value(extra, base_edit, match):

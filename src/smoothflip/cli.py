@@ -83,7 +83,18 @@ def main(
     """Do label smoothing and label flipping help your model? Measure it."""
 
 
-def _run(spec: Any, out_dir: Path, *, device: str, pack_size: int | None, executor: str, quiet: bool) -> None:
+def _run(
+    spec: Any,
+    out_dir: Path,
+    *,
+    device: str,
+    pack_size: int | None,
+    executor: str,
+    quiet: bool,
+    address: str | None = None,
+    cpus_per_pack: float | None = None,
+    gpus_per_pack: float | None = None,
+) -> None:
     from smoothflip.engine.local import run_study
 
     columns = (
@@ -118,6 +129,9 @@ def _run(spec: Any, out_dir: Path, *, device: str, pack_size: int | None, execut
             device=device,
             pack_size=pack_size,
             executor=executor,
+            address=address,
+            cpus_per_pack=cpus_per_pack,
+            gpus_per_pack=gpus_per_pack,
             progress=on_progress,
             on_plan=on_plan,
         )
@@ -186,16 +200,56 @@ def run(
         typer.Option("--out", "-o", help="Study directory (default: smoothflip-runs/<study name>)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "cpu",
-    executor: Annotated[str, typer.Option("--executor", help="How packs run: local.")] = "local",
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="How packs run: local (here) or ray (tasks on a Ray cluster; needs smoothflip[ray]).",
+        ),
+    ] = "local",
     pack_size: Annotated[int | None, typer.Option("--pack-size", help=PACK_HELP)] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray only: the cluster, e.g. HEAD:6379 (default: RAY_ADDRESS, a cluster started here "
+            "with 'ray start', or a new local one).",
+        ),
+    ] = None,
+    cpus_per_pack: Annotated[
+        float | None,
+        typer.Option("--cpus-per-pack", help="Ray only: CPUs reserved per pack (default 1; torch threads)."),
+    ] = None,
+    gpus_per_pack: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-pack",
+            help="Ray only: GPUs reserved per pack, 0 to 1 (0.25 = four packs per GPU; default 0, "
+            "or 1 with --device cuda).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
     from smoothflip.study.spec import load_study
 
+    if executor == "ray":  # bad options, no Ray or an unreachable cluster: fail before anything starts
+        from smoothflip.engine.ray_executor import ray_options
+
+        ray_options(address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack, device=device)
     spec = load_study(study)
     target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / _safe_name(spec.name)
-    _run(spec, target, device=device, pack_size=pack_size, executor=executor, quiet=quiet)
+    _run(
+        spec,
+        target,
+        device=device,
+        pack_size=pack_size,
+        executor=executor,
+        quiet=quiet,
+        address=address,
+        cpus_per_pack=cpus_per_pack,
+        gpus_per_pack=gpus_per_pack,
+    )
 
 
 @app.command()
@@ -326,6 +380,97 @@ def report(
         if store.count() == 0:
             raise ValueError(f"{directory} holds no finished runs yet; run the study first")
     _write_report(directory)
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["k=10", "eta=0.5", "side=farthest"]`` -> ``{"k": 10, "eta": 0.5, "side": "farthest"}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--option {pair!r}: write key=value")
+        key, raw = pair.split("=", 1)
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        out[key.strip()] = value
+    return out
+
+
+def _parse_budget(text: str) -> float | int:
+    """A fraction (``0.1``) or a count (``50``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"--budget {text!r}: give a fraction in (0, 1) such as 0.1, or a count such as 50"
+        ) from None
+
+
+OPTION_HELP = "A strategy or defense option as key=value (repeatable), e.g. --option k=10."
+
+
+@app.command()
+@_clean_errors
+def attack(
+    data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz file of examples and labels.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help="random, targeted, margin, greedy or alfa.")
+    ],
+    budget: Annotated[
+        str, typer.Option("--budget", "-b", help="Labels to flip: a fraction (0.1) or a count (50).")
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Where to write the attacked file.")],
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="The label column (.csv/.parquet).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    option: Annotated[list[str] | None, typer.Option("--option", help=OPTION_HELP)] = None,
+) -> None:
+    """Flip labels of a data file with a budgeted attack; the flip mask is written beside the labels."""
+    from smoothflip.labelfiles import attack_file
+
+    result = attack_file(
+        data,
+        out_file,
+        strategy=strategy,
+        budget=_parse_budget(budget),
+        seed=seed,
+        label_column=label_column,
+        **_parse_options(option),
+    )
+    out.print(result.summary(), highlight=False)
+
+
+@app.command()
+@_clean_errors
+def clean(
+    data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz file of examples and labels.")],
+    defense: Annotated[str, typer.Option("--defense", "-d", help="knn, confident_learning or small_loss.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Where to write the cleaned file.")],
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="The label column (.csv/.parquet).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    option: Annotated[list[str] | None, typer.Option("--option", help=OPTION_HELP)] = None,
+) -> None:
+    """Clean the labels of a data file with a defense; flagged examples are marked (and scored when
+    the file carries a flip mask, e.g. from `smoothflip attack`)."""
+    from smoothflip.labelfiles import clean_file
+
+    result = clean_file(
+        data, out_file, defense=defense, seed=seed, label_column=label_column, **_parse_options(option)
+    )
+    out.print(result.summary(), highlight=False)
 
 
 def _safe_name(name: str) -> str:

@@ -54,6 +54,11 @@ class RunData:
             labels are the *noisy* ones, as a practitioner's validation labels would be.
         train_eval_idx: ``[min(N_tr, TRAIN_EVAL_SIZE)]`` training indices scored every epoch for the
             per-epoch training curves (memorization of flipped vs unflipped examples).
+        labels: ``[N]`` the labels the model trains on: the noisy labels, relabelled on the training
+            split where the arm's defense relabels.
+        pool: the training indices the model may visit (``train_idx`` minus examples the arm's
+            defense drops).
+        defense: what the arm's defense did, scored against the true flip mask (or None).
     """
 
     run: RunConfig
@@ -61,10 +66,14 @@ class RunData:
     train_idx: np.ndarray
     val_idx: np.ndarray
     train_eval_idx: np.ndarray
+    labels: np.ndarray
+    pool: np.ndarray
+    defense: dict[str, Any] | None = None
 
     @property
     def train_labels(self) -> np.ndarray:
-        return self.noisy.labels[self.train_idx]
+        """The labels trained on, on the training split (after the arm's defense)."""
+        return self.labels[self.train_idx]
 
     @property
     def train_flipped(self) -> np.ndarray:
@@ -90,13 +99,66 @@ def prepare_run(run: RunConfig, dataset: Dataset) -> RunData:
     order = rng.permutation(n)
     train_idx = np.sort(order[n_val:])
     train_eval_idx = np.sort(rng.permutation(train_idx)[:TRAIN_EVAL_SIZE])
+    labels, pool, defense = noisy.labels, train_idx, None
+    if run.arm.defense is not None:
+        labels, pool, defense = _defend(run, dataset, noisy, train_idx)
     return RunData(
         run=run,
         noisy=noisy,
         train_idx=train_idx,
         val_idx=np.sort(order[:n_val]),
         train_eval_idx=train_eval_idx,
+        labels=labels,
+        pool=pool,
+        defense=defense,
     )
+
+
+def _defend(
+    run: RunConfig, dataset: Dataset, noisy: NoisyLabels, train_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Apply the arm's defense to its training split: relabelled labels, kept indices, detection scores."""
+    from smoothflip.defenses import apply_defense, score_detection
+
+    arm = run.arm
+    x = dataset.x_train[train_idx].reshape(train_idx.size, -1)
+    result = apply_defense(
+        arm.defense,
+        x,
+        noisy.labels[train_idx],
+        seed=run.seed_for("defense") % (2**32),
+        **dict(arm.defense_options),
+    )
+    labels = noisy.labels.copy()
+    labels[train_idx] = result.labels
+    score = score_detection(result.flagged, noisy.flipped[train_idx])
+    summary = {
+        "name": arm.defense,
+        "precision": float(score.precision),
+        "recall": float(score.recall),
+        "f1": float(score.f1),
+        "flagged": float(result.flagged.sum()),
+        "relabelled": float(result.n_relabelled),
+        "dropped": float(result.n_dropped),
+    }
+    return labels, train_idx[result.keep], summary
+
+
+def epoch_visit(rng: np.random.Generator, data: RunData) -> np.ndarray:
+    """The dataset indices one epoch visits, in order: ``[N_tr]``.
+
+    Without dropped examples this is a permutation of the training split. When the arm's defense
+    drops examples, the epoch visits a permutation of the kept ones topped up with a random sample of
+    them, so every run of a pack takes the same number of steps.
+    """
+    n = data.train_idx.size
+    if data.pool.size == n:
+        return data.train_idx[rng.permutation(n)]
+    if data.pool.size == 0:
+        raise ValueError(f"the {data.run.arm.defense} defense dropped every training example")
+    order = rng.permutation(data.pool.size)
+    extra = rng.choice(data.pool.size, size=n - data.pool.size, replace=True)
+    return data.pool[np.concatenate([order, extra])]
 
 
 def loss_context(data: RunData, num_classes: int) -> LossContext:
@@ -546,10 +608,12 @@ class Tracker:
             "epochs_recorded": float(len(self.curves["epoch"])),
             "noise_rate": float(noisy.rate),
             "noise_rate_train": float(train_flipped.mean()) if train_flipped.size else math.nan,
-            "n_train": float(self.data.train_idx.size),
+            "n_train": float(self.data.pool.size),
             "n_val": float(self.data.val_idx.size),
             "n_test": float(self.dataset.y_test.size),
         }
+        if self.data.defense is not None:
+            summary["defense"] = dict(self.data.defense)
         extras: dict[str, Any] = dict(self.extras)
         if self.selected is not None:
             diagram = metrics.reliability_diagram(

@@ -24,7 +24,7 @@ from smoothflip.study.spec import StudySpec, dumps_study
 from smoothflip.study.store import Store
 from smoothflip.techniques import LossContext, build_loss
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,9 @@ def run_study(
     device: str = "cpu",
     pack_size: int | None = None,
     executor: str = "local",
+    address: str | None = None,
+    cpus_per_pack: float | None = None,
+    gpus_per_pack: float | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
 ) -> Path:
@@ -175,23 +178,50 @@ def run_study(
     Args:
         spec: the validated study.
         out_dir: the study directory (created; refused if it holds another study).
-        device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.).
-        pack_size: members per pack; None chooses the largest that fits memory.
-        executor: ``"local"``.
-        progress: called after every epoch of every pack.
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.). With ``executor="ray"``, ``"cuda"`` means
+            one GPU per pack unless ``gpus_per_pack`` says otherwise.
+        pack_size: members per pack; None chooses the largest that fits memory (with ``"ray"``: the
+            memory of this machine, the driver).
+        executor: ``"local"`` (packs train here, one after another) or ``"ray"`` (packs are Ray tasks
+            on a cluster; see :mod:`smoothflip.engine.ray_executor`; needs ``smoothflip[ray]``).
+        address: ``"ray"`` only: the cluster (``"HEAD:6379"``); None: ``RAY_ADDRESS``, a cluster
+            started on this machine by ``ray start``, or a new local one.
+        cpus_per_pack: ``"ray"`` only: CPUs reserved per pack (default 1; torch uses that many threads).
+        gpus_per_pack: ``"ray"`` only: GPUs reserved per pack, ``0 <= G <= 1`` (0.25: four packs share
+            a GPU); default 0, or 1 with ``device="cuda"``.
+        progress: called after every epoch of every pack (``"ray"``: after every stored pack).
         on_plan: called once with the plan before training starts.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}")
-    check_device(device)
     if pack_size is not None and pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    if executor == "local":
+        if address is not None or cpus_per_pack is not None or gpus_per_pack is not None:
+            raise ValueError(
+                "address, cpus_per_pack and gpus_per_pack apply to executor 'ray' only (executor is 'local')"
+            )
+        check_device(device)
+        dataset, runs = resolve_study(spec)
+        with Store.open(out_dir) as store:
+            study = plan_study(spec, dataset, runs, store, device=device, pack_size=pack_size)
+            if on_plan is not None:
+                on_plan(study)
+            run_local(study, store, device=device, progress=progress)
+        return Path(out_dir)
+    from smoothflip.engine.ray_executor import plan_pack_size, ray_options, run_ray
+
+    options = ray_options(
+        address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack, device=device
+    )
     dataset, runs = resolve_study(spec)
+    if pack_size is None:
+        pack_size = plan_pack_size(runs, dataset, options=options, base_dir=spec.base_dir)
     with Store.open(out_dir) as store:
-        study = plan_study(spec, dataset, runs, store, device=device, pack_size=pack_size)
+        study = plan_study(spec, dataset, runs, store, pack_size=pack_size)
         if on_plan is not None:
             on_plan(study)
-        run_local(study, store, device=device, progress=progress)
+        run_ray(study, store, options=options, progress=progress)
     return Path(out_dir)
 
 

@@ -36,6 +36,7 @@ from smoothflip.engine.common import (
     build_member,
     diverged,
     epoch_targets,
+    epoch_visit,
     flip_generator,
     make_optimizer,
     make_schedule,
@@ -91,12 +92,11 @@ def train_pack(
 
     x_all = torch.as_tensor(dataset.x_train, device=device)
     x_test = torch.as_tensor(dataset.x_test, device=device)
-    train_idx = torch.as_tensor(np.stack([d.train_idx for d in datas]), device=device)  # [P, N_tr]
     eval_idx = {
         "train": torch.as_tensor(np.stack([d.train_eval_idx for d in datas]), device=device),
         "val": torch.as_tensor(np.stack([d.val_idx for d in datas]), device=device),
     }
-    labels = torch.as_tensor(np.stack([d.noisy.labels for d in datas]), device=device)  # [P, N]
+    labels = torch.as_tensor(np.stack([d.labels for d in datas]), device=device)  # [P, N] labels trained on
     rows = torch.arange(size, device=device).unsqueeze(1)
     teacher_train = _teacher_logits(
         runs, dataset, teachers, base_dir=base_dir, device=device
@@ -115,8 +115,9 @@ def train_pack(
     step = 0
     for epoch in range(1, schedule.epochs + 1):
         groups = _loss_groups(datas, k, epoch, device)
-        perms = torch.as_tensor(np.stack([rng.permutation(n_train) for rng in orders]), device=device)
-        visit = train_idx.gather(1, perms)  # [P, N_tr] dataset indices in visiting order
+        visit = torch.as_tensor(  # [P, N_tr] dataset indices in visiting order
+            np.stack([epoch_visit(rng, d) for rng, d in zip(orders, datas, strict=True)]), device=device
+        )
         targets = labels[rows, visit]
         for m in flippers:
             targets[m] = epoch_targets(targets[m], datas[m], k, generators[m], batch_size)

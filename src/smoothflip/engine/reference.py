@@ -22,6 +22,7 @@ from smoothflip.engine.common import (
     build_member,
     diverged,
     epoch_targets,
+    epoch_visit,
     flip_generator,
     make_optimizer,
     make_schedule,
@@ -57,8 +58,7 @@ def train_reference(
     batch_size = int(train_cfg["batch_size"])
     x_all = torch.as_tensor(dataset.x_train, device=device)
     x_test = torch.as_tensor(dataset.x_test, device=device)
-    labels = torch.as_tensor(data.noisy.labels, device=device)
-    train_idx = torch.as_tensor(data.train_idx, device=device)
+    labels = torch.as_tensor(data.labels, device=device)
     val_idx = torch.as_tensor(data.val_idx, device=device)
     train_eval_idx = torch.as_tensor(data.train_eval_idx, device=device)
 
@@ -80,7 +80,7 @@ def train_reference(
     for epoch in range(1, schedule.epochs + 1):
         choice = member_loss_fn(data, k, epoch)
         loss_fn = choice.fn.to(device)
-        visit = train_idx[torch.as_tensor(order.permutation(train_idx.numel()), device=device)]
+        visit = torch.as_tensor(epoch_visit(order, data), device=device)
         targets = epoch_targets(labels[visit], data, k, generator, batch_size)
         total, seen, failed = 0.0, 0, False
         for b in range(schedule.batches):

@@ -249,6 +249,37 @@ def _representation(data: StudyData) -> list[dict[str, Any]]:
     return rows
 
 
+def _defenses(data: StudyData) -> list[dict[str, Any]]:
+    """Detection by each defense arm, scored against the true flip mask (mean over seeds)."""
+    rows = []
+    for condition in data.conditions:
+        for arm in data.arms:
+            scores = [r.metrics.get("defense") for r in data.runs(arm, condition)]
+            scores = [d for d in scores if isinstance(d, dict)]
+            if not scores:
+                continue
+
+            def mean(key: str, digits: int = 3, scores: list = scores) -> str:
+                values = np.array([float(d.get(key, math.nan)) for d in scores])
+                values = values[np.isfinite(values)]
+                return f"{values.mean():.{digits}f}" if values.size else "—"
+
+            rows.append(
+                {
+                    "condition": condition.label,
+                    "arm": arm,
+                    "defense": str(scores[0].get("name", "")),
+                    "seeds": len(scores),
+                    "precision": mean("precision"),
+                    "recall": mean("recall"),
+                    "f1": mean("f1"),
+                    "relabelled": mean("relabelled", 1),
+                    "dropped": mean("dropped", 1),
+                }
+            )
+    return rows
+
+
 def _language_model(data: StudyData) -> dict[str, Any] | None:
     """Language-model studies: perplexity, KL to the truth and entropies per arm, and next-token examples."""
     if data.spec.kind != "lm":
@@ -353,6 +384,8 @@ def _context(
         "summary": _summary(data),
         "representation": _representation(data),
         "language_model": _language_model(data),
+        "defenses": _defenses(data),
+        "attacked": any(c.noise == "attack" for c in data.conditions),
         "provenance": {
             "smoothflip": _versions(data, "smoothflip"),
             "torch": _versions(data, "torch"),

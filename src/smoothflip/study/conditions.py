@@ -45,6 +45,13 @@ class LabelCondition:
         if self.is_clean:
             return "clean"
         opts = dict(self.options)
+        if self.noise == "attack":
+            from smoothflip.attacks import STRATEGY_OPTIONS
+
+            defaults = STRATEGY_OPTIONS[opts["strategy"]]
+            changed = [f"{k}={v}" for k, v in opts.items() if k != "strategy" and v != defaults.get(k)]
+            suffix = f" ({', '.join(changed)})" if changed else ""
+            return f"{opts['strategy']} attack {self.rate * 100:.4g}%{suffix}"
         extra = []
         if opts.get("mode") not in (None, DEFAULT_MODES.get(self.noise)):
             extra.append(str(opts["mode"]))
@@ -86,6 +93,19 @@ class LabelCondition:
                 num_classes, rate=self.rate, sparsity=opts["sparsity"], seed=rng
             )
             return noise.from_transition_matrix(labels, matrix, mode=opts["mode"], seed=rng)
+        if self.noise == "attack":
+            from smoothflip.attacks import label_flip
+
+            attack = {k: v for k, v in opts.items() if k != "strategy"}
+            return label_flip(
+                features,
+                labels,
+                budget=self.rate,
+                strategy=opts["strategy"],
+                seed=rng,
+                num_classes=num_classes,
+                **attack,
+            )
         if self.noise == "instance":
             return noise.instance_dependent(
                 features, labels, rate=self.rate, num_classes=num_classes, seed=rng

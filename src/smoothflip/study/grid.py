@@ -55,6 +55,8 @@ def arm_dict(arm: ArmSpec) -> dict[str, Any]:
         out["role"] = arm.role
     if arm.teacher is not None:
         out["teacher"] = arm.teacher
+    if arm.defense is not None:
+        out["defense"] = {"name": arm.defense, **dict(arm.defense_options)}
     return out
 
 
@@ -104,6 +106,8 @@ class RunConfig:
             return derive_seed(self.seed, "noise", self.condition.to_dict())
         if purpose == "flip":
             return derive_seed(self.seed, "flip", self.arm.name)
+        if purpose == "defense":
+            return derive_seed(self.seed, "defense", self.condition.to_dict())
         if purpose in ("split", "init", "order", "probe"):
             return derive_seed(self.seed, purpose)
         raise ValueError(f"unknown seed purpose {purpose!r}")

@@ -105,6 +105,8 @@ class ArmSpec:
     role: str = "standard"
     teacher: str | None = None
     model: ModelSpec | None = None
+    defense: str | None = None
+    defense_options: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
 
     @property
     def stage(self) -> int:
@@ -445,6 +447,7 @@ def _read_arm(raw: Any, index: int) -> ArmSpec:
         raise SpecError(f"{path}.name must not be empty")
     loss = t.str("loss", "ce", choices=tuple(name for name, d in LOSSES.items() if not d.needs_teacher))
     definition = LOSSES[loss]
+    defense, defense_options = _read_defense(t, path)
     disturb_alpha = t.float("disturb_alpha", 0.0, low=0.0, high=1.0)
     flip_rate = t.float("flip_rate", 0.0, low=0.0, high=1.0, high_open=True)
     warmup_epochs = t.int("warmup_epochs", 0, low=0)
@@ -459,7 +462,10 @@ def _read_arm(raw: Any, index: int) -> ArmSpec:
             raise SpecError(f"{path}.{key} is required for loss {loss!r}")
         else:
             params[key] = default
-    t.finish([*("name", "loss"), *ARM_OPTIONS, *definition.params], what=f"key for loss {loss!r}")
+    t.finish(
+        [*("name", "loss"), *ARM_OPTIONS, "defense", "defense_options", *definition.params],
+        what=f"key for loss {loss!r}",
+    )
     if disturb_alpha > 0 and flip_rate > 0:
         raise SpecError(f"{path}: use disturb_alpha or flip_rate, not both")
     prior = params.get("prior")
@@ -474,6 +480,8 @@ def _read_arm(raw: Any, index: int) -> ArmSpec:
         disturb_alpha=disturb_alpha,
         flip_rate=flip_rate,
         warmup_epochs=warmup_epochs,
+        defense=defense,
+        defense_options=_frozen(defense_options),
     )
 
 
@@ -495,9 +503,63 @@ MODES = {
 }
 
 
+def _read_defense(t: _Table, path: str) -> tuple[str | None, dict[str, Any]]:
+    """An arm's ``defense`` (applied to its training labels before training) and its options."""
+    from smoothflip.defenses import DEFENSE_OPTIONS, DEFENSES
+
+    if not t.has("defense"):
+        if t.has("defense_options"):
+            raise SpecError(f"{path}.defense_options: give defense too")
+        return None, {}
+    name = t.str("defense", choices=DEFENSES)
+    options = t.raw("defense_options", {})
+    if not isinstance(options, Mapping):
+        raise SpecError(f"{path}.defense_options = {_show(options)}: must be a table")
+    for key in options:
+        if key not in DEFENSE_OPTIONS[name]:
+            allowed = ", ".join(DEFENSE_OPTIONS[name]) or "none"
+            raise SpecError(
+                f"{path}.defense_options.{key}: unknown option for defense {name!r}; allowed: {allowed}"
+            )
+    return name, dict(options)
+
+
+def _read_attack(t: _Table, path: str) -> ConditionSpec:
+    """``{attack = "greedy", budgets = [0.05, 0.1], ...options}``: a label-flip attack as a condition."""
+    from smoothflip.attacks import STRATEGIES, STRATEGY_OPTIONS
+
+    if t.has("noise") or t.has("rates"):
+        raise SpecError(f"{path}: an attack takes attack and budgets, not noise or rates")
+    strategy = t.str("attack", choices=STRATEGIES)
+    raw_budgets = t.raw("budgets")
+    if not isinstance(raw_budgets, list) or not raw_budgets:
+        raise SpecError(
+            f"{path}.budgets = {_show(raw_budgets)}: must be a non-empty list of fractions in [0, 1)"
+        )
+    budgets = tuple(
+        _number(f"{path}.budgets[{i}]", b, low=0.0, high=1.0, high_open=True)
+        for i, b in enumerate(raw_budgets)
+    )
+    if len(set(budgets)) != len(budgets):
+        raise SpecError(f"{path}.budgets = {list(budgets)}: budgets must not repeat")
+    allowed = STRATEGY_OPTIONS[strategy]
+    options: dict[str, Any] = {"strategy": strategy}
+    for key, default in allowed.items():
+        if t.has(key):
+            options[key] = t.raw(key)
+        elif default is None:
+            raise SpecError(f"{path}.{key} is required for attack {strategy!r}")
+        else:
+            options[key] = default
+    t.finish(["attack", "budgets", *allowed], what=f"key for attack {strategy!r}")
+    return ConditionSpec(noise="attack", rates=budgets, options=_frozen(options))
+
+
 def _read_condition(raw: Any, index: int) -> ConditionSpec:
     path = f"conditions[{index}]"
     t = _Table(raw, path)
+    if t.has("attack"):
+        return _read_attack(t, path)
     noise = t.str("noise", "symmetric", choices=NOISE_MODELS)
     if noise in ("none", "matrix"):
         if t.has("rates"):
@@ -916,7 +978,14 @@ def dumps_study(spec: StudySpec) -> str:
                 "warmup_epochs": arm.warmup_epochs,
             }
         )
+        if arm.defense is not None:
+            out += _toml_lines({"defense": arm.defense, "defense_options": dict(arm.defense_options)})
     for condition in spec.conditions if spec.kind != "lm" else ():
+        if condition.noise == "attack":
+            options = dict(condition.options)
+            out += ["", "[[conditions]]", *_toml_lines({"attack": options.pop("strategy")})]
+            out += _toml_lines({"budgets": list(condition.rates), **options})
+            continue
         out += ["", "[[conditions]]", *_toml_lines({"noise": condition.noise})]
         if condition.noise not in ("none", "matrix"):
             out += _toml_lines({"rates": list(condition.rates)})

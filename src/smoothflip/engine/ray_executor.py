@@ -1,0 +1,394 @@
+"""The ``ray`` executor: a study's packs trained as Ray Core tasks on a Ray cluster.
+
+Each pack is one task (``@ray.remote`` with ``num_cpus``/``num_gpus`` and ``max_retries``) that calls
+the same pure function as the local executor, :func:`smoothflip.engine.pack.train_pack`. The driver
+(the process running ``smoothflip run``) keeps a bounded number of packs in flight, collects each
+finished pack with ``ray.wait`` as it completes and writes it to the store in one transaction. Only
+the driver touches the store; workers only compute. So the resume semantics are those of the local
+executor: finished runs are skipped, a pack that was in flight when the driver died is retrained,
+``INSERT OR IGNORE`` by run id never duplicates a run. A worker that dies mid-pack (killed, out of
+memory, its node lost) makes Ray run the whole pack again elsewhere (``max_retries``); a pack's
+results are only stored once, when its task returns.
+
+Distillation studies train in two stages: distilled students (stage 2) are submitted only after
+every stage-1 pack (their teachers among them) is stored; the driver reads each student pack's
+teacher weights from the store (:func:`~smoothflip.engine.local.load_teachers`) and passes them to
+the task.
+
+Ray is an optional dependency (``pip install 'smoothflip[ray]'``); it is imported only when the
+executor is used.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import socket
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from smoothflip.data import Dataset
+from smoothflip.engine.common import TeacherState, skipped_result
+from smoothflip.engine.local import TEACHER_MISSING, Progress, StudyPlan, load_teachers
+from smoothflip.engine.pack import train_pack
+from smoothflip.engine.sizing import auto_pack_size
+from smoothflip.study.grid import RunConfig
+from smoothflip.study.store import RunResult, Store
+
+INSTALL_HINT = "pip install 'smoothflip[ray]'"
+
+MAX_RETRIES = 3
+"""How often Ray reruns a pack whose worker died (killed, out of memory, node lost)."""
+
+IN_FLIGHT_PER_SLOT = 2
+"""Packs in flight per pack the cluster can run at once: one running, one queued behind it."""
+
+CONNECT_TIMEOUT_S = 10.0
+"""How long to try reaching ``--address`` before failing (Ray itself retries for many minutes)."""
+
+
+class RayNotInstalledError(ValueError, ImportError):
+    """``--executor ray`` asked for, but Ray cannot be imported (a ``ValueError`` for the CLI)."""
+
+
+class PackFailedError(OSError):
+    """A pack failed on the Ray cluster after its retries; the packs already finished are stored."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Validated options of the ray executor.
+
+    Attributes:
+        address: the cluster to connect to (``"HEAD:6379"``, ``"ray://HEAD:10001"``, ``"auto"``,
+            ``"local"``); None: ``RAY_ADDRESS``, else a cluster started here by ``ray start``, else a new
+            local one. Ignored when this process is already connected to Ray (``ray.is_initialized()``).
+        cpus_per_pack: CPUs Ray reserves for one pack; torch trains with that many threads.
+        gpus_per_pack: GPUs Ray reserves for one pack; 0 trains on CPU, a fraction shares a GPU.
+        max_retries: reruns of a pack whose worker died.
+    """
+
+    address: str | None = None
+    cpus_per_pack: float = 1.0
+    gpus_per_pack: float = 0.0
+    max_retries: int = MAX_RETRIES
+
+    @property
+    def device(self) -> str:
+        """Where a task trains: the GPU Ray assigned it (``CUDA_VISIBLE_DEVICES``), or the CPU."""
+        return "cuda" if self.gpus_per_pack > 0 else "cpu"
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.cpus_per_pack))
+
+
+def import_ray() -> Any:
+    """Import Ray, or fail with a one-line error that says how to install it.
+
+    Raises:
+        RayNotInstalledError: Ray is not installed (or cannot be imported).
+    """
+    try:
+        import ray
+    except ImportError as err:
+        raise RayNotInstalledError(
+            f"--executor ray needs Ray, which is not installed here ({err}); {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def ray_options(
+    *,
+    address: str | None = None,
+    cpus_per_pack: float | None = None,
+    gpus_per_pack: float | None = None,
+    device: str = "cpu",
+) -> RayOptions:
+    """Check the ray executor's options (and that Ray is installed) before any data is loaded.
+
+    Args:
+        address: see :class:`RayOptions`; a ``host:port`` address is checked to accept connections.
+        cpus_per_pack: positive; a fraction below 1 lets several packs share a core; default 1.
+        gpus_per_pack: ``0 <= G <= 1``; default 0, or 1 when ``device`` is ``"cuda"``.
+        device: the ``--device`` option: ``"cpu"`` or ``"cuda"``. With Ray, a pack trains on the GPU
+            Ray assigns it, so ``"cuda:N"`` is refused.
+
+    Returns:
+        The validated options.
+
+    Raises:
+        RayNotInstalledError: Ray is not installed.
+        ValueError: a bad value (the message names the option).
+        ConnectionError: nothing accepts connections at ``address``.
+
+    Example:
+        >>> ray_options(cpus_per_pack=2, gpus_per_pack=0.25)  # doctest: +SKIP
+        RayOptions(address=None, cpus_per_pack=2.0, gpus_per_pack=0.25, max_retries=3)
+    """
+    cpus = _resource("cpus_per_pack", 1.0 if cpus_per_pack is None else cpus_per_pack, allow_zero=False)
+    if device not in ("cpu", "cuda"):
+        raise ValueError(
+            f"with executor 'ray' the device is 'cpu' or 'cuda' (Ray assigns each pack its GPU; "
+            f"use gpus_per_pack), got {device!r}"
+        )
+    if gpus_per_pack is None:
+        gpus_per_pack = 1.0 if device == "cuda" else 0.0
+    gpus = _resource("gpus_per_pack", gpus_per_pack, allow_zero=True, most=1.0)
+    if address is not None:
+        if not isinstance(address, str) or not address.strip():
+            raise ValueError(f"address must be a Ray cluster address such as 'HEAD:6379', got {address!r}")
+        address = address.strip()
+    import_ray()
+    if address is not None:
+        _check_reachable(address)
+    return RayOptions(address=address, cpus_per_pack=cpus, gpus_per_pack=gpus, max_retries=MAX_RETRIES)
+
+
+def _resource(name: str, value: Any, *, allow_zero: bool, most: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    low = "a number >= 0" if allow_zero else "a positive number"
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {low}, got {value:g}")
+    if most is not None and value > most:
+        raise ValueError(
+            f"{name} must be at most {most:g} (a pack trains on one GPU; 0.25 puts four packs on a GPU), "
+            f"got {value:g}"
+        )
+    if value > 1 and value != int(value):
+        raise ValueError(f"{name} above 1 must be a whole number (Ray's rule), got {value:g}")
+    return value
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast when nothing listens at ``host:port`` (``ray.init`` would retry for minutes)."""
+    if address in ("auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(
+            f"address must look like 'HEAD:6379' or 'ray://HEAD:10001' (or 'auto', 'local'), got {address!r}"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise ConnectionError(
+            f"cannot reach a Ray cluster at {address} ({err}); start one with 'ray start --head' "
+            "on the head node, or check the address and port"
+        ) from None
+
+
+def plan_pack_size(
+    study_runs: Sequence[RunConfig], dataset: Dataset, *, options: RayOptions, base_dir: str = "."
+) -> int:
+    """The pack size when none is given: fitted on the driver, which is all the planner can measure.
+
+    With GPUs per pack and a GPU on the driver, a pack is sized to a quarter of the driver's free GPU
+    memory times the GPU fraction (``0.25`` of a GPU: a quarter of that); otherwise to the driver's
+    free RAM, at most 64 members. Workers with other memory need ``--pack-size``.
+    """
+    from smoothflip.engine.common import build_member
+
+    model = build_member(study_runs[0], dataset, base_dir=base_dir)
+    batch = int(study_runs[0].shared["train"]["batch_size"])
+    if options.gpus_per_pack > 0 and torch.cuda.is_available():
+        size = auto_pack_size(model, dataset.input_shape, batch, torch.device("cuda"))
+        return max(1, int(size * options.gpus_per_pack))
+    return auto_pack_size(model, dataset.input_shape, batch, torch.device("cpu"))
+
+
+def _train_pack_task(
+    runs: list[RunConfig],
+    dataset: Dataset,
+    *,
+    device: str,
+    threads: int,
+    base_dir: str,
+    teachers: Mapping[str, TeacherState] | None,
+) -> list[RunResult]:
+    """What a Ray worker runs for one pack (a plain function; wrapped with ``ray.remote`` on use)."""
+    torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "this Ray worker was given a GPU but its PyTorch sees no CUDA device (a CPU-only torch build?)"
+        )
+    with warnings.catch_warnings():
+        # Arrays from Ray's object store are read-only; train_pack only reads them.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return train_pack(runs, dataset, device=device, base_dir=base_dir, teachers=teachers)
+
+
+@contextmanager
+def ray_session(ray: Any, address: str | None) -> Iterator[None]:
+    """Connect to Ray for the study, unless this process already is (then leave it connected)."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_ray(
+    study: StudyPlan,
+    store: Store,
+    *,
+    options: RayOptions | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    max_in_flight: int | None = None,
+) -> None:
+    """The ray executor: train the plan's packs as Ray tasks; this process stores each as it returns.
+
+    Args:
+        study: the plan (:func:`~smoothflip.engine.local.plan_study`).
+        store: the study's store; written here only, one transaction per finished pack.
+        options: from :func:`ray_options` (default: 1 CPU and no GPU per pack).
+        progress: called after every stored pack (runs done, fractional counts never appear).
+        max_in_flight: packs submitted but not yet stored; default twice the packs the cluster can
+            run at once.
+
+    Raises:
+        PackFailedError: a pack failed after its retries (the other finished packs are stored first).
+        ValueError: no node of the cluster has the resources one pack asks for; or a pack's own
+            ``ValueError``/``TypeError`` (bad input, the same as with the local executor).
+    """
+    options = options if options is not None else RayOptions()
+    ray = import_ray()
+    with ray_session(ray, options.address):
+        limit = max_in_flight if max_in_flight is not None else _in_flight_limit(ray, options)
+        if limit < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {limit}")
+        _Driver(ray, study, store, options, progress, limit).run()
+
+
+def _in_flight_limit(ray: Any, options: RayOptions) -> int:
+    """Twice the packs the cluster can run at once; refuses a request no node can satisfy."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", n.get("alive", False))]
+    fits = [r for r in nodes if r.get("CPU", 0) >= options.cpus_per_pack]
+    if options.gpus_per_pack > 0:
+        fits = [r for r in fits if r.get("GPU", 0) >= options.gpus_per_pack]
+    if not fits:
+        have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "none"
+        raise ValueError(
+            f"no node of the Ray cluster can run a pack with {options.cpus_per_pack:g} CPU(s) and "
+            f"{options.gpus_per_pack:g} GPU(s) (nodes: {have}); lower cpus_per_pack / gpus_per_pack"
+        )
+    slots = sum(int(r.get("CPU", 0) // options.cpus_per_pack) for r in fits)
+    if options.gpus_per_pack > 0:
+        slots = min(slots, sum(int(r.get("GPU", 0) // options.gpus_per_pack) for r in fits))
+    return IN_FLIGHT_PER_SLOT * max(1, slots)
+
+
+class _Driver:
+    """Submits packs (bounded), stores them as they finish, and stops cleanly on failure."""
+
+    def __init__(
+        self,
+        ray: Any,
+        study: StudyPlan,
+        store: Store,
+        options: RayOptions,
+        progress: Callable[[Progress], None] | None,
+        limit: int,
+    ) -> None:
+        self.ray, self.study, self.store, self.options = ray, study, store, options
+        self.progress, self.limit = progress, limit
+        self.done = len(study.done)
+        self.packs_done = 0
+        self.task = ray.remote(_train_pack_task).options(
+            num_cpus=options.cpus_per_pack,
+            num_gpus=options.gpus_per_pack,
+            max_retries=options.max_retries,
+            retry_exceptions=False,  # a Python error in train_pack is deterministic: retrying repeats it
+        )
+        self.in_flight: dict[Any, tuple[list[RunConfig], list[RunResult]]] = {}
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        if not self.study.packs:
+            return
+        dataset = self.ray.put(self.study.dataset)  # once; every task gets the reference
+        try:
+            for _stage, packs in itertools.groupby(self.study.packs, key=lambda p: p[0].arm.stage):
+                # Every pack of a stage is stored before the next stage starts: a distilled student's
+                # teacher weights are read from the store when its pack is submitted.
+                queue = list(packs)
+                queue.reverse()
+                while (queue and self.failure is None) or self.in_flight:
+                    while queue and self.failure is None and len(self.in_flight) < self.limit:
+                        self._submit(queue.pop(), dataset)
+                    if self.in_flight:
+                        self._collect_one()
+                if self.failure is not None:
+                    raise self.failure
+        except BaseException:
+            for ref in self.in_flight:  # Ctrl-C or a failure: stop the cluster's work for this study
+                self.ray.cancel(ref, force=True)
+            self.in_flight.clear()
+            raise
+
+    def _submit(self, pack: list[RunConfig], dataset: Any) -> None:
+        teachers, orphans = load_teachers(self.store, pack)
+        skipped = [skipped_result(r, self.study.dataset, TEACHER_MISSING) for r in orphans]
+        trainable = [r for r in pack if r not in orphans]
+        if not trainable:
+            self._store(pack, skipped)
+            return
+        ref = self.task.remote(
+            trainable,
+            dataset,
+            device=self.options.device,
+            threads=self.options.threads,
+            base_dir=self.study.spec.base_dir,
+            teachers=teachers or None,
+        )
+        self.in_flight[ref] = (pack, skipped)
+
+    def _collect_one(self) -> None:
+        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1)
+        for ref in ready:
+            pack, skipped = self.in_flight.pop(ref)
+            try:
+                results = self.ray.get(ref)
+            except self.ray.exceptions.RayError as err:
+                # Stop submitting; the packs still in flight are collected and stored first.
+                if self.failure is None:
+                    self.failure = self._explain(err)
+                continue
+            self._store(pack, list(results) + skipped)
+
+    def _store(self, pack: list[RunConfig], results: list[RunResult]) -> None:
+        self.store.write_pack(results)
+        self.done += len(pack)
+        self.packs_done += 1
+        if self.progress is not None:
+            self.progress(Progress(self.done, len(self.study.runs), self.packs_done, len(self.study.packs)))
+
+    def _explain(self, err: Exception) -> BaseException:
+        """A one-line error for a failed pack (a pack's own bad-input error is passed on as it is)."""
+        cause = getattr(err, "cause", None)
+        if isinstance(err, self.ray.exceptions.RayTaskError) and isinstance(cause, ValueError | TypeError):
+            return cause
+        if isinstance(err, self.ray.exceptions.RayTaskError) and cause is not None:
+            what = f"{type(cause).__name__}: {cause}"
+        else:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            what = f"{type(err).__name__} after {self.options.max_retries} retries" + (
+                f" ({first})" if first else ""
+            )
+        return PackFailedError(
+            f"a pack failed on the Ray cluster: {what}; the finished packs are stored, "
+            "run the same command again to resume"
+        )

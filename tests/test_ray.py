@@ -1,0 +1,396 @@
+"""The ray executor on a real local Ray cluster (one per module): same results as the local executor,
+a worker killed mid-pack, a driver stopped mid-study, distillation stages, and the errors.
+
+The cluster tests are skipped when Ray is not installed (``pip install 'smoothflip[ray]'``; the
+``test`` extra installs it); the install-hint test runs either way.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smoothflip.cli import app
+from smoothflip.engine import ray_executor
+from smoothflip.engine.local import Progress, run_study
+from smoothflip.study.spec import loads_study
+from smoothflip.study.store import RunResult, Store
+
+SMALL = """
+name = "ray-small"
+seeds = 2
+[data]
+source = "digits"
+[model]
+name = "mlp"
+hidden = [16]
+[train]
+epochs = 2
+batch_size = 64
+[[arms]]
+name = "ce"
+[[arms]]
+name = "ls"
+loss = "smoothed_ce"
+eps = 0.2
+[[arms]]
+name = "disturb"
+disturb_alpha = 0.2
+[[conditions]]
+noise = "symmetric"
+rates = [0.0, 0.3]
+"""
+
+DISTILL = """
+name = "ray-distill"
+kind = "distillation"
+seeds = 1
+[data]
+source = "digits"
+[model]
+name = "logistic"
+[train]
+epochs = 2
+batch_size = 64
+[distillation]
+teacher_eps = [0.0, 0.3]
+temperatures = [2.0]
+alpha = 0.7
+student_eps = [0.0]
+[distillation.teacher_model]
+name = "mlp"
+hidden = [16]
+[[conditions]]
+noise = "symmetric"
+rates = [0.0, 0.3]
+"""
+
+# A model factory that makes the first Ray worker to build a model hang (the driver builds one too,
+# to check the study, and is left alone), after telling the test its PID: the test kills it there,
+# mid-pack. Later builds (the pack's retry among them) go on normally.
+KILLABLE_FACTORY = """
+import os
+import time
+
+from torch import nn
+
+DRIVER = {driver}
+HERE = {here!r}
+
+
+def make_net(*, input_shape, num_classes):
+    if os.getpid() != DRIVER:
+        try:
+            fd = os.open(os.path.join(HERE, "claimed"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            with open(os.path.join(HERE, "victim.tmp"), "w") as fh:
+                fh.write(str(os.getpid()))
+            os.replace(os.path.join(HERE, "victim.tmp"), os.path.join(HERE, "victim.pid"))
+            time.sleep(60)  # killed here
+    size = 1
+    for n in input_shape:
+        size *= n
+    return nn.Sequential(nn.Flatten(), nn.Linear(size, num_classes))
+"""
+
+KILLABLE = """
+name = "ray-killable"
+seeds = 2
+[data]
+source = "digits"
+[model]
+factory = "killable.py:make_net"
+[train]
+epochs = 3
+batch_size = 64
+[[arms]]
+name = "ce"
+[[arms]]
+name = "ls"
+loss = "smoothed_ce"
+eps = 0.2
+[[conditions]]
+noise = "symmetric"
+rates = [0.0, 0.3]
+"""
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local 2-CPU Ray cluster for the whole module (start-up and shutdown take seconds)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'smoothflip[ray]'")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(
+        address="local",  # never a cluster that happens to run on this machine
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        logging_level=logging.WARNING,
+    )
+    yield ray
+    ray.shutdown()
+
+
+def assert_one_line_error(result, match: str) -> None:
+    """Exit code 2 and one line on stderr, ``error: ...`` naming the problem."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert match in lines[0], lines[0]
+
+
+def study(text: str, **kwargs):
+    return loads_study(textwrap.dedent(text), **kwargs)
+
+
+def stored(out: Path) -> list[RunResult]:
+    with Store.open(out, create=False) as store:
+        assert store.integrity_check() == "ok"
+        return store.results()
+
+
+def _close(a: float, b: float, tol: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
+
+
+def assert_same_store(a: list[RunResult], b: list[RunResult], tol: float = 1e-6) -> None:
+    """The same runs (ids), each with the same curves and metrics within ``tol``."""
+    by_id = {r.run_id: r for r in b}
+    assert len(a) == len(b) == len(by_id)
+    assert {r.run_id for r in a} == by_id.keys()
+    for x in a:
+        y = by_id[x.run_id]
+        assert (x.arm, x.condition, x.seed) == (y.arm, y.condition, y.seed)
+        assert x.curves.keys() == y.curves.keys()
+        for key in x.curves:
+            assert len(x.curves[key]) == len(y.curves[key])
+            for u, v in zip(x.curves[key], y.curves[key], strict=True):
+                assert _close(u, v, tol), (x.arm, x.condition, key, u, v)
+        for which in ("selected", "last"):
+            for key, u in x.metrics[which].items():
+                assert _close(u, y.metrics[which][key], tol), (x.arm, which, key, u)
+        assert x.metrics["diverged"] == y.metrics["diverged"]
+
+
+def test_ray_executor_stores_the_same_results_as_the_local_executor(cluster, tmp_path):
+    study_file = tmp_path / "small.toml"
+    study_file.write_text(textwrap.dedent(SMALL))
+    ray_out, local_out = tmp_path / "ray", tmp_path / "local"
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(study_file),
+            "--out",
+            str(ray_out),
+            "--executor",
+            "ray",
+            "--pack-size",
+            "2",
+            "--cpus-per-pack",
+            "1",
+            "--gpus-per-pack",
+            "0",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert cluster.is_initialized()  # a session the caller opened is left open
+    seen: list[Progress] = []
+    run_study(study(SMALL), local_out, pack_size=2, progress=seen.append)
+    assert_same_store(stored(ray_out), stored(local_out))
+    assert len(stored(ray_out)) == 3 * 2 * 2
+
+    # progress is reported once per stored pack, ending at the total
+    ray_seen: list[Progress] = []
+    run_study(study(SMALL), tmp_path / "ray2", executor="ray", pack_size=5, progress=ray_seen.append)
+    assert [(p.done, p.packs_done) for p in ray_seen][-1] == (12, 3)
+    assert sorted(p.done for p in ray_seen) == [p.done for p in ray_seen]
+    assert {p.packs_total for p in ray_seen} == {3}
+
+
+def test_distillation_through_ray_stores_teachers_first_and_matches_local(cluster, tmp_path):
+    spec = study(DISTILL)
+    run_study(spec, tmp_path / "ray", executor="ray", pack_size=2)
+    run_study(spec, tmp_path / "local", pack_size=2)
+    results = stored(tmp_path / "ray")
+    assert_same_store(results, stored(tmp_path / "local"))
+    roles = [r.config["arm"].get("role") for r in results]
+    students = [i for i, r in enumerate(results) if r.config.get("teacher_run")]
+    assert students
+    assert roles.count("teacher") == 4
+    assert min(students) > max(i for i, role in enumerate(roles) if role == "teacher")
+    with Store.open(tmp_path / "ray", create=False) as store:
+        teachers = [r for r in results if r.config["arm"].get("role") == "teacher"]
+        assert all(store.artifact(r.run_id, "state") for r in teachers)
+
+
+def _kill_when_ready(victim: Path, timeout: float = 60.0) -> int | None:
+    """Wait for the hanging worker's PID, then SIGKILL it; returns the PID (None if it never came)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if victim.exists():
+            pid = int(victim.read_text())
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        time.sleep(0.02)
+    return None
+
+
+def _killable(tmp_path: Path):
+    (tmp_path / "killable.py").write_text(KILLABLE_FACTORY.format(driver=os.getpid(), here=str(tmp_path)))
+    return study(KILLABLE, base_dir=tmp_path)
+
+
+def _process_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_worker_killed_mid_pack_is_retried_and_every_run_stored_once(cluster, tmp_path):
+    spec = _killable(tmp_path)
+    out = tmp_path / "out"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        killer = pool.submit(_kill_when_ready, tmp_path / "victim.pid")
+        run_study(spec, out, executor="ray", pack_size=2)
+        pid = killer.result()
+    assert pid is not None, "no Ray worker built the killable model"
+    assert pid != os.getpid()
+    assert _process_gone(pid)
+    results = stored(out)
+    ids = [r.run_id for r in results]
+    assert len(ids) == len(set(ids)) == 2 * 2 * 2
+    with Store.open(out, create=False) as store:
+        assert store.count() == 8
+
+
+def test_a_pack_that_fails_after_its_retries_is_a_clean_error_and_a_rerun_resumes(
+    cluster, tmp_path, monkeypatch
+):
+    spec = _killable(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setattr(ray_executor, "MAX_RETRIES", 0)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        killer = pool.submit(_kill_when_ready, tmp_path / "victim.pid")
+        with pytest.raises(ray_executor.PackFailedError, match="run the same command again to resume"):
+            run_study(spec, out, executor="ray", pack_size=2)
+        assert killer.result() is not None
+    first = stored(out)
+    assert len(first) < 8  # the killed pack is missing
+    assert len(first) % 2 == 0  # whole packs only
+    monkeypatch.undo()
+    run_study(spec, out, executor="ray", pack_size=2)
+    ids = [r.run_id for r in stored(out)]
+    assert len(ids) == len(set(ids)) == 8
+    assert ids[: len(first)] == [r.run_id for r in first]  # what was stored stays as it was
+
+
+def test_a_driver_stopped_mid_study_resumes_without_duplicates(cluster, tmp_path):
+    spec = study(SMALL)
+    out = tmp_path / "out"
+
+    def stop_after_first_pack(p: Progress) -> None:
+        if p.packs_done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, out, executor="ray", pack_size=2, progress=stop_after_first_pack)
+    assert 2 <= len(stored(out)) < 12
+    plans = []
+    run_study(spec, out, executor="ray", pack_size=2, on_plan=plans.append)
+    assert len(plans[0].done) >= 2
+    ids = [r.run_id for r in stored(out)]
+    assert len(ids) == len(set(ids)) == 12
+
+
+def test_without_ray_the_cli_says_how_to_install_it(tmp_path, monkeypatch):
+    study_file = tmp_path / "small.toml"
+    study_file.write_text(textwrap.dedent(SMALL))
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as if not installed
+    result = runner.invoke(app, ["run", str(study_file), "--out", str(tmp_path / "o"), "--executor", "ray"])
+    assert_one_line_error(result, "pip install 'smoothflip[ray]'")
+    assert not (tmp_path / "o").exists()  # failed before anything was created
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--executor", "ray", "--cpus-per-pack", "0"], "cpus_per_pack must be a positive number, got 0"),
+        (["--executor", "ray", "--cpus-per-pack", "-1"], "cpus_per_pack must be a positive number"),
+        (["--executor", "ray", "--cpus-per-pack", "1.5"], "must be a whole number"),
+        (["--executor", "ray", "--gpus-per-pack", "-0.5"], "gpus_per_pack must be a number >= 0"),
+        (["--executor", "ray", "--gpus-per-pack", "2"], "gpus_per_pack must be at most 1"),
+        (["--executor", "ray", "--gpus-per-pack", "nan"], "gpus_per_pack must be a number >= 0"),
+        (["--executor", "ray", "--device", "cuda:1"], "Ray assigns each pack its GPU"),
+        (["--cpus-per-pack", "2"], "apply to executor 'ray' only"),
+        (["--address", "localhost:6379"], "apply to executor 'ray' only"),
+    ],
+)
+def test_bad_ray_options_exit_2_with_one_line(tmp_path, args, match):
+    study_file = tmp_path / "small.toml"
+    study_file.write_text(textwrap.dedent(SMALL))
+    result = runner.invoke(app, ["run", str(study_file), "--out", str(tmp_path / "o"), "-q", *args])
+    assert_one_line_error(result, match)
+
+
+def test_unreachable_address_and_infeasible_requests_fail_fast(cluster, tmp_path):
+    study_file = tmp_path / "small.toml"
+    study_file.write_text(textwrap.dedent(SMALL))
+    base = ["run", str(study_file), "--out", str(tmp_path / "o"), "-q", "--executor", "ray"]
+    started = time.monotonic()
+    result = runner.invoke(app, [*base, "--address", "127.0.0.1:1"])
+    assert_one_line_error(result, "cannot reach a Ray cluster at 127.0.0.1:1")
+    assert time.monotonic() - started < 30  # not Ray's own minutes of retries
+    result = runner.invoke(app, [*base, "--address", "no-port"])
+    assert_one_line_error(result, "address must look like 'HEAD:6379'")
+    # the test cluster has no GPU and 2 CPUs: no node can run such a pack
+    result = runner.invoke(app, [*base, "--gpus-per-pack", "1", "--pack-size", "4"])
+    assert_one_line_error(result, "no node of the Ray cluster can run a pack")
+    result = runner.invoke(app, [*base, "--cpus-per-pack", "3", "--pack-size", "4"])
+    assert_one_line_error(result, "lower cpus_per_pack")
+
+
+def test_in_flight_limit_counts_what_the_nodes_can_run():
+    class FakeRay:
+        def __init__(self, nodes):
+            self._nodes = nodes
+
+        def nodes(self):
+            return self._nodes
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}},
+        {"Alive": True, "Resources": {"CPU": 4.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}},
+    ]
+    limit = ray_executor._in_flight_limit
+    options = ray_executor.RayOptions
+    assert limit(FakeRay(nodes), options(cpus_per_pack=1)) == 2 * 12
+    assert limit(FakeRay(nodes), options(cpus_per_pack=3)) == 2 * (2 + 1)
+    assert limit(FakeRay(nodes), options(cpus_per_pack=1, gpus_per_pack=0.25)) == 2 * 8
+    assert limit(FakeRay(nodes), options(cpus_per_pack=4, gpus_per_pack=1)) == 2 * 2
+    with pytest.raises(ValueError, match="no node of the Ray cluster"):
+        limit(FakeRay(nodes), options(cpus_per_pack=16))
