@@ -136,6 +136,8 @@ def cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'smoothflip[ray]'")
     if ray.is_initialized():
         ray.shutdown()
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a private test cluster: no token written to ~/.ray
     ray.init(
         address="local",  # never a cluster that happens to run on this machine
         num_cpus=2,
@@ -145,6 +147,10 @@ def cluster():
     )
     yield ray
     ray.shutdown()
+    if auth is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = auth
 
 
 def assert_one_line_error(result, match: str) -> None:
@@ -240,6 +246,40 @@ def test_distillation_through_ray_stores_teachers_first_and_matches_local(cluste
     with Store.open(tmp_path / "ray", create=False) as store:
         teachers = [r for r in results if r.config["arm"].get("role") == "teacher"]
         assert all(store.artifact(r.run_id, "state") for r in teachers)
+
+
+LM_STUDY = """
+name = "lm-ray"
+kind = "lm"
+seeds = 2
+[data]
+source = "language"
+[data.options]
+vocab_size = 48
+num_train = 48
+num_validation = 16
+num_test = 16
+length = 10
+[model]
+name = "mlp"
+context = 2
+[train]
+epochs = 2
+batch_size = 16
+[[arms]]
+name = "ce"
+[[arms]]
+name = "ls"
+loss = "smoothed_ce"
+eps = 0.2
+"""
+
+
+def test_a_language_model_study_through_ray_matches_local(cluster, tmp_path):
+    spec = study(LM_STUDY)
+    run_study(spec, tmp_path / "ray", executor="ray", pack_size=2)
+    run_study(spec, tmp_path / "local", pack_size=2)
+    assert_same_store(stored(tmp_path / "ray"), stored(tmp_path / "local"))
 
 
 def _kill_when_ready(victim: Path, timeout: float = 60.0) -> int | None:

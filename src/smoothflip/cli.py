@@ -116,7 +116,8 @@ def _run(
 
                 console.print(
                     f"{spec.name}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
-                    f"{len(plan.packs)} pack(s) of up to {plan.pack_size} on {device}; data "
+                    f"{len(plan.packs)} pack(s) of up to {plan.pack_size} "
+                    f"{'on a Ray cluster' if executor == 'ray' else 'on ' + device}; data "
                     f"{describe_data(spec, plan.dataset)}"
                 )
 

@@ -72,6 +72,11 @@ class RayOptions:
         cpus_per_pack: CPUs Ray reserves for one pack; torch trains with that many threads.
         gpus_per_pack: GPUs Ray reserves for one pack; 0 trains on CPU, a fraction shares a GPU.
         max_retries: reruns of a pack whose worker died.
+
+    Example:
+        >>> options = RayOptions(cpus_per_pack=2, gpus_per_pack=0.25)
+        >>> options.device, options.threads
+        ('cuda', 2)
     """
 
     address: str | None = None
@@ -129,8 +134,10 @@ def ray_options(
         ConnectionError: nothing accepts connections at ``address``.
 
     Example:
-        >>> ray_options(cpus_per_pack=2, gpus_per_pack=0.25)  # doctest: +SKIP
-        RayOptions(address=None, cpus_per_pack=2.0, gpus_per_pack=0.25, max_retries=3)
+        >>> ray_options(cpus_per_pack=0)  # checked before Ray is imported
+        Traceback (most recent call last):
+        ...
+        ValueError: cpus_per_pack must be a positive number, got 0
     """
     cpus = _resource("cpus_per_pack", 1.0 if cpus_per_pack is None else cpus_per_pack, allow_zero=False)
     if device not in ("cpu", "cuda"):
@@ -199,9 +206,15 @@ def plan_pack_size(
     """
     from smoothflip.engine.common import build_member
 
-    model = build_member(study_runs[0], dataset, base_dir=base_dir)
     batch = int(study_runs[0].shared["train"]["batch_size"])
-    if options.gpus_per_pack > 0 and torch.cuda.is_available():
+    use_gpu = options.gpus_per_pack > 0 and torch.cuda.is_available()
+    if not hasattr(dataset, "input_shape"):  # a language-model corpus
+        from smoothflip.engine.lm import auto_lm_pack_size
+
+        size = auto_lm_pack_size(study_runs[0], dataset, batch, torch.device("cuda" if use_gpu else "cpu"))
+        return max(1, int(size * options.gpus_per_pack)) if use_gpu else size
+    model = build_member(study_runs[0], dataset, base_dir=base_dir)
+    if use_gpu:
         size = auto_pack_size(model, dataset.input_shape, batch, torch.device("cuda"))
         return max(1, int(size * options.gpus_per_pack))
     return auto_pack_size(model, dataset.input_shape, batch, torch.device("cpu"))
@@ -215,6 +228,7 @@ def _train_pack_task(
     threads: int,
     base_dir: str,
     teachers: Mapping[str, TeacherState] | None,
+    kind: str = "standard",
 ) -> list[RunResult]:
     """What a Ray worker runs for one pack (a plain function; wrapped with ``ray.remote`` on use)."""
     torch.set_num_threads(threads)
@@ -225,6 +239,10 @@ def _train_pack_task(
     with warnings.catch_warnings():
         # Arrays from Ray's object store are read-only; train_pack only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        if kind == "lm":
+            from smoothflip.engine.lm import train_lm_pack
+
+            return train_lm_pack(runs, dataset, device=device)
         return train_pack(runs, dataset, device=device, base_dir=base_dir, teachers=teachers)
 
 
@@ -234,7 +252,14 @@ def ray_session(ray: Any, address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, logging_level=logging.WARNING)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    except ConnectionError as err:
+        raise ConnectionError(
+            f"{err}; if the cluster uses token authentication (Ray turns it on where ~/.ray/auth_token "
+            "exists), set RAY_AUTH_MODE=token here, with the cluster's token in ~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN"
+        ) from None
     try:
         yield
     finally:
@@ -255,7 +280,7 @@ def run_ray(
         study: the plan (:func:`~smoothflip.engine.local.plan_study`).
         store: the study's store; written here only, one transaction per finished pack.
         options: from :func:`ray_options` (default: 1 CPU and no GPU per pack).
-        progress: called after every stored pack (runs done, fractional counts never appear).
+        progress: called after every stored pack (whole packs only: no per-epoch progress).
         max_in_flight: packs submitted but not yet stored; default twice the packs the cluster can
             run at once.
 
@@ -353,6 +378,7 @@ class _Driver:
             threads=self.options.threads,
             base_dir=self.study.spec.base_dir,
             teachers=teachers or None,
+            kind=self.study.spec.kind,
         )
         self.in_flight[ref] = (pack, skipped)
 
