@@ -13,7 +13,7 @@ import math
 import platform
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -625,21 +625,63 @@ class Tracker:
                 "accuracy": diagram.accuracy.tolist(),
                 "count": diagram.count.tolist(),
             }
-        return RunResult(
-            run_id=run.run_id,
-            arm=run.arm.name,
-            condition=run.condition.label,
-            noise=run.condition.noise,
-            rate=run.condition.rate,
-            seed=run.seed,
-            config=run.to_dict(),
-            metrics=summary,
-            curves=self.curves,
-            extras=extras,
-            timings=timings,
-            versions=versions(),
-            artifacts=dict(self.artifacts),
-        )
+        return run_result(run, summary, self.curves, extras, timings, dict(self.artifacts))
+
+
+def run_result(
+    run: RunConfig,
+    metrics: dict[str, Any],
+    curves: dict[str, Any],
+    extras: dict[str, Any],
+    timings: dict[str, Any],
+    artifacts: dict[str, bytes] | None = None,
+) -> RunResult:
+    """A finished run as the store keeps it (grid coordinates, config and package versions filled in)."""
+    return RunResult(
+        run_id=run.run_id,
+        arm=run.arm.name,
+        condition=run.condition.label,
+        noise=run.condition.noise,
+        rate=run.condition.rate,
+        seed=run.seed,
+        config=run.to_dict(),
+        metrics=metrics,
+        curves=curves,
+        extras=extras,
+        timings=timings,
+        versions=versions(),
+        artifacts=artifacts or {},
+    )
+
+
+def pack_step(
+    member_loss: Tensor,
+    max_abs_logit: Tensor,
+    alive: Tensor,
+    trackers: Sequence[Any],
+    epoch: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    params: Mapping[str, Tensor],
+) -> Tensor:
+    """One optimizer step of a pack; returns the updated ``[P]`` mask of members still training.
+
+    Members whose loss or logits blow up this step (:func:`diverged`) are marked diverged on their
+    tracker and frozen out: their loss leaves the sum and their gradients are zeroed.
+    """
+    bad = diverged(member_loss.detach(), max_abs_logit) & alive
+    if bool(bad.any()):
+        for m in torch.nonzero(bad).flatten().tolist():
+            trackers[m].mark_diverged(epoch)
+        alive = alive & ~bad
+    optimizer.zero_grad(set_to_none=False)
+    torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
+    if not bool(alive.all()):
+        for p in params.values():
+            p.grad[~alive] = 0.0
+    optimizer.step()
+    scheduler.step()
+    return alive
 
 
 def skipped_result(run: RunConfig, dataset: Dataset, reason: str) -> RunResult:

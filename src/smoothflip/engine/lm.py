@@ -31,7 +31,15 @@ from torch import Tensor
 from torch.func import functional_call, stack_module_state
 
 from smoothflip import metrics
-from smoothflip.engine.common import ProgressFn, diverged, make_optimizer, make_schedule, plan, versions
+from smoothflip.engine.common import (
+    ProgressFn,
+    diverged,
+    make_optimizer,
+    make_schedule,
+    pack_step,
+    plan,
+    run_result,
+)
 from smoothflip.lm.losses import causal_lm_loss, unigram_prior
 from smoothflip.lm.metrics import lm_metrics
 from smoothflip.lm.models import build_lm
@@ -378,20 +386,7 @@ class LMTracker:
             "epochs_recorded": float(len(self.curves["epoch"])),
             "noise_rate": 0.0,
         }
-        return RunResult(
-            run_id=run.run_id,
-            arm=run.arm.name,
-            condition=run.condition.label,
-            noise=run.condition.noise,
-            rate=run.condition.rate,
-            seed=run.seed,
-            config=run.to_dict(),
-            metrics=summary,
-            curves=self.curves,
-            extras=extras,
-            timings=timings,
-            versions=versions(),
-        )
+        return run_result(run, summary, self.curves, extras, timings)
 
 
 def _finish(
@@ -482,18 +477,8 @@ def train_lm_pack(
             ids = tokens[idx]  # [P, B, T]
             logits = forward_each(params, buffers, ids)  # [P, B, T, V]
             member_loss = _member_losses(logits, ids, group_list)
-            bad = diverged(member_loss.detach(), logits.detach().abs().amax(dim=(1, 2, 3))) & alive
-            if bool(bad.any()):
-                for m in torch.nonzero(bad).flatten().tolist():
-                    trackers[m].mark_diverged(epoch)
-                alive &= ~bad
-            optimizer.zero_grad(set_to_none=False)
-            torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
-            if not bool(alive.all()):
-                for p in params.values():
-                    p.grad[~alive] = 0.0
-            optimizer.step()
-            scheduler.step()
+            max_logit = logits.detach().abs().amax(dim=(1, 2, 3))
+            alive = pack_step(member_loss, max_logit, alive, trackers, epoch, optimizer, scheduler, params)
             step += 1
             loss_sum += member_loss.detach().to(torch.float64) * idx.shape[1]
             seen += idx.shape[1]

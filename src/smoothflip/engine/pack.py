@@ -34,13 +34,13 @@ from smoothflip.engine.common import (
     TeacherState,
     Tracker,
     build_member,
-    diverged,
     epoch_targets,
     epoch_visit,
     flip_generator,
     make_optimizer,
     make_schedule,
     member_loss_fn,
+    pack_step,
     plan,
     prepare_run,
     state_to_bytes,
@@ -131,17 +131,10 @@ def train_pack(
             logits = model.each(x_all[idx])  # [P, B, K]
             teacher = None if teacher_train is None else teacher_train[rows, idx]
             member_loss = _member_losses(logits, target, groups, teacher)
-            bad = diverged(member_loss.detach(), logits.detach().abs().amax(dim=(1, 2))) & alive
-            if bool(bad.any()):
-                for m in torch.nonzero(bad).flatten().tolist():
-                    trackers[m].mark_diverged(epoch)
-                alive &= ~bad
-            optimizer.zero_grad(set_to_none=False)
-            torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
-            if not bool(alive.all()):
-                model.zero_grad_of(~alive)
-            optimizer.step()
-            scheduler.step()
+            max_logit = logits.detach().abs().amax(dim=(1, 2))
+            alive = pack_step(
+                member_loss, max_logit, alive, trackers, epoch, optimizer, scheduler, model.params
+            )
             step += 1
             loss_sum += member_loss.detach().to(torch.float64) * idx.shape[1]
             seen += idx.shape[1]
@@ -246,11 +239,6 @@ class _Stacked:
     def member_state(self, m: int) -> dict[str, Tensor]:
         """Member ``m``'s parameters and buffers, as a ``state_dict`` of the base architecture."""
         return {k: v[m].detach() for k, v in {**self.params, **self.buffers}.items()}
-
-    def zero_grad_of(self, members: Tensor) -> None:
-        """Zero the gradients of the members in the ``[P]`` bool mask (frozen, diverged members)."""
-        for p in self.params.values():
-            p.grad[members] = 0.0
 
 
 def _loss_groups(

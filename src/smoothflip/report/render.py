@@ -85,6 +85,17 @@ class _Cell:
     verdict: str
     css: str
     n: int
+    extra: str = ""  # interquartile mean of the differences (from 4 seeds) and P(improvement)
+
+
+def _extra(c: Any, metric: Any, format_diff: Any) -> str:
+    """``IQM +0.4 · P(better) 0.8``: the IQM of the paired differences (4+ seeds) and P(improvement)."""
+    parts = []
+    if math.isfinite(c.iqm_diff):
+        parts.append(f"IQM {format_diff(c.iqm_diff, metric)}")
+    if math.isfinite(c.prob_improvement):
+        parts.append(f"P(better) {c.prob_improvement:.2f}")
+    return " · ".join(parts)
 
 
 def _bare(text: str, unit: str) -> str:
@@ -162,6 +173,7 @@ def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any
                         verdict=c.verdict,
                         css=VERDICT_CLASSES.get(c.verdict, "v-none"),
                         n=c.n,
+                        extra=_extra(c, metric, format_diff),
                     )
                 )
             if any(table.get((condition.label, arm, k)) is not None for k in metrics):
