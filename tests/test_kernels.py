@@ -1,0 +1,728 @@
+"""smoothflip.kernels: the chunked torch fallback and the Triton kernels against a float64 reference.
+
+The reference is :mod:`smoothflip.kernels.reference`: ``smoothflip.losses.smoothed_cross_entropy``
+on materialized logits plus ``-beta * H(p)`` per non-ignored row, in float64, differentiated by
+autograd. The Triton kernels run under ``TRITON_INTERPRET=1`` in a subprocess (the variable must be
+set before the kernels are defined).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from smoothflip.kernels import CrossEntropy, LinearCrossEntropy, cross_entropy, linear_cross_entropy
+from smoothflip.kernels._common import (
+    given_logits_chunk_size,
+    linear_chunk_size,
+    resolve_backend,
+    triton_importable,
+)
+from smoothflip.kernels.reference import reference_cross_entropy, reference_linear_cross_entropy
+from smoothflip.kernels.torch_chunked import torch_rows
+from smoothflip.losses import confidence_penalty_loss, smoothed_cross_entropy
+
+F64 = torch.float64
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _linear_inputs(seed=0, *, n=11, d=5, v=13, dtype=F64, bias=True, ignored=(2, 7), scale=1.5):
+    g = torch.Generator().manual_seed(seed)
+    h = (torch.randn(n, d, generator=g, dtype=F64) * scale).to(dtype).requires_grad_()
+    w = torch.randn(v, d, generator=g, dtype=F64).to(dtype).requires_grad_()
+    b = (torch.randn(v, generator=g, dtype=F64) * 0.5).to(dtype).requires_grad_() if bias else None
+    y = torch.randint(0, v, (n,), generator=g)
+    for i in ignored:
+        y[i] = -100
+    return h, w, b, y
+
+
+def _logit_inputs(seed=0, *, n=10, v=17, dtype=F64, ignored=(3,), scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(n, v, generator=g, dtype=F64) * scale).to(dtype).requires_grad_()
+    y = torch.randint(0, v, (n,), generator=g)
+    for i in ignored:
+        y[i] = -100
+    return z, y
+
+
+def _seed_grad(loss: torch.Tensor, seed: int = 1) -> torch.Tensor:
+    """A fixed random ``grad_output`` (0.7 for scalars, so the rescaling path is exercised)."""
+    if loss.dim() == 0:
+        return torch.tensor(0.7, dtype=F64)
+    return torch.randn(loss.shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def _backprop(loss: torch.Tensor, leaves: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    for leaf in leaves:
+        if leaf is not None:
+            leaf.grad = None
+    (loss * _seed_grad(loss).to(loss.dtype)).sum().backward()
+    return [None if leaf is None else leaf.grad.detach().clone() for leaf in leaves]
+
+
+def _f64_copies(*tensors):
+    return [None if t is None else t.detach().to(F64).requires_grad_() for t in tensors]
+
+
+def _close(ours, ref, *, rtol=1e-9, atol=1e-10):
+    assert ours is not None
+    assert ref is not None
+    torch.testing.assert_close(ours.to(F64), ref.to(F64), rtol=rtol, atol=atol, equal_nan=True)
+
+
+def _check_linear(opts: dict, *, chunk_size=None, bias=True, seed=0, rtol=1e-9, atol=1e-10, **shape):
+    h, w, b, y = _linear_inputs(seed, bias=bias, **shape)
+    loss = linear_cross_entropy(h, w, y, bias=b, chunk_size=chunk_size, backend="torch", **opts)
+    grads = _backprop(loss, [h, w, b])
+    hr, wr, br = _f64_copies(h, w, b)
+    ref = reference_linear_cross_entropy(hr, wr, y, bias=br, **opts)
+    ref_grads = _backprop(ref, [hr, wr, br])
+    _close(loss, ref, rtol=rtol, atol=atol)
+    for ours, expected in zip(grads, ref_grads, strict=True):
+        if expected is None:
+            assert ours is None
+        else:
+            _close(ours, expected, rtol=rtol, atol=atol)
+
+
+# ----------------------------------------------------------------------- fused linear: every option
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("z_loss", [0.0, 0.05])
+@pytest.mark.parametrize("beta", [0.0, 0.8])
+@pytest.mark.parametrize("eps", [0.0, 0.1, -0.3, 1.0])
+def test_linear_matches_float64_reference(eps, beta, z_loss, reduction, bias):
+    _check_linear(dict(eps=eps, beta=beta, z_loss=z_loss, reduction=reduction), chunk_size=4, bias=bias)
+
+
+@pytest.mark.parametrize("chunk_size", [*range(1, 12), 64, None])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_linear_every_chunk_size(chunk_size, reduction):
+    # N = 11 rows, V = 13: every chunk size from 1 to N, one larger than N, and the default.
+    _check_linear(dict(eps=0.2, beta=0.4, z_loss=0.01, reduction=reduction), chunk_size=chunk_size)
+
+
+def test_linear_float32_inputs():
+    _check_linear(dict(eps=0.1, beta=0.3), chunk_size=3, rtol=1e-5, atol=1e-6, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("opts", [dict(eps=0.1), dict(eps=-0.1, beta=0.5, z_loss=1e-3)])
+def test_linear_half_within_half_tolerance_of_float32(dtype, opts):
+    h, w, b, y = _linear_inputs(3, n=40, d=16, v=300, dtype=dtype, ignored=(5,), scale=0.5)
+    loss = linear_cross_entropy(h, w, y, bias=b, chunk_size=7, backend="torch", **opts)
+    assert loss.dtype == torch.float32
+    grads = _backprop(loss, [h, w, b])
+    assert all(g.dtype == dtype for g in grads)
+    hr, wr, br = (t.detach().float().requires_grad_() for t in (h, w, b))
+    ref = reference_linear_cross_entropy(hr, wr, y, bias=br, dtype=None, **opts)
+    ref_grads = _backprop(ref, [hr, wr, br])
+    torch.testing.assert_close(loss, ref, rtol=1e-2, atol=1e-2)
+    for ours, expected in zip(grads, ref_grads, strict=True):
+        tol = 2e-2 * float(expected.abs().max())
+        torch.testing.assert_close(ours.float(), expected, rtol=2e-2, atol=tol)
+
+
+def test_linear_custom_ignore_index():
+    h, w, b, y = _linear_inputs(4, ignored=())
+    y[::3] = 0  # class 0 is a real class elsewhere; here it is the ignored value
+    opts = dict(eps=0.1, beta=0.2, ignore_index=0)
+    loss = linear_cross_entropy(h, w, y, bias=b, chunk_size=5, **opts)
+    hr, wr, br = _f64_copies(h, w, b)
+    _close(loss, reference_linear_cross_entropy(hr, wr, y, bias=br, **opts))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("all_ignored", ["nan", "zero"])
+def test_linear_all_ignored(reduction, all_ignored):
+    h, w, b, y = _linear_inputs(5, ignored=range(11))
+    loss = linear_cross_entropy(
+        h, w, y, bias=b, eps=0.1, beta=0.5, z_loss=0.1, reduction=reduction, all_ignored=all_ignored
+    )
+    if reduction == "mean" and all_ignored == "nan":
+        assert math.isnan(float(loss.detach()))
+    else:
+        assert bool((loss == 0).all())
+    hr, wr, br = _f64_copies(h, w, b)
+    ref = reference_linear_cross_entropy(
+        hr, wr, y, bias=br, eps=0.1, beta=0.5, z_loss=0.1, reduction=reduction, all_ignored=all_ignored
+    )
+    _close(loss, ref)
+    loss.sum().backward()
+    for t in (h, w, b):
+        assert t.grad is not None
+        assert bool((t.grad == 0).all())
+
+
+def test_linear_matches_pytorch_label_smoothing_and_confidence_penalty():
+    h, w, b, y = _linear_inputs(6)
+    logits = h @ w.t() + b
+    torch.testing.assert_close(
+        linear_cross_entropy(h, w, y, bias=b, eps=0.1),
+        F.cross_entropy(logits, y, label_smoothing=0.1),
+    )
+    torch.testing.assert_close(
+        linear_cross_entropy(h, w, y, bias=b, beta=0.7), confidence_penalty_loss(logits, y, beta=0.7)
+    )
+    torch.testing.assert_close(
+        linear_cross_entropy(h, w, y, bias=b, eps=-0.2, z_loss=0.1),
+        smoothed_cross_entropy(logits, y, eps=-0.2, z_loss=0.1),
+    )
+
+
+def test_linear_only_requested_gradients():
+    h, w, b, y = _linear_inputs(7)
+    w.requires_grad_(False)
+    linear_cross_entropy(h, w, y, bias=b, eps=0.1).backward()
+    assert h.grad is not None
+    assert b.grad is not None
+    assert w.grad is None
+    with torch.no_grad():
+        loss = linear_cross_entropy(h, w, y, bias=b, eps=0.1)
+    assert not loss.requires_grad
+
+
+def test_retained_graph_backward_twice_accumulates():
+    h, w, b, y = _linear_inputs(8)
+    loss = linear_cross_entropy(h, w, y, bias=b, eps=0.1, beta=0.3)
+    loss.backward(retain_graph=True)
+    once = w.grad.clone()
+    loss.backward(retain_graph=True)
+    loss.backward(torch.tensor(2.0, dtype=F64))
+    _close(w.grad, 4 * once)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_linear_gradcheck(reduction):
+    h, w, b, y = _linear_inputs(9, n=5, d=3, v=7, ignored=(1,))
+
+    def fn(h, w, b):
+        return linear_cross_entropy(
+            h, w, y, bias=b, eps=0.2, beta=0.6, z_loss=0.1, reduction=reduction, chunk_size=2
+        )
+
+    assert torch.autograd.gradcheck(fn, (h, w, b))
+
+
+# ------------------------------------------------------------------------------ smoothing prior
+
+
+def _prior(v: int, seed: int, *, zeros=(0,)) -> torch.Tensor:
+    """A random distribution over ``v`` classes with some classes at exactly 0 (never-target tokens)."""
+    u = torch.rand(v, generator=torch.Generator().manual_seed(seed), dtype=F64) + 0.05
+    u[list(zeros)] = 0.0
+    return u / u.sum()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(("eps", "beta"), [(0.1, 0.0), (-0.3, 0.5), (1.0, 0.2), (0.0, 0.0)])
+def test_prior_smoothing_matches_reference(eps, beta, reduction):
+    opts = dict(eps=eps, beta=beta, z_loss=0.02, reduction=reduction)
+    h, w, b, y = _linear_inputs(30)
+    u = _prior(13, 30, zeros=(0, 4))
+    loss = linear_cross_entropy(h, w, y, bias=b, prior=u, chunk_size=4, backend="torch", **opts)
+    grads = _backprop(loss, [h, w, b])
+    hr, wr, br = _f64_copies(h, w, b)
+    ref = reference_linear_cross_entropy(hr, wr, y, bias=br, prior=u, **opts)
+    for ours, expected in zip(grads, _backprop(ref, [hr, wr, br]), strict=True):
+        _close(ours, expected)
+    _close(loss, ref)
+    z, y = _logit_inputs(31)
+    u = _prior(17, 31)
+    loss = cross_entropy(z, y, prior=u, chunk_size=3, backend="torch", **opts)
+    (grad,) = _backprop(loss, [z])
+    (zr,) = _f64_copies(z)
+    ref = reference_cross_entropy(zr, y, prior=u, **opts)
+    _close(loss, ref)
+    _close(grad, _backprop(ref, [zr])[0])
+
+
+def test_uniform_prior_equals_no_prior_and_float32_prior_is_accepted():
+    z, y = _logit_inputs(32, dtype=torch.float32)
+    uniform = torch.full((17,), 1 / 17)
+    torch.testing.assert_close(cross_entropy(z, y, eps=0.2, prior=uniform), cross_entropy(z, y, eps=0.2))
+    h, w, b, y = _linear_inputs(33, dtype=torch.bfloat16)
+    u = _prior(13, 33).float()
+    loss = linear_cross_entropy(h, w, y, bias=b, eps=0.2, prior=u)
+    ref = reference_linear_cross_entropy(h, w, y, bias=b, eps=0.2, prior=u, dtype=torch.float32)
+    torch.testing.assert_close(loss, ref, rtol=1e-2, atol=1e-2)  # bf16 logits vs float32 logits
+    assert not torch.isclose(
+        loss, reference_linear_cross_entropy(h, w, y, bias=b, eps=0.2, dtype=torch.float32)
+    )
+
+
+def test_prior_module_buffer_and_bad_priors():
+    u = _prior(17, 34)
+    module = CrossEntropy(eps=0.1, prior=u)
+    assert "prior" in dict(module.named_buffers())
+    z, y = _logit_inputs(34)
+    _close(module(z, y), cross_entropy(z, y, eps=0.1, prior=u))
+    with pytest.raises(ValueError, match="prior must sum to 1"):
+        cross_entropy(z, y, eps=0.1, prior=u * 2)
+    with pytest.raises(ValueError, match=r"prior must have shape \[17\]"):
+        cross_entropy(z, y, eps=0.1, prior=u[:5] / u[:5].sum())
+    with pytest.raises(ValueError, match="non-negative"):
+        cross_entropy(z, y, eps=0.1, prior=torch.cat([u[:-1], -u[-1:]]) / (1 - 2 * u[-1]))
+    with pytest.raises(TypeError, match="prior must be a floating tensor"):
+        cross_entropy(z, y, eps=0.1, prior=torch.ones(17, dtype=torch.long))
+    with pytest.raises(ValueError, match="prior must sum to 1"):
+        CrossEntropy(eps=0.1, prior=u * 3)
+
+
+# ------------------------------------------------------------------------------------ given logits
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("z_loss", [0.0, 0.05])
+@pytest.mark.parametrize("beta", [0.0, 1.2])
+@pytest.mark.parametrize("eps", [0.0, 0.1, -0.3, 1.0])
+@pytest.mark.parametrize("chunk_size", [3, None])
+def test_given_logits_matches_float64_reference(eps, beta, z_loss, reduction, chunk_size):
+    opts = dict(eps=eps, beta=beta, z_loss=z_loss, reduction=reduction)
+    z, y = _logit_inputs(10)
+    loss = cross_entropy(z, y, chunk_size=chunk_size, backend="torch", **opts)
+    (grad,) = _backprop(loss, [z])
+    (zr,) = _f64_copies(z)
+    ref = reference_cross_entropy(zr, y, **opts)
+    (ref_grad,) = _backprop(ref, [zr])
+    _close(loss, ref)
+    _close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_given_logits_low_precision(dtype):
+    z, y = _logit_inputs(11, n=20, v=500, dtype=dtype)
+    loss = cross_entropy(z, y, eps=0.1, beta=0.3, chunk_size=6)
+    assert loss.dtype == torch.float32
+    (grad,) = _backprop(loss, [z])
+    assert grad.dtype == dtype
+    zr = z.detach().float().requires_grad_()
+    ref = reference_cross_entropy(zr, y, eps=0.1, beta=0.3, dtype=None)
+    (ref_grad,) = _backprop(ref, [zr])
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+    tol = 1e-2 * float(ref_grad.abs().max()) if dtype != torch.float32 else 1e-6
+    torch.testing.assert_close(grad.float(), ref_grad, rtol=1e-2, atol=tol)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_inplace_backward_overwrites_logits_with_the_gradient(reduction):
+    z, y = _logit_inputs(12)
+    opts = dict(eps=0.1, beta=0.5, reduction=reduction)
+    leaf = z.detach().clone().requires_grad_()
+    expected_loss = cross_entropy(leaf, y, **opts)
+    (expected,) = _backprop(expected_loss, [leaf])
+    logits = z.detach().clone().requires_grad_()
+    work = logits * 1.0  # a non-leaf the kernel may overwrite
+    loss = cross_entropy(work, y, inplace_backward=True, **opts)
+    _close(loss, expected_loss)
+    (grad,) = _backprop(loss, [logits])
+    _close(grad, expected)
+    _close(work.detach(), expected)  # the logits' buffer now holds the (scaled) gradient
+
+
+def test_inplace_backward_hazard_is_caught_by_autograd():
+    z, y = _logit_inputs(13)
+    capped = torch.tanh(z)  # tanh saves its output for backward
+    loss = cross_entropy(capped, y, eps=0.1, inplace_backward=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_given_logits_all_ignored(reduction):
+    z, y = _logit_inputs(14, ignored=range(10))
+    loss = cross_entropy(z, y, eps=0.1, beta=0.4, reduction=reduction)
+    ref = reference_cross_entropy(z.detach(), y, eps=0.1, beta=0.4, reduction=reduction)
+    _close(loss, ref)
+    assert math.isnan(float(loss.detach())) if reduction == "mean" else bool((loss == 0).all())
+    loss.sum().backward()
+    assert bool((z.grad == 0).all())
+    zero = cross_entropy(z, y, eps=0.1, all_ignored="zero")
+    assert float(zero) == 0.0
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_given_logits_gradcheck(reduction):
+    z, y = _logit_inputs(15, n=4, v=6, ignored=(2,))
+    fn = lambda z: cross_entropy(z, y, eps=-0.2, beta=0.9, z_loss=0.1, reduction=reduction, chunk_size=3)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z,))
+
+
+def test_torch_rows_gradient_formula_against_autograd():
+    z, y = _logit_inputs(16, n=6, v=9)
+    from smoothflip.kernels._common import Options
+
+    opts = Options(eps=0.15, beta=0.7, z_loss=0.02)
+    out = torch.empty_like(z)
+    torch_rows(z.detach(), y, opts, scale=torch.tensor(0.5, dtype=F64), out=out)
+    zr = z.detach().clone().requires_grad_()
+    reference_cross_entropy(zr, y, eps=0.15, beta=0.7, z_loss=0.02, reduction="sum").backward()
+    _close(out, 0.5 * zr.grad)
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+class _Allocations(TorchDispatchMode):
+    """Records the number of elements of every tensor an op creates (views excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numels: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            self.numels.extend(t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        return out
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_chunked_linear_never_creates_or_saves_an_n_by_v_tensor(reduction, beta):
+    n, d, v = 64, 8, 50  # N * V = 3200 > V * D = 400 (grad_weight) and N * D = 512
+    h, w, b, y = _linear_inputs(17, n=n, d=d, v=v, dtype=torch.float32)
+    saved: list[int] = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with _Allocations() as rec, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = linear_cross_entropy(h, w, y, bias=b, eps=0.1, beta=beta, reduction=reduction)
+        loss.sum().backward()
+    assert h.grad is not None
+    assert w.grad is not None
+    assert max(rec.numels) < n * v // 2, "a tensor of at least half of [N, V] was created"
+    assert max(saved) < n * v
+    # The recorder does see the materializing reference's [N, V] logits.
+    with _Allocations() as rec_ref:
+        reference_linear_cross_entropy(h, w, y, bias=b, eps=0.1, dtype=None).backward()
+    assert max(rec_ref.numels) >= n * v
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_given_logits_extra_memory_is_at_most_one_gradient_buffer(inplace):
+    n, v = 64, 300
+    z, y = _logit_inputs(18, n=n, v=v, dtype=torch.float32)
+    work = z * 1.0
+    with _Allocations() as rec:
+        cross_entropy(work, y, eps=0.1, beta=0.5, chunk_size=8, inplace_backward=inplace).backward()
+    big = [k for k in rec.numels if k >= n * v // 4]
+    # Out of place: the gradient buffer (plus, in backward, the grad that flows into `z * 1.0`).
+    assert len([k for k in big if k >= n * v]) <= (1 if inplace else 2)
+    assert len(big) == len([k for k in big if k >= n * v]), "no other large temporaries"
+    with _Allocations() as rec_eager:
+        zz = z.detach().clone().requires_grad_()
+        (F.cross_entropy(zz, y, label_smoothing=0.1)).backward()
+    assert len([k for k in rec_eager.numels if k >= n * v]) >= 3  # what eager PyTorch needs
+
+
+def test_default_chunk_sizes():
+    assert linear_chunk_size(8192, 4096, 128256) == 256  # a 256 x 128256 chunk ~ hidden's size
+    assert linear_chunk_size(4096, 256, 32000) == 64
+    assert linear_chunk_size(3, 1000, 10) == 3
+    assert given_logits_chunk_size(16384, 128256) == 32
+    assert given_logits_chunk_size(2, 5) == 2
+
+
+@pytest.mark.slow
+def test_peak_memory_chunked_vs_materialized():
+    """Peak RSS of forward + backward in a fresh process: chunked vs materializing (float32, CPU)."""
+    pytest.importorskip("psutil")
+    script = textwrap.dedent(
+        """
+        import gc, resource, sys
+        import psutil, torch, torch.nn.functional as F
+        from smoothflip.kernels import linear_cross_entropy
+        n, d, v = 2048, 128, 16000
+        g = torch.Generator().manual_seed(0)
+        h = torch.randn(n, d, generator=g).requires_grad_()
+        w = (torch.randn(v, d, generator=g) * 0.05).requires_grad_()
+        y = torch.randint(0, v, (n,), generator=g)
+
+        def step(h, w, y):
+            if sys.argv[1] == "chunked":
+                linear_cross_entropy(h, w, y, eps=0.1, beta=0.1).backward()
+            else:
+                logits = h @ w.t()
+                lp = torch.log_softmax(logits, 1)
+                loss = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.1 * (lp.exp() * lp).sum(1).mean()
+                del logits, lp
+                loss.backward()
+
+        # Warm up on a small slice (lazily loaded kernels and thread pools are not the loss's memory),
+        # then measure the peak above the resident size of a process whose peak so far is the baseline.
+        step(h[:64].detach().requires_grad_(), w.detach().requires_grad_(), y[:64])
+        gc.collect()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = max(psutil.Process().memory_info().rss, peak)
+        step(h, w, y)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+        """
+    )
+    extra = {}
+    for mode in ("chunked", "materialized"):
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        extra[mode] = int(out.stdout.split()[-1])
+    logits_bytes = 2048 * 16000 * 4
+    assert extra["materialized"] > 2 * logits_bytes
+    assert extra["chunked"] < logits_bytes / 8, extra
+
+
+# --------------------------------------------------------------------------------- API and errors
+
+
+def test_modules_equal_functions():
+    h, w, b, y = _linear_inputs(19)
+    module = LinearCrossEntropy(0.1, beta=0.2, z_loss=0.01, chunk_size=3)
+    _close(module(h, w, y, bias=b), linear_cross_entropy(h, w, y, bias=b, eps=0.1, beta=0.2, z_loss=0.01))
+    assert "eps=0.1" in repr(module)
+    z, y = _logit_inputs(19)
+    _close(
+        CrossEntropy(0.1, beta=0.2, reduction="sum")(z, y),
+        cross_entropy(z, y, eps=0.1, beta=0.2, reduction="sum"),
+    )
+
+
+def test_auto_backend_is_torch_on_cpu():
+    assert resolve_backend("auto", torch.device("cpu"), torch.float32) == "torch"
+
+
+@pytest.mark.skipif(not triton_importable(), reason="triton is not installed")
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreter active")
+def test_triton_backend_on_cpu_needs_the_interpreter():
+    z, y = _logit_inputs(20)
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        cross_entropy(z, y, backend="triton")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(eps=1.5), ValueError, "eps must be <= 1"),
+        (dict(beta=-0.1), ValueError, "beta must be >= 0"),
+        (dict(z_loss=-1.0), ValueError, "z_loss must be >= 0"),
+        (dict(reduction="avg"), ValueError, "reduction must be one of"),
+        (dict(all_ignored="skip"), ValueError, "all_ignored must be one of"),
+        (dict(backend="cuda"), ValueError, "backend must be one of"),
+        (dict(chunk_size=0), ValueError, "chunk_size must be >= 1"),
+        (dict(eps=float("nan")), ValueError, "eps must be finite"),
+    ],
+)
+def test_bad_options_name_the_argument(kwargs, error, match):
+    h, w, _, y = _linear_inputs(21)
+    with pytest.raises(error, match=match):
+        linear_cross_entropy(h, w, y, **kwargs)
+    z, y = _logit_inputs(21)
+    with pytest.raises(error, match=match):
+        cross_entropy(z, y, **kwargs)
+
+
+def test_bad_inputs_name_the_argument():
+    h, w, b, y = _linear_inputs(22)
+    with pytest.raises(ValueError, match="class index 13, outside"):
+        linear_cross_entropy(h, w, torch.full_like(y, 13))
+    with pytest.raises(TypeError, match="target must hold class indices"):
+        linear_cross_entropy(h, w, y.double())
+    with pytest.raises(ValueError, match=r"target must have shape \[11\]"):
+        linear_cross_entropy(h, w, y[:5])
+    with pytest.raises(ValueError, match=r"hidden must have shape \[N, D\]"):
+        linear_cross_entropy(h.unsqueeze(0), w, y)
+    with pytest.raises(ValueError, match=r"weight must have shape \[V, 5\]"):
+        linear_cross_entropy(h, w[:, :3], y)
+    with pytest.raises(ValueError, match="must match hidden"):
+        linear_cross_entropy(h, w.float(), y)
+    with pytest.raises(ValueError, match=r"bias must have shape \[13\]"):
+        linear_cross_entropy(h, w, y, bias=b[:4])
+    with pytest.raises(TypeError, match="logits must be a floating tensor"):
+        cross_entropy(torch.ones(3, 4, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------- Triton (the interpreter)
+
+_TRITON_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TRITON_INTERPRET"] = "1"  # before the kernels are defined
+    import torch
+    from smoothflip.kernels import cross_entropy, linear_cross_entropy
+    from smoothflip.kernels import triton_ce
+    from smoothflip.kernels.reference import reference_cross_entropy, reference_linear_cross_entropy
+
+    triton_ce.MAX_BLOCK_SIZE = 16  # V = 37 -> three tiles, the last one partial
+    F64 = torch.float64
+    DTYPES = {"f64": F64, "f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+    cases = json.loads(sys.argv[1])
+    results = {}
+
+    def err(a, b):
+        a, b = a.detach().to(F64), b.detach().to(F64)
+        same_nan = bool((a.isnan() == b.isnan()).all())
+        diff = (a - b).nan_to_num(0.0).abs().max()
+        return float(diff) if same_nan else float("inf"), float(b.nan_to_num(0.0).abs().max())
+
+    for case in cases:
+        name, kind, dtype = case["name"], case["kind"], DTYPES[case["dtype"]]
+        opts, ignored = dict(case["opts"]), case["ignored"]
+        g = torch.Generator().manual_seed(case["seed"])
+        if opts.pop("prior", False):  # a random smoothing distribution with two zero entries
+            u = torch.rand(37, generator=g, dtype=F64) + 0.05
+            u[[0, 5]] = 0.0
+            opts["prior"] = u / u.sum()
+        if kind == "gradcheck":
+            z = torch.randn(4, 21, generator=g, dtype=F64).requires_grad_()
+            y = torch.tensor([3, -100, 20, 0])
+            h = torch.randn(5, 3, generator=g, dtype=F64).requires_grad_()
+            w = torch.randn(21, 3, generator=g, dtype=F64).requires_grad_()
+            b = torch.randn(21, generator=g, dtype=F64).requires_grad_()
+            y5 = torch.tensor([3, -100, 20, 0, 7])
+            ok_given = torch.autograd.gradcheck(
+                lambda z: cross_entropy(z, y, backend="triton", **opts), (z,))
+            ok_linear = torch.autograd.gradcheck(
+                lambda h, w, b: linear_cross_entropy(
+                    h, w, y5, bias=b, backend="triton", chunk_size=2, **opts),
+                (h, w, b))
+            results[name] = {"gradcheck": bool(ok_given and ok_linear)}
+            continue
+        n, v = case["n"], 37
+        y = torch.randint(0, v, (n,), generator=g)
+        for i in ignored:
+            y[i] = -100 if "ignore_index" not in opts else opts["ignore_index"]
+        if kind == "given":
+            z = (torch.randn(n, v, generator=g, dtype=F64) * 3).to(dtype)
+            leaf = z.clone().requires_grad_()
+            work = leaf * 1 if case.get("inplace") else leaf
+            inplace = bool(case.get("inplace"))
+            loss = cross_entropy(work, y, backend="triton", inplace_backward=inplace, **opts)
+            ref_dtype = F64 if dtype == F64 else torch.float32
+            zr = z.to(ref_dtype).requires_grad_()
+            ref = reference_cross_entropy(zr, y, dtype=None, **opts)
+            leaves, ref_leaves = [leaf], [zr]
+        else:
+            d = 6
+            h = torch.randn(n, d, generator=g, dtype=F64).to(dtype).requires_grad_()
+            w = torch.randn(v, d, generator=g, dtype=F64).to(dtype).requires_grad_()
+            b = torch.randn(v, generator=g, dtype=F64).to(dtype).requires_grad_()
+            loss = linear_cross_entropy(h, w, y, bias=b, backend="triton", chunk_size=4, **opts)
+            ref_dtype = F64 if dtype == F64 else torch.float32
+            hr, wr, br = (t.detach().to(ref_dtype).requires_grad_() for t in (h, w, b))
+            ref = reference_linear_cross_entropy(hr, wr, y, bias=br, dtype=None, **opts)
+            leaves, ref_leaves = [h, w, b], [hr, wr, br]
+        seed = torch.randn(loss.shape, generator=g, dtype=F64) if loss.dim() else torch.tensor(0.7, dtype=F64)
+        (loss * seed.to(loss.dtype)).sum().backward()
+        (ref * seed.to(ref.dtype)).sum().backward()
+        out = {"loss": err(loss, ref), "loss_dtype": str(loss.dtype)}
+        out["grads"] = [err(a.grad, r.grad) for a, r in zip(leaves, ref_leaves)]
+        results[name] = out
+    print("RESULTS" + json.dumps(results))
+    """
+)
+
+_OPTION_SETS = {
+    "plain": dict(),
+    "ls": dict(eps=0.1),
+    "nls_cp_z": dict(eps=-0.3, beta=0.5, z_loss=0.02),
+    "cp_sum": dict(beta=1.0, reduction="sum"),
+    "full_none": dict(eps=0.2, beta=0.3, z_loss=0.01, reduction="none"),
+    "eps1_ignore0": dict(eps=1.0, beta=0.2, ignore_index=0),
+    "prior_cp": dict(eps=0.3, beta=0.4, prior=True),
+}
+
+
+def _triton_cases(full: bool) -> list[dict]:
+    cases = []
+    dtypes = ["f64", "f32", "bf16", "f16"] if full else ["f64", "bf16"]
+    option_names = list(_OPTION_SETS) if full else ["plain", "nls_cp_z", "full_none", "prior_cp"]
+    for dtype in dtypes:
+        for opt in option_names:
+            cases.append(dict(kind="given", dtype=dtype, opts=_OPTION_SETS[opt], name=f"given-{dtype}-{opt}"))
+            if dtype != "f16":
+                cases.append(
+                    dict(kind="linear", dtype=dtype, opts=_OPTION_SETS[opt], name=f"linear-{dtype}-{opt}")
+                )
+    cases.append(
+        dict(kind="given", dtype="f32", opts=dict(eps=0.1, beta=0.4), inplace=True, name="given-inplace")
+    )
+    for red in REDUCTIONS:
+        for kind in ("given", "linear"):
+            opts = dict(eps=0.1, beta=0.5, reduction=red)
+            name = f"{kind}-all-ignored-{red}"
+            cases.append(dict(kind=kind, dtype="f32", opts=opts, ignored=list(range(9)), name=name))
+    if full:  # gradcheck under the interpreter takes about 10 s
+        opts = dict(eps=0.2, beta=0.6, z_loss=0.1)
+        cases.append(dict(kind="gradcheck", dtype="f64", opts=opts, name="gradcheck"))
+    for i, case in enumerate(cases):
+        case.setdefault("ignored", [2, 5])
+        case.setdefault("n", 9)
+        case["seed"] = i
+    return cases
+
+
+_TOL = {"f64": (1e-6, 1e-8), "f32": (1e-5, 1e-5), "bf16": (2e-2, 2e-2), "f16": (5e-3, 5e-3)}
+
+
+def _run_triton(cases: list[dict]) -> dict:
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRITON_SCRIPT, json.dumps(cases)], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS"))
+    return json.loads(line[len("RESULTS") :])
+
+
+def _assert_triton_case(case: dict, result: dict) -> None:
+    if case["kind"] == "gradcheck":
+        assert result["gradcheck"]
+        return
+    rtol, atol = _TOL[case["dtype"]]
+    loss_err, loss_mag = result["loss"]
+    assert loss_err <= atol + rtol * loss_mag, (case["name"], "loss", loss_err, loss_mag)
+    assert result["loss_dtype"] == ("torch.float64" if case["dtype"] == "f64" else "torch.float32")
+    for i, (grad_err, grad_mag) in enumerate(result["grads"]):
+        assert grad_err <= atol + rtol * grad_mag, (case["name"], f"grad {i}", grad_err, grad_mag)
+
+
+_FAST_CASES = _triton_cases(full=False)
+_FULL_CASES = _triton_cases(full=True)
+needs_triton = pytest.mark.skipif(not triton_importable(), reason="triton is not installed")
+
+
+@pytest.fixture(scope="module")
+def triton_fast_results() -> dict:
+    return _run_triton(_FAST_CASES)
+
+
+@pytest.fixture(scope="module")
+def triton_full_results() -> dict:
+    return _run_triton(_FULL_CASES)
+
+
+@needs_triton
+@pytest.mark.parametrize("case", _FAST_CASES, ids=[c["name"] for c in _FAST_CASES])
+def test_triton_interpreter_matches_reference(case, triton_fast_results):
+    _assert_triton_case(case, triton_fast_results[case["name"]])
+
+
+@needs_triton
+@pytest.mark.slow
+@pytest.mark.parametrize("case", _FULL_CASES, ids=[c["name"] for c in _FULL_CASES])
+def test_triton_interpreter_full_grid(case, triton_full_results):
+    _assert_triton_case(case, triton_full_results[case["name"]])
