@@ -726,3 +726,87 @@ def test_triton_interpreter_matches_reference(case, triton_fast_results):
 @pytest.mark.parametrize("case", _FULL_CASES, ids=[c["name"] for c in _FULL_CASES])
 def test_triton_interpreter_full_grid(case, triton_full_results):
     _assert_triton_case(case, triton_full_results[case["name"]])
+
+
+# ------------------------------------------------------------------------ CUDA GPU, real shapes
+
+needs_cuda = pytest.mark.skipif(
+    not (torch.cuda.is_available() and triton_importable()), reason="needs a CUDA GPU and triton"
+)
+_CUDA_OPTIONS = [
+    dict(eps=0.1),
+    dict(eps=-0.1, beta=0.2, z_loss=1e-4),
+    dict(beta=0.3, reduction="sum"),
+    dict(eps=0.2, prior="random", reduction="none"),
+]
+
+
+def _cuda_prior(v: int, opts: dict) -> dict:
+    opts = dict(opts)
+    if opts.pop("prior", None):
+        u = torch.rand(v, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1)) + 0.01
+        opts["prior"] = u / u.sum()
+    return opts
+
+
+def _assert_grad_close(ours: torch.Tensor, ref: torch.Tensor, rel: float) -> None:
+    err = float((ours.float() - ref.float()).abs().max())
+    assert err <= rel * float(ref.float().abs().max()) + 1e-6, (err, float(ref.abs().max()))
+
+
+@needs_cuda
+@pytest.mark.parametrize("opts", _CUDA_OPTIONS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_cuda_given_logits_real_shape(opts, dtype):
+    n, v = 4096, 32000
+    g = torch.Generator(device="cuda").manual_seed(0)
+    z = (torch.randn(n, v, device="cuda", generator=g) * 3).to(dtype)
+    y = torch.randint(0, v, (n,), device="cuda", generator=g)
+    y[::7] = -100
+    opts = _cuda_prior(v, opts)
+    leaf = z.clone().requires_grad_()
+    loss = cross_entropy(leaf, y, backend="triton", **opts)
+    (loss * 0.5).sum().backward()
+    zr = z.float().requires_grad_()
+    ref = reference_cross_entropy(zr, y, dtype=torch.float32, **opts)
+    (ref * 0.5).sum().backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-4)
+    _assert_grad_close(leaf.grad, zr.grad, 1e-2 if dtype == torch.bfloat16 else 1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("opts", _CUDA_OPTIONS)
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_cuda_fused_linear_real_shape(opts, backend):
+    n, d, v = 2048, 1024, 32000
+    g = torch.Generator(device="cuda").manual_seed(0)
+    h = (torch.randn(n, d, device="cuda", generator=g) * 0.5).bfloat16().requires_grad_()
+    w = (torch.randn(v, d, device="cuda", generator=g) * 0.05).bfloat16().requires_grad_()
+    y = torch.randint(0, v, (n,), device="cuda", generator=g)
+    y[::5] = -100
+    opts = _cuda_prior(v, opts)
+    loss = linear_cross_entropy(h, w, y, backend=backend, **opts)
+    loss.sum().backward()
+    hr, wr = (t.detach().float().requires_grad_() for t in (h, w))
+    ref = reference_linear_cross_entropy(hr, wr, y, dtype=torch.float32, **opts)
+    ref.sum().backward()
+    torch.testing.assert_close(loss, ref, rtol=2e-2, atol=2e-2)
+    _assert_grad_close(h.grad, hr.grad, 2e-2)
+    _assert_grad_close(w.grad, wr.grad, 2e-2)
+
+
+@needs_cuda
+def test_cuda_fused_linear_never_allocates_the_logits():
+    n, d, v = 8192, 1024, 32000
+    h = torch.randn(n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w = (torch.randn(v, d, device="cuda", dtype=torch.bfloat16) * 0.05).requires_grad_()
+    y = torch.randint(0, v, (n,), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    linear_cross_entropy(h, w, y, eps=0.1, beta=0.1).backward()
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    logits_bytes = n * v * 2
+    grads_bytes = (n * d + v * d) * 2
+    assert extra < grads_bytes + logits_bytes / 4, (extra, grads_bytes, logits_bytes)

@@ -366,3 +366,114 @@ def test_bad_shapes_and_labels() -> None:
         causal_lm_loss(logits, labels.double())
     with pytest.raises(ValueError, match="class index 7"):
         causal_lm_loss(logits, torch.full_like(labels, V))
+
+
+# ----------------------------------------------------------------------------------- fused kernels
+
+_NEVER = torch.tensor([True, False, False, True, False, False, False])
+_FUSED_CASES = [
+    dict(kind="ce"),
+    dict(kind="smoothed", eps=0.2),
+    dict(kind="smoothed", eps=0.2, never_target=_NEVER),
+    dict(kind="negative", eps=-0.3, never_target=_NEVER),
+    dict(kind="prior", eps=0.4, prior=torch.tensor([0.3, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1])),
+    dict(kind="prior", eps=0.4, prior=torch.tensor([0.3, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1]), never_target=_NEVER),
+    dict(kind="confidence_penalty", beta=0.6),
+]
+
+
+def _loss_and_grad(fn, logits):
+    leaf = logits.detach().clone().requires_grad_()
+    loss = fn(leaf)
+    weights = torch.linspace(0.5, 1.5, loss.numel(), dtype=loss.dtype).reshape(loss.shape)
+    (loss * weights).sum().backward()
+    return loss.detach(), leaf.grad
+
+
+@pytest.mark.parametrize("shift", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("case", _FUSED_CASES, ids=lambda c: "-".join(map(str, c.values()))[:40])
+def test_fused_kernel_equals_the_classification_losses(case, reduction, shift):
+    logits, labels = _batch(40)
+    opts = dict(case, reduction=reduction, shift=shift, z_loss=0.01)
+    ours, ours_grad = _loss_and_grad(lambda z: causal_lm_loss(z, labels, fused=True, **opts), logits)
+    ref, ref_grad = _loss_and_grad(lambda z: causal_lm_loss(z, labels, fused=False, **opts), logits)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours_grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_refuses_what_the_kernel_lacks_and_auto_stays_unfused_on_cpu(monkeypatch):
+    logits, labels = _batch(41)
+    with pytest.raises(ValueError, match="no class weight"):
+        causal_lm_loss(logits, labels, kind="ce", weight=torch.ones(V, dtype=torch.float64), fused=True)
+    with pytest.raises(ValueError, match="no hinged confidence penalty"):
+        causal_lm_loss(logits, labels, kind="confidence_penalty", beta=0.1, hinge=1.0, fused=True)
+    with pytest.raises(TypeError, match="fused must be True, False or None"):
+        causal_lm_loss(logits, labels, fused="yes")
+    import smoothflip.kernels as kernels
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the fused kernel was used")
+
+    monkeypatch.setattr(kernels, "cross_entropy", boom)
+    causal_lm_loss(logits, labels, kind="smoothed", eps=0.1)  # CPU logits: the plain path
+    with pytest.raises(AssertionError, match="fused kernel was used"):
+        causal_lm_loss(logits, labels, kind="smoothed", eps=0.1, fused=True)
+    with pytest.raises(AssertionError, match="fused kernel was used"):
+        CausalLMLoss("smoothed", eps=0.1, fused=True)(logits, labels)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("case", _FUSED_CASES, ids=lambda c: "-".join(map(str, c.values()))[:40])
+def test_linear_loss_equals_the_loss_of_the_materialized_logits(case, reduction):
+    g = torch.Generator().manual_seed(42)
+    hidden = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    weight = torch.randn(V, 4, generator=g, dtype=torch.float64)
+    bias = torch.randn(V, generator=g, dtype=torch.float64)
+    _, labels = _batch(42)
+    opts = dict(case, reduction=reduction)
+    leaves = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
+    ours = _linear_loss(*leaves, labels, chunk_size=5, **opts)
+    ours.sum().backward()
+    ref_leaves = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
+    h, w, b = ref_leaves
+    ref = causal_lm_loss(h @ w.t() + b, labels, fused=False, **opts)
+    ref.sum().backward()
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, r in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-10, atol=1e-12)
+
+
+def _linear_loss(hidden, weight, bias, labels, **kwargs):
+    from smoothflip.lm import causal_lm_linear_loss
+
+    return causal_lm_linear_loss(hidden, weight, labels, bias=bias, **kwargs)
+
+
+def test_linear_loss_bad_inputs_name_the_argument():
+    from smoothflip.lm import causal_lm_linear_loss
+
+    hidden, weight, labels = torch.randn(2, 5, 4), torch.randn(V, 4), torch.randint(0, V, (2, 5))
+    with pytest.raises(ValueError, match=r"hidden must be a \[B, T, D\] tensor"):
+        causal_lm_linear_loss(hidden[0], weight, labels)
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 5\)"):
+        causal_lm_linear_loss(hidden, weight, labels[:, :3])
+    with pytest.raises(ValueError, match=r"weight must be a \[V, D\] tensor"):
+        causal_lm_linear_loss(hidden, weight[0], labels)
+    with pytest.raises(ValueError, match="kind='negative' needs eps < 0"):
+        causal_lm_linear_loss(hidden, weight, labels, kind="negative", eps=0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_uses_the_fused_kernel_on_cuda_at_real_shapes():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    logits = torch.randn(4, 512, 32000, device="cuda", dtype=torch.bfloat16, generator=g)
+    labels = torch.randint(0, 32000, (4, 512), device="cuda", generator=g)
+    never = torch.zeros(32000, dtype=torch.bool)
+    never[:3] = True
+    opts = dict(kind="smoothed", eps=0.1, never_target=never.cuda())
+    ours, ours_grad = _loss_and_grad(lambda z: causal_lm_loss(z, labels, **opts), logits)
+    ref, ref_grad = _loss_and_grad(lambda z: causal_lm_loss(z.float(), labels, fused=False, **opts), logits)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours_grad.float(), ref_grad.float(), rtol=2e-2, atol=1e-7)

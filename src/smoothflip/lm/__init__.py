@@ -3,7 +3,8 @@
 - :mod:`smoothflip.lm.losses` — :func:`causal_lm_loss` over logits ``[B, T, V]`` with the causal
   shift done right: cross-entropy, uniform / negative / unigram-prior label smoothing (optionally
   keeping smoothing mass off tokens that are never targets), confidence penalty; built on
-  :mod:`smoothflip.losses`.
+  :mod:`smoothflip.losses`, and on the fused kernels of :mod:`smoothflip.kernels` on CUDA;
+  :func:`causal_lm_linear_loss` takes hidden states and the unembedding matrix instead of logits.
 - :mod:`smoothflip.lm.metrics` — perplexity, next-token accuracy and ECE, model entropy, and, for
   data with known next-token distributions, :func:`kl_to_truth` and :func:`true_entropy`.
 - :mod:`smoothflip.lm.models` — :func:`build_lm`: a one-block causal Transformer, a GRU (explicit
@@ -32,6 +33,7 @@ Example:
 from smoothflip.lm.losses import (
     KINDS,
     CausalLMLoss,
+    causal_lm_linear_loss,
     causal_lm_loss,
     shift_labels,
     smoothing_prior,
@@ -56,6 +58,7 @@ __all__ = [
     "CausalLM",
     "CausalLMLoss",
     "build_lm",
+    "causal_lm_linear_loss",
     "causal_lm_loss",
     "kl_to_truth",
     "lm_metrics",

@@ -15,7 +15,16 @@ ignore_index]`` and the logits are flattened to ``[B*T, V]`` as a view, so conti
 float64 logits are never copied (the last position's log-probabilities are computed and masked,
 ``1/T`` extra work). What the loss itself allocates is that of :mod:`smoothflip.losses`: the
 log-probabilities and their negation (``[B*T, V]`` each, float32) plus, for fp16/bf16 logits, a
-float32 copy of the logits. For very large vocabularies use a fused kernel instead.
+float32 copy of the logits.
+
+**Fused kernels.** On CUDA the loss goes through :func:`smoothflip.kernels.cross_entropy` (Triton)
+whenever the options allow it (``fused=None``, the default): every kind except the hinged
+confidence penalty, without class ``weight``. It computes the same loss (the smoothing
+distribution, with ``never_target`` and ``prior``, is handed to the kernel) and its gradient in one
+pass, with one logits-sized gradient buffer as the only large allocation. ``fused=True`` asks for it
+anywhere (the exact chunked torch fallback off CUDA), ``fused=False`` never. For very large
+vocabularies, :func:`causal_lm_linear_loss` takes the hidden states and the unembedding matrix
+instead and never materializes the ``[B, T, V]`` logits at all.
 
 Kinds (``kind=``):
 
@@ -64,6 +73,7 @@ from smoothflip.losses._common import AllIgnored, Reduction, check_common
 __all__ = [
     "KINDS",
     "CausalLMLoss",
+    "causal_lm_linear_loss",
     "causal_lm_loss",
     "shift_labels",
     "smoothing_prior",
@@ -212,6 +222,7 @@ def causal_lm_loss(
     reduction: Reduction = "mean",
     z_loss: float = 0.0,
     all_ignored: AllIgnored = "nan",
+    fused: bool | None = None,
 ) -> Tensor:
     """Next-token loss of a causal LM, averaged over non-ignored (non-padding) tokens.
 
@@ -239,6 +250,10 @@ def causal_lm_loss(
         all_ignored: ``"mean"`` of a batch whose every token is ignored (all padding, or ``T == 1``
             with ``shift=True``): ``"nan"`` (0/0, what ``F.cross_entropy`` gives) or ``"zero"``.
             The gradient is all zeros either way; ``"sum"`` gives 0.
+        fused: use the fused kernel :func:`smoothflip.kernels.cross_entropy`: ``None`` (default)
+            on CUDA logits when the options allow it (not ``weight``, not ``hinge``), ``True``
+            always (a ``ValueError`` if the options do not allow it; the exact torch fallback off
+            CUDA), ``False`` never. Same loss and gradient either way, up to float rounding.
 
     Returns:
         A scalar, or for ``reduction="none"`` the per-token loss ``[B, T - 1]`` (``shift=True``;
@@ -266,6 +281,22 @@ def causal_lm_loss(
     target = shift_labels(labels, ignore_index=ignore_index) if shift else labels
     flat_logits = logits.reshape(-1, vocab)  # a view for contiguous logits: no copy
     flat_target = target.reshape(-1)
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"fused must be True, False or None, got {fused!r}")
+    use_fused = fused if fused is not None else (logits.is_cuda and weight is None and hinge is None)
+    if use_fused:
+        from smoothflip.kernels import cross_entropy as fused_cross_entropy
+
+        loss = fused_cross_entropy(
+            flat_logits,
+            flat_target,
+            **_fused_options(kind, options, vocab, never_target, hinge, weight, flat_logits.device),
+            z_loss=z_loss,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            all_ignored=all_ignored,
+        )
+        return _unflatten(loss, labels, reduction, shift)
     common = {
         "weight": weight,
         "ignore_index": ignore_index,
@@ -280,11 +311,94 @@ def causal_lm_loss(
         if options["eps"] != 0.0 and (options["prior"] is not None or never_target is not None):
             u = smoothing_prior(vocab, prior=options["prior"], never_target=never_target)
         loss = smoothed_cross_entropy(flat_logits, flat_target, eps=options["eps"], prior=u, **common)
-    if reduction == "none":
-        loss = loss.reshape(labels.shape)
-        if shift:
-            loss = loss[:, :-1]
-    return loss
+    return _unflatten(loss, labels, reduction, shift)
+
+
+def causal_lm_linear_loss(
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    *,
+    kind: Kind = "smoothed",
+    eps: float = 0.1,
+    beta: float | None = None,
+    prior: Tensor | None = None,
+    never_target: Tensor | None = None,
+    bias: Tensor | None = None,
+    ignore_index: int = -100,
+    shift: bool = True,
+    reduction: Reduction = "mean",
+    z_loss: float = 0.0,
+    all_ignored: AllIgnored = "nan",
+    chunk_size: int | None = None,
+    backend: Literal["auto", "torch", "triton"] = "auto",
+) -> Tensor:
+    """:func:`causal_lm_loss` of ``hidden @ weight.T + bias`` without materializing the ``[B, T, V]`` logits.
+
+    For large vocabularies: pass the last hidden states and the unembedding (``lm_head``) matrix
+    instead of the logits. :func:`smoothflip.kernels.linear_cross_entropy` walks over
+    ``chunk_size`` tokens at a time (Triton on CUDA, an exact chunked torch fallback elsewhere), so
+    the extra memory is one chunk of logits plus the gradients themselves. Every kind is available
+    except the hinged confidence penalty; there is no class ``weight``.
+
+    Args:
+        hidden: ``[B, T, D]`` final hidden states.
+        weight: ``[V, D]`` unembedding matrix (same dtype and device as ``hidden``).
+        labels: ``[B, T]`` token ids, as in :func:`causal_lm_loss`.
+        kind, eps, beta, prior, never_target, ignore_index, shift, reduction, z_loss, all_ignored:
+            as in :func:`causal_lm_loss`.
+        bias: ``[V]`` output bias, or None.
+        chunk_size: tokens per chunk (default: a chunk of logits about the size of ``hidden``).
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` (see
+            :func:`smoothflip.kernels.linear_cross_entropy`).
+
+    Returns:
+        As :func:`causal_lm_loss`: a scalar, or ``[B, T - 1]`` / ``[B, T]`` for ``reduction="none"``.
+
+    Example:
+        >>> hidden = torch.randn(2, 6, 8, requires_grad=True)
+        >>> head = torch.nn.Linear(8, 50, bias=False)
+        >>> labels = torch.randint(0, 50, (2, 6))
+        >>> loss = causal_lm_linear_loss(hidden, head.weight, labels, kind="smoothed", eps=0.1)
+        >>> bool(torch.isclose(loss, causal_lm_loss(head(hidden), labels, kind="smoothed", eps=0.1)))
+        True
+        >>> loss.backward()
+    """
+    from smoothflip.kernels import linear_cross_entropy
+
+    check_choice("kind", kind, KINDS)
+    check_common(reduction, all_ignored)
+    if not isinstance(shift, bool):
+        raise TypeError(f"shift must be True or False, got {shift!r}")
+    if not isinstance(hidden, Tensor) or hidden.dim() != 3:
+        got = tuple(hidden.shape) if isinstance(hidden, Tensor) else type(hidden).__name__
+        raise ValueError(f"hidden must be a [B, T, D] tensor, got {got}")
+    labels = _check_labels(labels)
+    if tuple(labels.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(
+            f"labels must have shape {tuple(hidden.shape[:2])} ([B, T] of hidden {tuple(hidden.shape)}), "
+            f"got {tuple(labels.shape)}"
+        )
+    if not isinstance(weight, Tensor) or weight.dim() != 2:
+        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        raise ValueError(f"weight must be a [V, D] tensor, got {got}")
+    options = _resolve_kind(kind, eps=eps, beta=beta, hinge=None, prior=prior, never_target=never_target)
+    vocab = weight.shape[0]
+    target = shift_labels(labels, ignore_index=ignore_index) if shift else labels
+    loss = linear_cross_entropy(
+        hidden.reshape(-1, hidden.shape[-1]),
+        weight,
+        target.reshape(-1).to(hidden.device),
+        **_fused_options(kind, options, vocab, never_target, None, None, hidden.device),
+        z_loss=z_loss,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        bias=bias,
+        all_ignored=all_ignored,
+        chunk_size=chunk_size,
+        backend=backend,
+    )
+    return _unflatten(loss, labels, reduction, shift)
 
 
 class CausalLMLoss(nn.Module):
@@ -311,6 +425,7 @@ class CausalLMLoss(nn.Module):
         reduction: Reduction = "mean",
         z_loss: float = 0.0,
         all_ignored: AllIgnored = "nan",
+        fused: bool | None = None,
     ) -> None:
         super().__init__()
         check_choice("kind", kind, KINDS)
@@ -325,6 +440,9 @@ class CausalLMLoss(nn.Module):
         self.reduction = reduction
         self.z_loss = z_loss
         self.all_ignored = all_ignored
+        if fused is not None and not isinstance(fused, bool):
+            raise TypeError(f"fused must be True, False or None, got {fused!r}")
+        self.fused = fused
         self.register_buffer("prior", None if prior is None else torch.as_tensor(prior))
         self.register_buffer("never_target", None if never_target is None else torch.as_tensor(never_target))
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight))
@@ -345,6 +463,7 @@ class CausalLMLoss(nn.Module):
             reduction=self.reduction,
             z_loss=self.z_loss,
             all_ignored=self.all_ignored,
+            fused=self.fused,
         )
 
     def extra_repr(self) -> str:
@@ -354,6 +473,38 @@ class CausalLMLoss(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
+
+
+def _unflatten(loss: Tensor, labels: Tensor, reduction: str, shift: bool) -> Tensor:
+    if reduction != "none":
+        return loss
+    loss = loss.reshape(labels.shape)
+    return loss[:, :-1] if shift else loss
+
+
+def _fused_options(
+    kind: str,
+    options: dict[str, Any],
+    vocab: int,
+    never_target: Any,
+    hinge: float | None,
+    weight: Tensor | None,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The ``eps`` / ``beta`` / ``prior`` arguments of the fused kernels for a resolved kind."""
+    if weight is not None:
+        raise ValueError("the fused kernel has no class weight: pass fused=False (or weight=None)")
+    if hinge is not None:
+        raise ValueError(
+            "the fused kernel has no hinged confidence penalty: pass fused=False (or hinge=None)"
+        )
+    if kind == "confidence_penalty":
+        return {"eps": 0.0, "beta": float(options["beta"]), "prior": None}
+    eps = float(options["eps"])
+    u = None
+    if eps != 0.0 and (options["prior"] is not None or never_target is not None):
+        u = smoothing_prior(vocab, prior=options["prior"], never_target=never_target).to(device)
+    return {"eps": eps, "beta": 0.0, "prior": u}
 
 
 def _check_labels(labels: Any) -> Tensor:
