@@ -133,14 +133,19 @@ def next_power_of_2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
-def linear_chunk_size(n_rows: int, hidden_dim: int, vocab: int) -> int:
+def linear_chunk_size(n_rows: int, hidden_dim: int, vocab: int, device_type: str = "cuda") -> int:
     """Rows per chunk of the fused linear path: a chunk's logits about the size of ``hidden``.
 
     Liger-Kernel's heuristic: ``next_pow2(ceil(N / ceil(V / D)))``, clamped to ``[1, N]``. At
-    N = 8192, D = 4096, V = 128256 that is 256 rows (a 63 MiB bf16 chunk of logits).
+    N = 8192, D = 4096, V = 128256 that is 256 rows (a 63 MiB bf16 chunk of logits). Off CUDA the
+    chunk is at least :data:`GIVEN_LOGITS_CHUNK_ELEMENTS` logits (16 MiB in float32): small matmuls
+    are slow on a CPU (at N = 1024, D = 256, V = 16000 on 2 cores: 32 rows 343 ms, 256 rows 192 ms).
     """
     factor = max(1, math.ceil(vocab / max(hidden_dim, 1)))
-    return max(1, min(max(n_rows, 1), next_power_of_2(math.ceil(max(n_rows, 1) / factor))))
+    rows = next_power_of_2(math.ceil(max(n_rows, 1) / factor))
+    if device_type != "cuda":
+        rows = max(rows, GIVEN_LOGITS_CHUNK_ELEMENTS // max(vocab, 1))
+    return max(1, min(max(n_rows, 1), rows))
 
 
 def given_logits_chunk_size(n_rows: int, vocab: int) -> int:

@@ -98,7 +98,7 @@ def linear_cross_entropy(
             ``F.cross_entropy`` and :mod:`smoothflip.losses`) or ``"zero"``; the gradient is zero
             either way.
         chunk_size: rows per chunk; default ``next_pow2(ceil(N / ceil(V / D)))`` (a chunk's logits
-            about the size of ``hidden``).
+            about the size of ``hidden``), off CUDA at least ``2**22 / V`` rows.
         backend: ``"auto"`` (Triton on CUDA tensors when triton is importable, else torch),
             ``"torch"`` (exact chunked fallback, any device) or ``"triton"``.
 
@@ -150,7 +150,9 @@ def linear_cross_entropy(
             )
     check_target(target, hidden.shape[0], weight.shape[0], opts.ignore_index, hidden.device)
     prior = check_prior(prior, weight.shape[0], hidden.device, hidden.dtype)
-    chunk = check_chunk_size(chunk_size) or linear_chunk_size(*hidden.shape, weight.shape[0])
+    chunk = check_chunk_size(chunk_size) or linear_chunk_size(
+        *hidden.shape, weight.shape[0], hidden.device.type
+    )
     chosen = resolve_backend(backend, hidden.device, hidden.dtype)
     if chosen == "triton":
         from smoothflip.kernels.triton_ce import triton_linear_cross_entropy
