@@ -251,7 +251,7 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def mnist1d() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(data_builtin.CACHE_ENV, "off")
-        ds = load_dataset("mnist1d", options={"num_samples": 2000})
+        ds = load_dataset("mnist1d")  # the standard 4,000 / 1,000 split
     return ds.x_train, ds.y_train, ds.x_test, ds.y_test
 
 
@@ -288,12 +288,19 @@ def test_greedy_and_margin_beat_random_on_digits(digits: tuple) -> None:
     assert greedy < random - 0.04, (greedy, random)
 
 
-def test_greedy_beats_random_on_mnist1d(mnist1d: tuple) -> None:
-    # Measured (budget 20%): clean 0.268, random 0.247 (sd 0.011), greedy 0.068. A linear model
-    # is weak on MNIST-1D; the greedy attack drives it far below chance (10%).
-    random = _mean_accuracy(mnist1d, "random", 0.2, range(3))
+def test_greedy_and_margin_beat_random_on_mnist1d(mnist1d: tuple) -> None:
+    # Measured (logistic-regression victim, clean 0.328): at 10% random flips 0.309 (sd 0.008 over
+    # 6 seeds), margin-farthest 0.272, greedy 0.183; at 20% random 0.291 (sd 0.006), margin-nearest
+    # 0.264, margin-farthest 0.255, greedy 0.099. A linear model is weak on MNIST-1D: flipping its
+    # most confidently right examples ("farthest") hurts it most of the two margin sides.
+    for budget in (0.1, 0.2):
+        random = _mean_accuracy(mnist1d, "random", budget, range(3))
+        farthest = _mean_accuracy(mnist1d, "margin", budget, range(1), side="farthest")
+        assert farthest < random - 0.025, (budget, farthest, random)
+    nearest = _mean_accuracy(mnist1d, "margin", 0.2, range(1))
+    assert nearest < random - 0.015, (nearest, random)
     greedy = _mean_accuracy(mnist1d, "greedy", 0.2, range(2))
-    assert greedy < random - 0.08, (greedy, random)
+    assert greedy < random - 0.1, (greedy, random)
 
 
 def test_alfa_beats_random_against_a_linear_svm() -> None:
