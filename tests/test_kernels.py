@@ -253,6 +253,39 @@ def test_prior_smoothing_matches_reference(eps, beta, reduction):
     _close(grad, _backprop(ref, [zr])[0])
 
 
+@pytest.mark.parametrize(
+    "backend_opts", [dict(beta=0.7), dict(eps=0.2, beta=0.3, prior="masked"), dict(eps=0.1)]
+)
+def test_masked_logits_minus_inf(backend_opts):
+    """-inf logits (masked vocabulary entries): the loss equals the loss without those columns."""
+    z, y = _logit_inputs(35, n=8, v=17, ignored=(3,))
+    keep = torch.ones(17, dtype=torch.bool)
+    keep[[0, 4, 9]] = False
+    y[keep.logical_not()[y.clamp(min=0)] & (y >= 0)] = 1  # targets are never masked
+    opts = dict(backend_opts)
+    small_opts = dict(opts)
+    if opts.get("prior") == "masked":
+        u = _prior(17, 35, zeros=(0, 4, 9))
+        opts["prior"], small_opts["prior"] = u, u[keep] / u[keep].sum()
+    masked = z.detach().masked_fill(~keep, float("-inf")).requires_grad_()
+    loss = cross_entropy(masked, y, backend="torch", chunk_size=3, **opts)
+    loss.backward()
+    small = z.detach()[:, keep].requires_grad_()
+    y_small = torch.where(y >= 0, keep.cumsum(0)[y.clamp(min=0)] - 1, y)
+    ref = reference_cross_entropy(small, y_small, **small_opts)
+    ref.backward()
+    if opts.get("eps", 0.0) != 0.0 and "prior" not in opts:
+        # uniform smoothing puts mass on impossible tokens: PyTorch says inf too
+        assert math.isinf(float(loss))
+        torch.testing.assert_close(loss, F.cross_entropy(masked.detach(), y, label_smoothing=0.1))
+        assert bool(torch.isfinite(masked.grad).all())
+        return
+    _close(loss, ref)
+    _close(masked.grad[:, keep], small.grad)
+    assert bool((masked.grad[:, ~keep] == 0).all())
+    _close(loss, reference_cross_entropy(masked.detach(), y, **opts))
+
+
 def test_uniform_prior_equals_no_prior_and_float32_prior_is_accepted():
     z, y = _logit_inputs(32, dtype=torch.float32)
     uniform = torch.full((17,), 1 / 17)
@@ -584,9 +617,10 @@ _TRITON_SCRIPT = textwrap.dedent(
         name, kind, dtype = case["name"], case["kind"], DTYPES[case["dtype"]]
         opts, ignored = dict(case["opts"]), case["ignored"]
         g = torch.Generator().manual_seed(case["seed"])
-        if opts.pop("prior", False):  # a random smoothing distribution with two zero entries
+        masked = list(range(17)) if opts.pop("masked", False) else []  # the first tile and one more
+        if opts.pop("prior", False):  # a random smoothing distribution with zero entries
             u = torch.rand(37, generator=g, dtype=F64) + 0.05
-            u[[0, 5]] = 0.0
+            u[[0, 5, *masked]] = 0.0
             opts["prior"] = u / u.sum()
         if kind == "gradcheck":
             z = torch.randn(4, 21, generator=g, dtype=F64).requires_grad_()
@@ -609,6 +643,7 @@ _TRITON_SCRIPT = textwrap.dedent(
             y[i] = -100 if "ignore_index" not in opts else opts["ignore_index"]
         if kind == "given":
             z = (torch.randn(n, v, generator=g, dtype=F64) * 3).to(dtype)
+            z[:, masked] = float("-inf")  # masked vocabulary entries
             leaf = z.clone().requires_grad_()
             work = leaf * 1 if case.get("inplace") else leaf
             inplace = bool(case.get("inplace"))
@@ -645,17 +680,19 @@ _OPTION_SETS = {
     "full_none": dict(eps=0.2, beta=0.3, z_loss=0.01, reduction="none"),
     "eps1_ignore0": dict(eps=1.0, beta=0.2, ignore_index=0),
     "prior_cp": dict(eps=0.3, beta=0.4, prior=True),
+    "masked_prior_cp": dict(eps=0.3, beta=0.4, prior=True, masked=True),
 }
 
 
 def _triton_cases(full: bool) -> list[dict]:
     cases = []
     dtypes = ["f64", "f32", "bf16", "f16"] if full else ["f64", "bf16"]
-    option_names = list(_OPTION_SETS) if full else ["plain", "nls_cp_z", "full_none", "prior_cp"]
+    fast = ["plain", "nls_cp_z", "full_none", "prior_cp", "masked_prior_cp"]
+    option_names = list(_OPTION_SETS) if full else fast
     for dtype in dtypes:
         for opt in option_names:
             cases.append(dict(kind="given", dtype=dtype, opts=_OPTION_SETS[opt], name=f"given-{dtype}-{opt}"))
-            if dtype != "f16":
+            if dtype != "f16" and not _OPTION_SETS[opt].get("masked"):
                 cases.append(
                     dict(kind="linear", dtype=dtype, opts=_OPTION_SETS[opt], name=f"linear-{dtype}-{opt}")
                 )

@@ -655,3 +655,68 @@ def test_module_constructors_validate_eagerly():
         L.ForwardCorrectedCrossEntropy(torch.ones(3, 3))
     with pytest.raises(ValueError, match="reduction"):
         L.BootstrappingLoss(reduction="max")
+
+
+# ------------------------------------------------------------------ -inf logits (masked classes)
+
+
+def _masked_case(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(6, 7, generator=g) * 2
+    masked = torch.zeros(7, dtype=torch.bool)
+    masked[[0, 4]] = True
+    logits[:, masked] = float("-inf")
+    target = torch.tensor([1, 2, 3, 5, 6, -100])  # never a masked class
+    return logits, target, masked
+
+
+@pytest.mark.parametrize("with_weight", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+def test_minus_inf_logits_match_torch(eps, reduction, with_weight):
+    logits, target, _ = _masked_case()
+    weight = torch.linspace(0.5, 2.0, 7) if with_weight else None
+    kwargs = {"weight": weight, "reduction": reduction}
+    x = logits.clone().requires_grad_()
+    ours, ours_grad = _grads(lambda z: L.smoothed_cross_entropy(z, target, eps=eps, **kwargs), x)
+    ref, ref_grad = _grads(lambda z: F.cross_entropy(z, target, label_smoothing=eps, **kwargs), x)
+    _assert_same(ours, ref)  # finite for eps = 0; inf (mass on impossible classes) otherwise
+    _assert_same(ours_grad, ref_grad)
+    assert bool(torch.isfinite(ours_grad).all())
+
+
+def test_minus_inf_logits_with_a_prior_that_avoids_them_equal_the_loss_without_them():
+    logits, target, masked = _masked_case(1)
+    prior = torch.rand(7, generator=torch.Generator().manual_seed(1)) + 0.1
+    prior[masked] = 0.0
+    prior = prior / prior.sum()
+    keep = ~masked
+    small_target = torch.where(target >= 0, keep.cumsum(0)[target.clamp(min=0)] - 1, target)
+    x = logits.clone().requires_grad_()
+    ours, ours_grad = _grads(lambda z: L.smoothed_cross_entropy(z, target, eps=0.3, prior=prior), x)
+    small = logits[:, keep].clone().requires_grad_()
+    ref, ref_grad = _grads(
+        lambda z: L.smoothed_cross_entropy(z, small_target, eps=0.3, prior=prior[keep]), small
+    )
+    _assert_same(ours, ref)
+    _assert_same(ours_grad[:, keep], ref_grad)
+    assert bool((ours_grad[:, masked] == 0).all())
+    # Soft targets with zeros on the masked classes: finite too (PyTorch's own soft path gives NaN).
+    soft = torch.softmax(torch.randn(6, 7, generator=torch.Generator().manual_seed(2)), 1) * keep
+    soft = soft / soft.sum(1, keepdim=True)
+    ours_soft = L.smoothed_cross_entropy(logits, soft, eps=0.0)
+    _assert_same(ours_soft, F.cross_entropy(logits[:, keep], soft[:, keep]))
+
+
+@pytest.mark.parametrize("hinge", [None, 5.0])
+def test_confidence_penalty_with_minus_inf_logits_is_finite(hinge):
+    logits, target, masked = _masked_case(3)
+    keep = ~masked
+    small_target = torch.where(target >= 0, keep.cumsum(0)[target.clamp(min=0)] - 1, target)
+    x = logits.clone().requires_grad_()
+    ours, ours_grad = _grads(lambda z: L.confidence_penalty_loss(z, target, beta=0.6, hinge=hinge), x)
+    small = logits[:, keep].clone().requires_grad_()
+    ref, ref_grad = _grads(lambda z: L.confidence_penalty_loss(z, small_target, beta=0.6, hinge=hinge), small)
+    _assert_same(ours, ref)
+    _assert_same(ours_grad[:, keep], ref_grad)
+    assert bool((ours_grad[:, masked] == 0).all())

@@ -58,7 +58,8 @@ def reference_cross_entropy(
     log_p = torch.log_softmax(
         logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, 1
     )
-    entropy = -(log_p.exp() * log_p).sum(dim=1)
+    p = log_p.exp()
+    entropy = -(p * log_p.masked_fill(p == 0, 0.0)).sum(dim=1)  # 0 log 0 = 0 at -inf logits
     valid = target != ignore_index
     penalty = torch.where(valid, -beta * entropy, torch.zeros_like(entropy))
     if reduction == "none":

@@ -87,7 +87,12 @@ def torch_rows(
     z_y = x.gather(1, y).squeeze(1)
     loss = -(1.0 - eps) * z_y
     if eps != 0.0:
-        loss = loss - eps * (x.mean(dim=1) if prior is None else x.mv(prior.to(cdtype)))
+        if prior is None:
+            loss = loss - eps * x.mean(dim=1)
+        else:
+            u = prior.to(cdtype)
+            # a class with prior 0 adds 0 even where its logit is -inf (a masked vocabulary entry)
+            loss = loss - eps * (torch.where(u > 0, x, 0.0) if bool((u == 0).any()) else x).mv(u)
     m = x.amax(dim=1, keepdim=True)
     x.sub_(m)  # x = z - max
     e = torch.exp(x)
@@ -100,6 +105,7 @@ def torch_rows(
     p = None
     if beta != 0.0:
         p = e.div_(d)
+        x.clamp_(min=torch.finfo(cdtype).min)  # -inf logits: p = 0 there, so p * x = 0, not NaN
         ez_rel = torch.bmm(p.unsqueeze(1), x.unsqueeze(2)).squeeze(2)  # [C, 1]: E_p[z] - max
         loss = loss - beta * (log_d - ez_rel).squeeze(1)  # H = log d - (E_p[z] - max)
     loss = torch.where(valid, loss, torch.zeros_like(loss))

@@ -107,15 +107,17 @@ if triton is not None:
             mask = offs < n_cols
             z = tl.load(z_row + offs, mask=mask, other=float("-inf")).to(ACC)
             m_new = tl.maximum(m, tl.max(z, axis=0))
-            alpha = tl.exp(m - m_new)
-            ex = tl.exp(z - m_new)  # 0 where masked
+            # -inf logits (masked vocabulary entries) are exact zeros of p: guard every 0 * inf.
+            alpha = tl.where(m == m_new, 1.0, tl.exp(m - m_new))
+            ex = tl.where(z > float("-inf"), tl.exp(z - m_new), 0.0)  # 0 where masked or -inf
             if HAS_BETA:
-                t = alpha * (t + (m - m_new) * d) + tl.sum(ex * tl.where(mask, z - m_new, 0.0), axis=0)
+                shift = tl.where(d > 0, (m - m_new) * d, 0.0)
+                t = alpha * (t + shift) + tl.sum(tl.where(ex > 0, ex * (z - m_new), 0.0), axis=0)
             d = d * alpha + tl.sum(ex, axis=0)
             if HAS_EPS:
                 if HAS_PRIOR:
                     u = tl.load(prior_ptr + offs, mask=mask, other=0.0).to(ACC)
-                    s += tl.sum(tl.where(mask, z * u, 0.0), axis=0)
+                    s += tl.sum(tl.where(u != 0, z * u, 0.0), axis=0)
                 else:
                     s += tl.sum(tl.where(mask, z, 0.0), axis=0)
             m = m_new
@@ -149,7 +151,7 @@ if triton is not None:
                 z = tl.load(z_row + offs, mask=mask, other=0.0).to(ACC)
                 p = tl.exp(z - lse)
                 if HAS_BETA:
-                    g = p * (c0 + beta * (z - m - ez_rel))
+                    g = tl.where(p > 0, p * (c0 + beta * (z - m - ez_rel)), 0.0)
                 else:
                     g = p * c0
                 if HAS_EPS:

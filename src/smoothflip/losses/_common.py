@@ -213,9 +213,12 @@ def reduce(
 
 
 def entropy(flat: Flat) -> Tensor:
-    """``[M]`` Shannon entropy (nats) of the predicted distribution at each position."""
+    """``[M]`` Shannon entropy (nats) of the predicted distribution at each position.
+
+    Classes with probability exactly 0 (``-inf`` logits) add 0 (``0 log 0 = 0``), not NaN.
+    """
     probs = flat.log_probs.exp()
-    return -(probs * flat.log_probs).sum(dim=1)
+    return -(probs * flat.log_probs.masked_fill(probs == 0, 0.0)).sum(dim=1)
 
 
 def add_z_loss(result: Tensor, flat: Flat, z_loss: float, *, reduction: str, all_ignored: str) -> Tensor:

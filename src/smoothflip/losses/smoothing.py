@@ -43,6 +43,13 @@ def _check_prior(prior: Tensor | None, num_classes: int, like: Tensor) -> Tensor
     return prior
 
 
+def _dot_skipping_zeros(neg_logp: Tensor, class_w: Tensor) -> Tensor:
+    """``[M]`` ``sum_c w_c (-log p_c)`` in which a class with ``w_c == 0`` adds exactly 0."""
+    if bool((class_w == 0).any()):
+        neg_logp = neg_logp.masked_fill(class_w == 0, 0.0)
+    return neg_logp @ class_w
+
+
 def _mixing(
     num_classes: int, eps: float, convention: str, prior: Tensor | None, like: Tensor
 ) -> tuple[float, Tensor]:
@@ -138,10 +145,13 @@ def smoothed_cross_entropy(
     e, u = _mixing(flat.num_classes, eps, convention, prior, flat.logits)
     neg_logp = -flat.log_probs
     class_w = u if weight is None else weight * u
-    smooth = neg_logp @ class_w  # [M]: sum_c w_c u_c (-log p_c)
+    # Classes with -inf logits (masked vocabularies) have -log p = inf: a term whose coefficient is
+    # exactly 0 (eps = 0, a zero prior or target entry) is 0, not 0 * inf = NaN.
+    smooth = _dot_skipping_zeros(neg_logp, class_w) if e != 0.0 else neg_logp.new_zeros(())
     if flat.soft is not None:
         target_w = flat.soft if weight is None else flat.soft * weight
-        loss = (1.0 - e) * (neg_logp * target_w).sum(dim=1) + e * smooth
+        hit = torch.where(target_w != 0, neg_logp * target_w, 0.0).sum(dim=1)
+        loss = (1.0 - e) * hit + e * smooth
         denominator: Tensor | float = float(loss.shape[0])
     else:
         pos_w = flat.valid.to(neg_logp.dtype) if weight is None else weight[flat.hard] * flat.valid
