@@ -246,7 +246,60 @@ def cross_entropy(
     )
 
 
-class LinearCrossEntropy(nn.Module):
+class _KernelLoss(nn.Module):
+    """Shared option handling of the module twins: validated options, ``prior`` as a buffer."""
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        beta: float,
+        z_loss: float,
+        ignore_index: int,
+        reduction: Reduction,
+        prior: Tensor | None,
+        all_ignored: AllIgnored,
+        chunk_size: int | None,
+        backend: Backend,
+    ) -> None:
+        super().__init__()
+        opts = make_options(
+            eps=eps,
+            beta=beta,
+            z_loss=z_loss,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            all_ignored=all_ignored,
+        )
+        self.eps, self.beta, self.z_loss = opts.eps, opts.beta, opts.z_loss
+        self.ignore_index, self.reduction, self.all_ignored = (
+            opts.ignore_index,
+            opts.reduction,
+            opts.all_ignored,
+        )
+        self.chunk_size = check_chunk_size(chunk_size)
+        check_choice("backend", backend, BACKENDS)
+        self.backend = backend
+        self.register_buffer("prior", _module_prior(prior))
+
+    def _options(self) -> dict:
+        return {
+            "eps": self.eps,
+            "beta": self.beta,
+            "z_loss": self.z_loss,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "prior": self.prior,
+            "all_ignored": self.all_ignored,
+            "chunk_size": self.chunk_size,
+            "backend": self.backend,
+        }
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}, beta={self.beta}, z_loss={self.z_loss}, reduction={self.reduction!r}"
+
+
+class LinearCrossEntropy(_KernelLoss):
     """Module twin of :func:`linear_cross_entropy`: holds the options.
 
     ``forward(hidden, weight, target, bias=None)`` takes the classifier as arguments, so one module
@@ -273,48 +326,23 @@ class LinearCrossEntropy(nn.Module):
         chunk_size: int | None = None,
         backend: Backend = "auto",
     ) -> None:
-        super().__init__()
-        opts = make_options(
+        super().__init__(
             eps=eps,
             beta=beta,
             z_loss=z_loss,
             ignore_index=ignore_index,
             reduction=reduction,
+            prior=prior,
             all_ignored=all_ignored,
+            chunk_size=chunk_size,
+            backend=backend,
         )
-        self.eps, self.beta, self.z_loss = opts.eps, opts.beta, opts.z_loss
-        self.ignore_index, self.reduction, self.all_ignored = (
-            opts.ignore_index,
-            opts.reduction,
-            opts.all_ignored,
-        )
-        self.chunk_size = check_chunk_size(chunk_size)
-        check_choice("backend", backend, BACKENDS)
-        self.backend = backend
-        self.register_buffer("prior", _module_prior(prior))
 
     def forward(self, hidden: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None = None) -> Tensor:
-        return linear_cross_entropy(
-            hidden,
-            weight,
-            target,
-            eps=self.eps,
-            beta=self.beta,
-            z_loss=self.z_loss,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            bias=bias,
-            prior=self.prior,
-            all_ignored=self.all_ignored,
-            chunk_size=self.chunk_size,
-            backend=self.backend,
-        )
-
-    def extra_repr(self) -> str:
-        return f"eps={self.eps}, beta={self.beta}, z_loss={self.z_loss}, reduction={self.reduction!r}"
+        return linear_cross_entropy(hidden, weight, target, bias=bias, **self._options())
 
 
-class CrossEntropy(nn.Module):
+class CrossEntropy(_KernelLoss):
     """Module twin of :func:`cross_entropy` (given logits); ``prior`` is a buffer.
 
     Example:
@@ -337,42 +365,20 @@ class CrossEntropy(nn.Module):
         inplace_backward: bool = False,
         chunk_size: int | None = None,
     ) -> None:
-        super().__init__()
-        opts = make_options(
+        super().__init__(
             eps=eps,
             beta=beta,
             z_loss=z_loss,
             ignore_index=ignore_index,
             reduction=reduction,
+            prior=prior,
             all_ignored=all_ignored,
+            chunk_size=chunk_size,
+            backend=backend,
         )
-        self.eps, self.beta, self.z_loss = opts.eps, opts.beta, opts.z_loss
-        self.ignore_index, self.reduction, self.all_ignored = (
-            opts.ignore_index,
-            opts.reduction,
-            opts.all_ignored,
-        )
-        check_choice("backend", backend, BACKENDS)
-        self.backend = backend
-        self.inplace_backward = bool(inplace_backward)
-        self.chunk_size = check_chunk_size(chunk_size)
-        self.register_buffer("prior", _module_prior(prior))
+        if not isinstance(inplace_backward, bool):
+            raise TypeError(f"inplace_backward must be a bool, got {inplace_backward!r}")
+        self.inplace_backward = inplace_backward
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return cross_entropy(
-            logits,
-            target,
-            eps=self.eps,
-            beta=self.beta,
-            z_loss=self.z_loss,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            prior=self.prior,
-            all_ignored=self.all_ignored,
-            backend=self.backend,
-            inplace_backward=self.inplace_backward,
-            chunk_size=self.chunk_size,
-        )
-
-    def extra_repr(self) -> str:
-        return f"eps={self.eps}, beta={self.beta}, z_loss={self.z_loss}, reduction={self.reduction!r}"
+        return cross_entropy(logits, target, inplace_backward=self.inplace_backward, **self._options())
