@@ -125,6 +125,23 @@ BAD_STUDIES = {
     "eps above 1": ({"text_edit": ("eps = 0.1", "eps = 1.5")}, "eps must be <= 1"),
     "alpha outside [0, 1]": ({"arm_extra": "disturb_alpha = 1.2"}, "disturb_alpha = 1.2: must be <= 1"),
     "rate 1": ({"text_edit": ("rates = [0.0, 0.2]", "rates = [0.0, 1.0]")}, "must be < 1"),
+    "mapping to a class the data lacks": (
+        {"text_edit": ('noise = "symmetric"', 'noise = "asymmetric"\nmapping = {"2" = 99}')},
+        "conditions: asymmetric 20%: mapping uses class 99",
+    ),
+    "matrix of the wrong size": (
+        {
+            "text_edit": (
+                'noise = "symmetric"\nrates = [0.0, 0.2]',
+                'noise = "matrix"\nmatrix = [[0.8, 0.2], [0.2, 0.8]]',
+            )
+        },
+        "transition_matrix is 2x2 but labels hold class 9",
+    ),
+    "binary-only attack on ten classes": (
+        {"text_edit": ('noise = "symmetric"\nrates = [0.0, 0.2]', 'attack = "alfa"\nbudgets = [0.1]')},
+        "conditions: alfa attack 10%",
+    ),
 }
 
 

@@ -6,6 +6,7 @@ import doctest
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -314,3 +315,14 @@ def test_module_exports_and_doctests() -> None:
     result = doctest.testmod(flipping)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_small_integer_dtypes_flip_uniformly() -> None:
+    # label + offset overflows int8 (90 + 99 > 127) unless computed in int64
+    target = torch.full((49_500,), 90, dtype=torch.int8)
+    out = flip_labels(target, rate=1.0, num_classes=100, generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.int8
+    counts = torch.bincount(out.long(), minlength=100).numpy()
+    assert counts[90] == 0
+    others = np.delete(counts, 90)
+    assert stats.chisquare(others).pvalue > 1e-4, others.min()

@@ -412,6 +412,10 @@ FACTORY_SOURCE = textwrap.dedent(
         )
 
 
+    def wrong_input_width(*, input_shape, num_classes):
+        return nn.Linear(3, num_classes)
+
+
     class Zoo:
         @staticmethod
         def create(*, input_shape, num_classes):
@@ -510,6 +514,29 @@ def test_factory_returning_wrong_logits(factory_dir: Path) -> None:
     factory = load_factory("user_models.py:returns_tuple", base_dir=factory_dir)
     with pytest.raises(ValueError, match=r"returns_tuple.*got tuple"):
         build_from_factory(factory, input_shape=(5,), num_classes=3)
+
+
+def test_factory_whose_model_does_not_fit_the_input_is_a_value_error(factory_dir: Path) -> None:
+    factory = load_factory("user_models.py:wrong_input_width", base_dir=factory_dir)
+    with pytest.raises(
+        ValueError, match=r"wrong_input_width: a batch of shape \[2, 5\].*does not go through"
+    ):
+        build_from_factory(factory, input_shape=(5,), num_classes=3)
+
+
+def test_pack_sizing_probe_handles_batch_norm_and_leaves_the_model_as_it_was(factory_dir: Path) -> None:
+    from smoothflip.engine.sizing import activation_elements
+
+    model = build_from_factory(
+        load_factory("user_models.py:with_batchnorm", base_dir=factory_dir), input_shape=(5,), num_classes=3
+    )
+    model.train()
+    stats_before = model[1].running_mean.clone()
+    state = torch.random.get_rng_state()
+    assert activation_elements(model, (5,)) == 4 + 4 + 4 + 3  # Linear, BatchNorm, Dropout, Linear outputs
+    assert model.training
+    assert torch.equal(model[1].running_mean, stats_before)
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_factory_with_wrong_arguments(factory_dir: Path) -> None:

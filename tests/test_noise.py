@@ -358,18 +358,26 @@ def _features(n: int, d: int = 16, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, d))
 
 
-@pytest.mark.parametrize("rate", [0.05, 0.2, 0.4])
-def test_instance_dependent_rate_is_truncated_normal_mean(rate: float) -> None:
-    # The per-example rate is TruncNormal(rate, 0.1) on [0, 1]; at rate=0.05 its mean is about 0.10.
+@pytest.mark.parametrize("rate", [0.02, 0.05, 0.2, 0.4, 0.9])
+def test_instance_dependent_realized_rate_is_the_request(rate: float) -> None:
     n = 20_000
     y = _labels(n=n)
     out = noise.instance_dependent(_features(n), y, rate=rate, seed=0)
     _check_consistent(out, y, K)
+    _assert_near(out.rate, rate, n)
+    assert (out.labels[out.flipped] != y[out.flipped]).all()
+
+
+@pytest.mark.parametrize("rate", [0.02, 0.05, 0.2, 0.4])
+def test_instance_dependent_without_matching_is_xia_truncated_normal_mean(rate: float) -> None:
+    # Xia et al.'s sampling: TruncNormal(rate, 0.1) on [0, 1]; at rate=0.05 its mean is about 0.10.
+    n = 20_000
+    y = _labels(n=n)
+    out = noise.instance_dependent(_features(n), y, rate=rate, match_rate=False, seed=0)
     mean = stats.truncnorm.mean((0 - rate) / 0.1, (1 - rate) / 0.1, loc=rate, scale=0.1)
     _assert_near(out.rate, mean, n)
-    if rate >= 0.2:
-        assert abs(out.rate - rate) < 0.02
-    assert (out.labels[out.flipped] != y[out.flipped]).all()
+    if rate <= 0.05:
+        assert out.rate > 1.7 * rate  # the reason match_rate exists
 
 
 def test_instance_dependent_depends_on_features() -> None:
@@ -597,3 +605,8 @@ def test_docstring_examples_run() -> None:
     result = doctest.testmod(noise, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_transition_matrix_too_small_for_the_labels_is_named() -> None:
+    with pytest.raises(ValueError, match=r"transition_matrix is 3x3 but labels hold class 3"):
+        noise.from_transition_matrix(np.array([0, 1, 2, 3] * 5), np.eye(3))

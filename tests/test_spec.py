@@ -296,6 +296,8 @@ def test_not_toml_is_a_spec_error(tmp_path):
         load_study(binary)
     with pytest.raises(FileNotFoundError, match="study file not found"):
         load_study(tmp_path / "missing.toml")
+    with pytest.raises(FileNotFoundError, match="is a directory, not a study file"):
+        load_study(tmp_path)
 
 
 def test_example_study_files_are_valid():

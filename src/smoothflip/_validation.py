@@ -43,6 +43,10 @@ def check_range(
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
+        if math.isinf(high):  # values are finite already: say ">" / ">=" rather than "(0, inf]"
+            raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+        if math.isinf(low):
+            raise ValueError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}")
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {value!r}")

@@ -192,10 +192,11 @@ def flip_labels(
     keys = keys.masked_fill(~flat_valid, 2.0)  # ignored positions sort last, never chosen
     idx = torch.topk(keys, n_flip, largest=False, sorted=False).indices
     offset = torch.randint(
-        1, num_classes, (n_flip,), generator=generator, device=target.device, dtype=target.dtype
+        1, num_classes, (n_flip,), generator=generator, device=target.device, dtype=torch.int64
     )
     flat = target.reshape(-1).clone()  # logical (row-major) order, like flat_valid
-    flat[idx] = (flat[idx] + offset) % num_classes
+    # int64 arithmetic: label + offset may not fit a small integer dtype (int8 with K = 100)
+    flat[idx] = ((flat[idx].long() + offset) % num_classes).to(target.dtype)
     out = flat.reshape(target.shape)
     if not return_mask:
         return out

@@ -364,7 +364,14 @@ def build_from_factory(
     model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model factory {label} must return an nn.Module, got {type(model).__name__}")
-    out = _dummy_forward(model, shape)
+    try:
+        out = _dummy_forward(model, shape)
+    except (RuntimeError, IndexError) as exc:  # shape mismatches inside the user's model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"model factory {label}: a batch of shape {[2, *shape]} (the data's input shape) "
+            f"does not go through the model: {first}"
+        ) from None
     expected = (2, num_classes)
     if not isinstance(out, torch.Tensor):
         raise ValueError(

@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from smoothflip._validation import SeedLike, as_generator, check_choice, check_int, check_range
 
@@ -519,7 +519,12 @@ def from_transition_matrix(
     t = _check_stochastic(transition_matrix, name="transition_matrix", axis=1)
     mode = check_choice("mode", mode, ("random", "exact"))
     k = t.shape[0]
-    y = _check_labels(labels, k)
+    y = _check_labels(labels, None)
+    if int(y.max()) >= k:
+        raise ValueError(
+            f"transition_matrix is {k}x{k} but labels hold class {int(y.max())}: "
+            f"it needs a row for every class (at least {int(y.max()) + 1}x{int(y.max()) + 1})"
+        )
     t = t / t.sum(axis=1, keepdims=True)
     rng = as_generator(seed)
     n = np.bincount(y, minlength=k)
@@ -617,6 +622,24 @@ def random_transition_matrix(
     return t
 
 
+def _truncnorm_loc_for_mean(rate: float, sd: float) -> float:
+    """The location of a normal(loc, sd) truncated to ``[0, 1]`` whose mean is ``rate`` (in (0, 1))."""
+
+    def excess(loc: float) -> float:
+        return float(stats.truncnorm.mean((0.0 - loc) / sd, (1.0 - loc) / sd, loc=loc, scale=sd)) - rate
+
+    lo, hi = rate - 1.0, rate + 1.0  # the truncated mean increases with loc, from 0 to 1
+    while excess(lo) > 0 and lo > -1e6:
+        lo = rate - 2.0 * (rate - lo)
+    while excess(hi) < 0 and hi < 1e6:
+        hi = rate + 2.0 * (hi - rate)
+    if not excess(lo) <= 0 <= excess(hi):
+        raise ValueError(
+            f"cannot match rate={rate!r} with rate_std={sd!r}; pass match_rate=False or a larger rate_std"
+        )
+    return float(optimize.brentq(excess, lo, hi, xtol=1e-12))
+
+
 def instance_dependent(
     features: Any,
     labels: Any,
@@ -625,13 +648,16 @@ def instance_dependent(
     num_classes: int | None = None,
     rate_std: float = 0.1,
     normalize: bool = True,
+    match_rate: bool = True,
     seed: SeedLike = None,
 ) -> NoisyLabels:
     """Instance-dependent ("part-dependent") noise of Xia et al. 2020 (NeurIPS), IDN.
 
     For each example ``i`` with true label ``y``:
 
-    1. a flip rate ``q_i ~ TruncNormal(mean=rate, sd=rate_std)`` truncated to ``[0, 1]``;
+    1. a flip rate ``q_i ~ TruncNormal(loc, sd=rate_std)`` truncated to ``[0, 1]``, with ``loc``
+       chosen so that the *truncated* distribution's mean is ``rate`` (``match_rate=True``), or
+       ``loc = rate`` as in Xia et al.'s code (``match_rate=False``);
     2. a random projection ``W ~ N(0, 1)`` of shape ``[K, d, K]`` (drawn once per call, one
        ``[d, K]`` slice at a time, so memory stays ``O(d·K)``);
     3. ``logits = x_i · W[y]`` with ``x_i`` the flattened features, **L2-normalized per example**
@@ -643,9 +669,12 @@ def instance_dependent(
     pixel-scale features the logits are huge and the softmax is nearly one-hot (every example of a
     class flips to one feature-determined class). ``normalize=False`` reproduces that behaviour.
 
-    The expected rate is the *truncated* normal's mean, slightly above ``rate`` for small rates
-    (``rate=0.2``: about 0.2055); ``rate == 0`` is special-cased to no noise at all (the truncated
-    normal at mean 0 would still flip about 8%). ``rate_std=0`` gives every example ``q_i = rate``.
+    **The realized rate.** With ``match_rate=False`` the expected rate is the truncated normal's
+    mean, far above ``rate`` for small rates (``rate_std=0.1``: 0.02 gives about 0.09, 0.05 about
+    0.10, 0.2 about 0.2055), because truncation at 0 cuts off the lower tail. The default solves
+    for the location instead (``rate=0.02``: ``loc`` about -0.46), so the expected rate is
+    ``rate`` at every rate and only the spread of ``q_i`` follows ``rate_std``. ``rate == 0`` means
+    no noise at all; ``rate_std=0`` gives every example ``q_i = rate``.
 
     Args:
         features: ``[N, ...]`` finite numeric features, flattened to ``[N, d]``.
@@ -654,6 +683,7 @@ def instance_dependent(
         num_classes: ``K``; default ``max(labels) + 1`` (at least 2).
         rate_std: standard deviation of the per-example flip rate before truncation (``>= 0``).
         normalize: L2-normalize each example's feature vector (zero vectors are left as zeros).
+        match_rate: make the mean per-example flip rate equal ``rate`` (see above).
         seed: int, ``numpy.random.Generator`` or ``None``.
 
     Returns:
@@ -691,8 +721,9 @@ def instance_dependent(
     elif rate_std == 0.0:
         q = np.full(n, rate)
     else:
-        a, b = (0.0 - rate) / rate_std, (1.0 - rate) / rate_std
-        q = stats.truncnorm.rvs(a, b, loc=rate, scale=rate_std, size=n, random_state=rng)
+        loc = _truncnorm_loc_for_mean(rate, rate_std) if match_rate else rate
+        a, b = (0.0 - loc) / rate_std, (1.0 - loc) / rate_std
+        q = stats.truncnorm.rvs(a, b, loc=loc, scale=rate_std, size=n, random_state=rng)
     flip = rng.random(n) < q
     pick = rng.random(n)
 

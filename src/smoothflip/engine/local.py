@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from smoothflip.data import Dataset, load_dataset
@@ -87,6 +88,32 @@ def _check_runnable(spec: StudySpec, dataset: Dataset, runs: list[RunConfig]) ->
                 f"arm {arm.name!r}: prior has {len(prior)} entries; "
                 f"the data has {dataset.num_classes} classes"
             )
+    _check_conditions(dataset, runs)
+
+
+#: Training examples an attack condition is tried on before a study starts (the check is for the
+#: options and the data's classes; the attack itself runs on the whole training split later).
+ATTACK_CHECK_EXAMPLES = 200
+
+
+def _check_conditions(dataset: Dataset, runs: list[RunConfig]) -> None:
+    """Apply every distinct label condition once (attacks to a small sample) so that a mapping, a
+    matrix or an attack option that does not fit the data fails now, naming the condition."""
+    seen: set[str] = set()
+    for run in runs:
+        condition = run.condition
+        key = repr(condition)  # options may hold a mapping: not hashable
+        if condition.is_clean or key in seen:
+            continue
+        seen.add(key)
+        x, y = dataset.x_train, dataset.y_train
+        if condition.noise == "attack":
+            keep = np.random.default_rng(0).permutation(y.shape[0])[:ATTACK_CHECK_EXAMPLES]
+            x, y = x[keep], y[keep]
+        try:
+            condition.apply(x, y, dataset.num_classes, seed=0)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"conditions: {condition.label}: {err}") from None
 
 
 def resolve_study(spec: StudySpec) -> tuple[Any, list[RunConfig]]:
@@ -136,17 +163,13 @@ def plan_study(
     device: str = "cpu",
     pack_size: int | None = None,
 ) -> StudyPlan:
-    """Bind the store to the study (refusing another study) and plan the packs still to train."""
+    """Bind the store to the study (refusing another study) and plan the packs still to train.
+
+    Everything that can fail on the study itself (the pack-size probe included) runs before the
+    store is claimed, so a bad study never binds its output directory.
+    """
     if pack_size is not None and pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
-    store.claim(
-        name=spec.name,
-        identity=study_identity(spec, dataset),
-        study_json=spec.to_json(),
-        study_toml=dumps_study(spec),
-    )
-    done = store.finished_ids() & {r.run_id for r in runs}
-    todo = [r for r in runs if r.run_id not in done]
     if pack_size is None:
         if spec.kind == "lm":
             from smoothflip.engine.lm import auto_lm_pack_size
@@ -157,6 +180,14 @@ def plan_study(
             pack_size = auto_pack_size(
                 model, dataset.input_shape, spec.train.batch_size, torch.device(device)
             )
+    store.claim(
+        name=spec.name,
+        identity=study_identity(spec, dataset),
+        study_json=spec.to_json(),
+        study_toml=dumps_study(spec),
+    )
+    done = store.finished_ids() & {r.run_id for r in runs}
+    todo = [r for r in runs if r.run_id not in done]
     return StudyPlan(spec, dataset, runs, done, make_packs(todo, pack_size), pack_size)
 
 

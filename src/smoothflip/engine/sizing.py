@@ -26,12 +26,17 @@ def activation_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             total += output.numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    modes = {m: m.training for m in model.modules()}
     try:
-        with torch.no_grad():
+        # eval mode: batch norm cannot train on a batch of one, and running statistics stay untouched
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng():
             model(torch.zeros(1, *input_shape))
     finally:
         for h in handles:
             h.remove()
+        for m, training in modes.items():
+            m.training = training
     return max(total, 1)
 
 

@@ -873,6 +873,13 @@ def load_study(path: str | Path) -> StudySpec:
         SpecError: the file is not TOML, or a key or value is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        hint = (
+            " (a study directory? its resolved study is study.toml inside)"
+            if (path / "study.toml").is_file()
+            else ""
+        )
+        raise FileNotFoundError(f"{path} is a directory, not a study file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"study file not found: {path}")
     try:
