@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from smoothflip import __version__
 from smoothflip.cli import app
+from smoothflip.study.conditions import LabelCondition
 from smoothflip.study.store import Store
 
 runner = CliRunner()
@@ -138,6 +139,10 @@ BAD_STUDIES = {
         },
         "transition_matrix is 2x2 but labels hold class 9",
     ),
+    "defence option out of range": (
+        {"arm_extra": 'defense = "knn"\ndefense_options = {eta = 5}'},
+        "arms[0].defense_options: eta must be in (0, 1], got 5",
+    ),
     "binary-only attack on ten classes": (
         {"text_edit": ('noise = "symmetric"\nrates = [0.0, 0.2]', 'attack = "alfa"\nbudgets = [0.1]')},
         "conditions: alfa attack 10%",
@@ -190,6 +195,24 @@ def test_user_csv_with_string_labels_runs(tmp_path):
     study = write_study(tmp_path, source="data.csv", data_extra='label_column = "label"\ntest_fraction = 0.3')
     result = invoke("run", study, "--out", tmp_path / "out", "-q")
     assert result.exit_code == 0, result.output
+
+
+def test_targeted_attack_names_classes_by_their_labels(tmp_path):
+    _csv(tmp_path, "data.csv", _frame(n=90))
+    extra = 'label_column = "label"\ntest_fraction = 0.3'
+    attack = 'attack = "targeted"\nsource = "{}"\ntarget = "c0"\nbudgets = [0.2]'
+    text = STUDY.format(source="data.csv", data_extra=extra, arm_extra="")
+    text = text.replace('noise = "symmetric"\nrates = [0.0, 0.2]', attack.format("c2"))
+    result = invoke("run", write_study(tmp_path, text=text), "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    condition = LabelCondition("attack", 0.5, (("source", "c2"), ("strategy", "targeted"), ("target", "c0")))
+    y = np.arange(30) % 3
+    noisy = condition.apply(np.zeros((30, 2)), y, 3, seed=0, class_names=("c0", "c1", "c2"))
+    assert set(y[noisy.flipped]) == {2}
+    assert set(noisy.labels[noisy.flipped]) == {0}
+    bad = write_study(tmp_path, text=text.replace('source = "c2"', 'source = "c9"'), name="bad.toml")
+    assert_clean_error(invoke("run", bad, "--out", tmp_path / "bad", "-q"), "source='c9' is not a class")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_study_file_problems_exit_2(tmp_path):

@@ -311,3 +311,32 @@ def test_attack_and_defense_errors_pass_through(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="non-finite feature value"):
         attack_file(tmp_path / "nan.npz", tmp_path / "o.npz", strategy="random", budget=2)
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_targeted_source_and_target_are_label_values_of_the_file(tmp_path: Path) -> None:
+    x, y = _blobs(150)
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": y + 1})  # labels 1, 2, 3: not positions
+    src = tmp_path / "oneb.csv"
+    frame.to_csv(src, index=False)
+    result = attack_file(
+        src, tmp_path / "out.csv", strategy="targeted", budget=5, label_column="label", source=1, target=2
+    )
+    out = pd.read_csv(tmp_path / "out.csv")
+    flipped = out[out["flipped"]]
+    assert result.n_flipped == 5
+    assert set(flipped["label_original"]) == {1}
+    assert set(flipped["label"]) == {2}
+    words = frame.assign(label=np.array(["cat", "dog", "emu"])[y])
+    words.to_csv(tmp_path / "words.csv", index=False)
+    attack_file(
+        tmp_path / "words.csv", tmp_path / "w.csv", strategy="targeted", budget=4, label_column="label",
+        source="emu", target="cat",
+    )  # fmt: skip
+    out = pd.read_csv(tmp_path / "w.csv")
+    assert set(out.loc[out["flipped"], "label_original"]) == {"emu"}
+    assert set(out.loc[out["flipped"], "label"]) == {"cat"}
+    with pytest.raises(ValueError, match=r"source='owl' is not a label of .*'cat', 'dog', 'emu'"):
+        attack_file(
+            tmp_path / "words.csv", tmp_path / "w2.csv", strategy="targeted", budget=4,
+            label_column="label", source="owl", target="cat",
+        )  # fmt: skip

@@ -170,6 +170,7 @@ def test_text_corpus_study(tmp_path):
             r'arms\[4\]\.loss = "gce": must be one of',
         ),
         (("beta = 0.5", "beta = 0.5\ndisturb_alpha = 0.1"), "disturb_alpha / flip_rate are not available"),
+        (("beta = 0.5", 'beta = 0.5\ndefense = "knn"'), 'defense is not available for kind = "lm"'),
         (('name = "mlp"', 'name = "resnet"'), r'model\.name = "resnet": must be one of'),
         (("context = 3", "context = 0"), r"model\.context = 0: must be >= 1"),
         (("context = 3", "context = 3\nwidth = 9"), r"model\.width: unknown option"),

@@ -51,6 +51,7 @@ __all__ = [
     "DefenseResult",
     "DetectionScore",
     "apply_defense",
+    "check_defense_options",
     "confident_learning",
     "knn_relabel",
     "score_detection",
@@ -405,6 +406,28 @@ def apply_defense(name: str, X: Any, y: Any, *, seed: int = 0, **options: Any) -
         >>> r.flagged.tolist(), bool(r.keep.all())
         ([False, False, True, False, False, False, False, False], True)
     """
+    name = check_defense_options(name, options)
+    labels = _check_labels(y)
+    if name == "knn":
+        cleaned = knn_relabel(X, labels, **options)
+        return DefenseResult(labels=cleaned, keep=np.ones(labels.size, dtype=bool), flagged=cleaned != labels)
+    if name == "confident_learning":
+        keep = confident_learning(X, labels, seed=seed, **options)
+    else:
+        keep = small_loss_filter(X=X, y=labels, seed=seed, **options)
+    return DefenseResult(labels=labels.copy(), keep=keep, flagged=~keep)
+
+
+def check_defense_options(name: str, options: Mapping[str, Any]) -> str:
+    """Check a defence's name and the names and values of its options without any data.
+
+    What depends on the data (``k`` below the number of examples, enough examples per class for
+    ``cv`` folds) is checked when the defence runs. Returns the name.
+
+    Example:
+        >>> check_defense_options("knn", {"k": 5, "eta": 0.5})
+        'knn'
+    """
     name = check_choice("defense", name, DEFENSES)
     allowed = DEFENSE_OPTIONS[name]
     unknown = [key for key in options if key not in allowed]
@@ -415,15 +438,19 @@ def apply_defense(name: str, X: Any, y: Any, *, seed: int = 0, **options: Any) -
         )
     if name == "small_loss" and "keep_fraction" not in options:
         raise ValueError("defense 'small_loss' needs option keep_fraction (the share of examples to keep)")
-    labels = _check_labels(y)
-    if name == "knn":
-        cleaned = knn_relabel(X, labels, **options)
-        return DefenseResult(labels=cleaned, keep=np.ones(labels.size, dtype=bool), flagged=cleaned != labels)
-    if name == "confident_learning":
-        keep = confident_learning(X, labels, seed=seed, **options)
-    else:
-        keep = small_loss_filter(X=X, y=labels, seed=seed, **options)
-    return DefenseResult(labels=labels.copy(), keep=keep, flagged=~keep)
+    if "k" in options:
+        check_int("k", options["k"], low=1)
+    if "eta" in options:
+        check_range("eta", options["eta"], low=0.0, high=1.0, low_open=True)
+    if "cv" in options:
+        check_int("cv", options["cv"], low=2)
+    if "filter_by" in options:
+        check_choice("filter_by", options["filter_by"], FILTER_BY)
+    if "keep_fraction" in options:
+        check_range("keep_fraction", options["keep_fraction"], low=0.0, high=1.0, low_open=True)
+    if options.get("warmup_epochs") is not None:
+        check_int("warmup_epochs", options["warmup_epochs"], low=1)
+    return name
 
 
 def _option_names(fn: Callable[..., Any], exclude: tuple[str, ...]) -> tuple[str, ...]:

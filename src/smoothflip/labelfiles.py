@@ -171,6 +171,23 @@ class CleanFileResult:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Attack options that name a class: given as a label value of the file.
+CLASS_OPTIONS = ("source", "target")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _class_index(key: str, value: Any, classes: np.ndarray, src: Path) -> int:
+    """The position in ``classes`` of the file's label ``value`` (compared as is, then as text)."""
+    for i, c in enumerate(classes):
+        if _plain(c) == value or str(_plain(c)) == str(value):
+            return i
+    shown = ", ".join(repr(_plain(c)) for c in classes[:12]) + (", ..." if classes.size > 12 else "")
+    raise ValueError(f"{key}={value!r} is not a label of '{src}' (its labels: {shown})")
+
+
 def attack_file(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -195,7 +212,9 @@ def attack_file(
         label_column: the label column of a table (required for ``.csv`` / ``.parquet``, refused
             for ``.npz``).
         sep: the field separator of ``.csv`` files (read and written).
-        **options: the strategy's options (e.g. ``side="farthest"``).
+        **options: the strategy's options (e.g. ``side="farthest"``). ``source`` and ``target``
+            (``"targeted"``) name label *values* of the file (``source="cat"``, or ``source=3`` for
+            a label 3), not positions: the labels are renumbered internally.
 
     Returns:
         :class:`AttackFileResult` (``summary()`` gives one line).
@@ -221,7 +240,13 @@ def attack_file(
     data = _read(src, label_column=label_column, sep=sep, role="attack", flip_mask_column=None)
     classes, encoded = np.unique(data.labels, return_inverse=True)
     if classes.size < 2:
-        raise ValueError(f"labels of '{src}': only one class ({classes[0]!r}); an attack needs at least 2")
+        raise ValueError(
+            f"labels of '{src}': only one class ({_plain(classes[0])!r}); an attack needs at least 2"
+        )
+    options = {
+        key: _class_index(key, value, classes, src) if key in CLASS_OPTIONS else value
+        for key, value in options.items()
+    }
     noisy = label_flip(
         data.x, encoded, budget=budget, strategy=strategy, seed=seed, num_classes=classes.size, **options
     )
@@ -288,7 +313,9 @@ def clean_file(
     data = _read(src, label_column=label_column, sep=sep, role="clean", flip_mask_column=flip_mask_column)
     classes, encoded = np.unique(data.labels, return_inverse=True)
     if classes.size < 2:
-        raise ValueError(f"labels of '{src}': only one class ({classes[0]!r}); a defense needs at least 2")
+        raise ValueError(
+            f"labels of '{src}': only one class ({_plain(classes[0])!r}); a defense needs at least 2"
+        )
     result = apply_defense(defense, data.x, encoded, seed=seed, **options)
     columns: dict[str, np.ndarray] = {"labels": classes[result.labels], "flagged": result.flagged}
     if data.original is None:

@@ -91,7 +91,9 @@ def validation_count(n: int, fraction: float) -> int:
 def prepare_run(run: RunConfig, dataset: Dataset) -> RunData:
     """Apply the run's label condition to the training split, then split off its validation set."""
     n = dataset.y_train.shape[0]
-    noisy = run.condition.apply(dataset.x_train, dataset.y_train, dataset.num_classes, run.seed_for("noise"))
+    noisy = run.condition.apply(
+        dataset.x_train, dataset.y_train, dataset.num_classes, run.seed_for("noise"), dataset.class_names
+    )
     n_val = validation_count(n, float(run.shared["data"]["validation_fraction"]))
     if n - n_val < 1:
         raise ValueError(f"data.validation_fraction leaves no training examples out of {n}")

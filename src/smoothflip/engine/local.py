@@ -111,7 +111,7 @@ def _check_conditions(dataset: Dataset, runs: list[RunConfig]) -> None:
             keep = np.random.default_rng(0).permutation(y.shape[0])[:ATTACK_CHECK_EXAMPLES]
             x, y = x[keep], y[keep]
         try:
-            condition.apply(x, y, dataset.num_classes, seed=0)
+            condition.apply(x, y, dataset.num_classes, seed=0, class_names=dataset.class_names)
         except (ValueError, TypeError) as err:
             raise ValueError(f"conditions: {condition.label}: {err}") from None
 

@@ -66,9 +66,18 @@ class LabelCondition:
         return {"noise": self.noise, "rate": self.rate, **dict(self.options)}
 
     def apply(
-        self, features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        seed: int,
+        class_names: tuple[str, ...] | None = None,
     ) -> noise.NoisyLabels:
-        """Corrupt ``labels`` ``[N]`` (with ``features`` ``[N, ...]`` for instance-dependent noise)."""
+        """Corrupt ``labels`` ``[N]`` (with ``features`` ``[N, ...]`` for instance-dependent noise).
+
+        A targeted attack's ``source`` and ``target`` name classes by their original label
+        (``class_names``; for the built-in datasets the digits ``0``-``9``), as the file commands do.
+        """
         opts = dict(self.options)
         rng = np.random.default_rng(seed)
         if self.is_clean:
@@ -97,6 +106,10 @@ class LabelCondition:
             from smoothflip.attacks import label_flip
 
             attack = {k: v for k, v in opts.items() if k != "strategy"}
+            if class_names is not None:
+                for key in ("source", "target"):
+                    if key in attack:
+                        attack[key] = _class_position(key, attack[key], class_names)
             return label_flip(
                 features,
                 labels,
@@ -111,6 +124,14 @@ class LabelCondition:
                 features, labels, rate=self.rate, num_classes=num_classes, seed=rng
             )
         raise ValueError(f"unknown noise model {self.noise!r}")
+
+
+def _class_position(key: str, value: Any, class_names: tuple[str, ...]) -> int:
+    names = [str(name) for name in class_names]
+    if str(value) in names:
+        return names.index(str(value))
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    raise ValueError(f"{key}={value!r} is not a class of the data (its classes: {shown})")
 
 
 def _condition_points(spec: ConditionSpec) -> list[LabelCondition]:

@@ -505,7 +505,7 @@ MODES = {
 
 def _read_defense(t: _Table, path: str) -> tuple[str | None, dict[str, Any]]:
     """An arm's ``defense`` (applied to its training labels before training) and its options."""
-    from smoothflip.defenses import DEFENSE_OPTIONS, DEFENSES
+    from smoothflip.defenses import DEFENSE_OPTIONS, DEFENSES, check_defense_options
 
     if not t.has("defense"):
         if t.has("defense_options"):
@@ -521,6 +521,10 @@ def _read_defense(t: _Table, path: str) -> tuple[str | None, dict[str, Any]]:
             raise SpecError(
                 f"{path}.defense_options.{key}: unknown option for defense {name!r}; allowed: {allowed}"
             )
+    try:
+        check_defense_options(name, options)
+    except (ValueError, TypeError) as err:
+        raise SpecError(f"{path}.defense_options: {err}") from None
     return name, dict(options)
 
 
@@ -698,6 +702,8 @@ def _check_lm_study(arms: Sequence[ArmSpec], top: _Table) -> None:
             raise SpecError(
                 f'arms[{i}] ({arm.name}): disturb_alpha / flip_rate are not available for kind = "lm"'
             )
+        if arm.defense is not None:
+            raise SpecError(f'arms[{i}] ({arm.name}): defense is not available for kind = "lm"')
         if arm.loss == "smoothed_ce":
             if arm.params.get("convention") != "uniform":
                 raise SpecError(f"arms[{i}] ({arm.name}): convention must be 'uniform' for kind = \"lm\"")
