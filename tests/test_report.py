@@ -460,6 +460,29 @@ def test_real_tiny_study_end_to_end(tmp_path: Path) -> None:
         assert (index.parent / "figures" / "mutual_information.png").is_file()
 
 
+def test_attacked_study_report_has_accuracy_by_budget_and_detection(tmp_path: Path) -> None:
+    from smoothflip.engine.local import run_study
+
+    text = _study_text(
+        name="attacked", description="digits under a random attack", arms=[("ce", "ce", {})], rates=[0.0],
+        seeds=2,
+    )  # fmt: skip
+    text = text.replace("epochs = 6", "epochs = 2")
+    text = text.replace('noise = "symmetric"\nrates = [0.0]', 'attack = "random"\nbudgets = [0.1, 0.3]')
+    text += '\n[[arms]]\nname = "ce+knn"\nloss = "ce"\ndefense = "knn"\n'
+    directory = run_study(loads_study(text), tmp_path / "attacked", device="cpu")
+    index = write_report(directory)
+    html, md = check_report(index)
+    assert "Under attack" in html
+    assert "| technique | random attack 10% | random attack 30% |" in md
+    data = load_study_data(directory)
+    for arm in ("ce", "ce+knn"):
+        accs = [[100 * r.metrics["selected"]["test_acc"] for r in data.runs(arm, c)] for c in data.conditions]
+        cells = [f"{np.mean(a):.1f} ± {np.std(a, ddof=1):.1f}" for a in accs]
+        assert f"| {md_escape(arm)} | {' | '.join(cells)} |" in md
+    assert re.search(r"\| random attack 30% \| ce\+knn \| knn \| 2 \| 0\.\d{3} \|", md)
+
+
 # --------------------------------------------------------------------------- real browser
 
 

@@ -286,7 +286,10 @@ def _vs_noise(data: StudyData, rows: Sequence[_MetricAxis]) -> tuple[Figure, str
             if row == 0:
                 ax.set_title(plain(title))
             if row == len(rows) - 1:
-                ax.set_xlabel("training-label noise rate (%)")
+                attacked = all(c.noise == "attack" for c in conditions)
+                ax.set_xlabel(
+                    "attack budget (% of training labels)" if attacked else "training-label noise rate (%)"
+                )
             if col == 0:
                 ax.set_ylabel(metric.label + (" (%)" if metric.percent else ""))
             if metric.percent:

@@ -292,6 +292,30 @@ def _defenses(data: StudyData) -> list[dict[str, Any]]:
     return rows
 
 
+def _attack_table(data: StudyData) -> dict[str, Any] | None:
+    """Test accuracy per arm (rows) under each attack and budget (columns), mean ± sd over seeds."""
+    attacks = [c for c in data.conditions if c.noise == "attack"]
+    if not attacks:
+        return None
+    columns = ([data.clean] if data.clean is not None else []) + attacks
+    rows = []
+    for arm in data.arms:
+        cells = []
+        for condition in columns:
+            values = np.array(
+                [float(r.metrics["selected"].get("test_acc", math.nan)) for r in data.runs(arm, condition)]
+            )
+            values = values[np.isfinite(values)] * 100.0
+            if not values.size:
+                cells.append("—")
+            elif values.size == 1:
+                cells.append(f"{values[0]:.1f}")
+            else:
+                cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}")
+        rows.append({"arm": arm, "cells": cells})
+    return {"columns": [c.label for c in columns], "rows": rows}
+
+
 def _language_model(data: StudyData) -> dict[str, Any] | None:
     """Language-model studies: perplexity, KL to the truth and entropies per arm, and next-token examples."""
     if data.spec.kind != "lm":
@@ -397,6 +421,7 @@ def _context(
         "representation": _representation(data),
         "language_model": _language_model(data),
         "defenses": _defenses(data),
+        "attack_table": _attack_table(data),
         "attacked": any(c.noise == "attack" for c in data.conditions),
         "provenance": {
             "smoothflip": _versions(data, "smoothflip"),
