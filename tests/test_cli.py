@@ -215,6 +215,20 @@ def test_targeted_attack_names_classes_by_their_labels(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_names_with_rich_markup_are_printed_as_written(tmp_path):
+    text = STUDY.format(source="digits", data_extra="", arm_extra="")
+    text = text.replace('name = "cli"', 'name = "study [/]"').replace('name = "ls"', 'name = "ls[/x] [red]"')
+    out = tmp_path / "out"
+    result = invoke("run", write_study(tmp_path, text=text), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "ls[/x] [red]" in result.output
+    assert "study [/]" in result.output
+    assert (out / "report" / "index.html").is_file()
+    verdict = invoke("verdict", out)
+    assert verdict.exit_code == 0, verdict.output
+    assert "ls[/x] [red]" in verdict.output
+
+
 def test_study_file_problems_exit_2(tmp_path):
     assert_clean_error(invoke("run", tmp_path / "nope.toml"), "study file not found")
     bad = tmp_path / "bad.toml"

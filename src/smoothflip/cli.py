@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -98,7 +99,7 @@ def _run(
     from smoothflip.engine.local import run_study
 
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]{task.description}"),  # the description is escaped below
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("runs"),
@@ -107,7 +108,7 @@ def _run(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
-        task = bar.add_task(spec.name, total=None)
+        task = bar.add_task(escape(spec.name), total=None)
 
         def on_plan(plan: Any) -> None:
             bar.update(task, total=len(plan.runs), completed=len(plan.done))
@@ -115,10 +116,10 @@ def _run(
                 from smoothflip.engine.local import describe_data
 
                 console.print(
-                    f"{spec.name}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
+                    f"{escape(spec.name)}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
                     f"{len(plan.packs)} pack(s) of up to {plan.pack_size} "
                     f"{'on a Ray cluster' if executor == 'ray' else 'on ' + device}; data "
-                    f"{describe_data(spec, plan.dataset)}"
+                    f"{escape(describe_data(spec, plan.dataset))}"
                 )
 
         def on_progress(p: Any) -> None:
@@ -145,7 +146,7 @@ def _write_report(out_dir: Path) -> None:
 
     with console.status("writing the report"):
         index = write_report(out_dir)
-    out.print(f"report:  {index} (and {index.parent / 'report.md'})")
+    out.print(f"report:  {index} (and {index.parent / 'report.md'})", markup=False)
 
 
 def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
@@ -167,13 +168,17 @@ def _print_summary(spec: Any, out_dir: Path) -> None:
     rows = summarize(
         results, arms=[a.name for a in spec.arms], conditions=[c.label for c in study_conditions(spec)]
     )
-    table = Table(title=f"{spec.name}: test metrics at the validation-selected epoch (mean ± sd over seeds)")
+    table = Table(
+        title=f"{escape(spec.name)}: test metrics at the validation-selected epoch (mean ± sd over seeds)"
+    )
     for column in ("condition", "arm", "n", "accuracy %", "NLL", "ECE %", "ECE % (temp. scaled)", "diverged"):
-        table.add_column(column, justify="left" if column in ("condition", "arm") else "right")
+        named = column in ("condition", "arm")
+        justify, overflow = ("left", "fold") if named else ("right", "ellipsis")
+        table.add_column(column, justify=justify, overflow=overflow)
     for row in rows:
         table.add_row(
-            row["condition"],
-            row["arm"],
+            escape(row["condition"]),
+            escape(row["arm"]),
             str(row["n"]),
             _fmt(row["test_acc"], row["test_acc_sd"], 100),
             _fmt(row["test_nll"], row["test_nll_sd"], 1, 3),
@@ -183,9 +188,11 @@ def _print_summary(spec: Any, out_dir: Path) -> None:
         )
     out.print(table)
     out.print(
-        f"results: {out_dir} (store {out_dir / 'smoothflip.sqlite'}, resolved study {out_dir / 'study.toml'})"
+        f"results: {out_dir} (store {out_dir / 'smoothflip.sqlite'}, "
+        f"resolved study {out_dir / 'study.toml'})",
+        markup=False,
     )
-    out.print(f"export:  smoothflip export {out_dir} --format csv")
+    out.print(f"export:  smoothflip export {out_dir} --format csv", markup=False)
 
 
 DEVICE_HELP = "Where to train: cpu, cuda or cuda:N."
@@ -283,7 +290,7 @@ def export(
     from smoothflip.study.results import export as export_results
 
     for path in export_results(directory, format=format, out=out_dir):
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
 
 
 VERDICT_STYLE = {"helps": "green", "hurts": "red", "no detectable effect": "dim", "no verdict": "yellow"}
@@ -329,19 +336,19 @@ def verdict(
     )
     headline_metrics = ("test_nll", "test_kl", "test_ece") if spec.kind == "lm" else ("test_acc", "test_ece")
     against = (
-        f"the baseline [bold]{spec.baseline}[/]"
+        f"the baseline [bold]{escape(spec.baseline)}[/]"
         if len(set(baselines.values())) == 1
         else "its hard-label counterpart (shown in the table)"
     )
     out.print(
-        f"[bold]{spec.name}[/]: each arm vs {against}, paired by seed; "
+        f"[bold]{escape(spec.name)}[/]: each arm vs {against}, paired by seed; "
         f"mean difference [95% bootstrap interval] at the {at} epoch"
     )
     for arm, text in headlines(comparisons, arms=arms, metrics=headline_metrics).items():
-        out.print(f"\n[bold]{arm}[/]: {text}", highlight=False)
+        out.print(f"\n[bold]{escape(arm)}[/]: {escape(text)}", highlight=False)
     table = Table(title="verdicts", show_lines=False)
-    table.add_column("condition")
-    table.add_column("arm")
+    table.add_column("condition", overflow="fold")
+    table.add_column("arm", overflow="fold")
     table.add_column("n", justify="right")
     for metric in metrics:
         table.add_column(metric.label + (f" ({metric.unit})" if metric.unit else ""))
@@ -360,7 +367,7 @@ def verdict(
                 text = f"{format_diff(c.mean_diff, metric)} [{low}, {high}] {VERDICT_SHORT[c.verdict]}"
                 cells.append(f"[{VERDICT_STYLE[c.verdict]}]{text.replace(' pts', '')}[/]")
             label = arm if len(set(baselines.values())) == 1 else f"{arm} vs {baselines[arm]}"
-            table.add_row(condition, label, str(n), *cells)
+            table.add_row(escape(condition), escape(label), str(n), *cells)
     out.print()
     out.print(table)
     out.print(
@@ -449,7 +456,7 @@ def attack(
         label_column=label_column,
         **_parse_options(option),
     )
-    out.print(result.summary(), highlight=False)
+    out.print(result.summary(), highlight=False, markup=False)
 
 
 @app.command()
@@ -471,7 +478,7 @@ def clean(
     result = clean_file(
         data, out_file, defense=defense, seed=seed, label_column=label_column, **_parse_options(option)
     )
-    out.print(result.summary(), highlight=False)
+    out.print(result.summary(), highlight=False, markup=False)
 
 
 def _safe_name(name: str) -> str:
