@@ -7,10 +7,12 @@ import math
 import os
 import re
 import struct
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from smoothflip.report import md_escape, write_report
@@ -544,3 +546,60 @@ def test_report_in_headless_chromium(full_report: Path, tmp_path: Path) -> None:
     assert not errors, errors
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     assert png_size(artifacts / "report.png")[0] == 1000
+
+
+def test_distillation_study_report(tmp_path: Path) -> None:
+    from smoothflip.engine.local import run_study
+
+    text = textwrap.dedent(
+        """
+        name = "distill report"
+        kind = "distillation"
+        seeds = 2
+        [data]
+        source = "digits"
+        [model]
+        name = "logistic"
+        [train]
+        epochs = 2
+        [distillation]
+        teacher_eps = [0.0, 0.3]
+        temperatures = [2.0]
+        student_eps = [0.3]
+        [[conditions]]
+        noise = "symmetric"
+        rates = [0.0]
+        """
+    )
+    directory = run_study(loads_study(text), tmp_path / "distill", device="cpu")
+    index = write_report(directory)
+    html, md = check_report(index)
+    assert (index.parent / "figures" / "distillation.png").is_file()
+    assert "Teachers and their students" in html
+    # Students are compared with their hard-label counterpart, and teachers with the eps-0 teacher.
+    assert re.search(r"student-T2-from-ls-0\.3 vs student-T2-from-ls-0|student-T2-from-ls-0\.3", md)
+    assert "teacher-ls-0.3" in md
+
+
+def test_user_data_file_and_class_names_are_escaped(tmp_path: Path) -> None:
+    from smoothflip.engine.local import run_study
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    names = np.array(["<b>cat</b>", "dog & <i>co</i>"])[y]
+    frame = pd.DataFrame({"a": rng.normal(size=60) + 2 * y, "b": rng.normal(size=60), "label": names})
+    source = tmp_path / "<script>x.csv"
+    frame.to_csv(source, index=False)
+    text = _study_text(
+        name="files", description="user file", arms=[("ce", "ce", {})], rates=[0.0, 0.2], seeds=1
+    )
+    text = text.replace('source = "digits"', f'source = {_toml_str(source.name)}\nlabel_column = "label"')
+    text = text.replace("epochs = 6", "epochs = 1")
+    directory = run_study(loads_study(text, base_dir=tmp_path), tmp_path / "out", device="cpu")
+    html, md = check_report(write_report(directory))
+    assert "<script" not in html
+    assert "<b>cat</b>" not in html
+    assert "<i>co</i>" not in html
+    assert "&lt;script&gt;x.csv" in html
+    assert "<script" not in md
+    assert "<b>cat</b>" not in md
