@@ -229,6 +229,13 @@ def test_names_with_rich_markup_are_printed_as_written(tmp_path):
     assert "ls[/x] [red]" in verdict.output
 
 
+def test_export_of_a_study_without_runs_is_a_clean_error(tmp_path):
+    with Store.open(tmp_path / "empty", create=True) as store:
+        store.claim(name="empty", identity="x" * 32, study_json="{}", study_toml="")
+    assert_clean_error(invoke("export", tmp_path / "empty"), "holds no finished runs to export yet")
+    assert not (tmp_path / "empty" / "runs.csv").exists()
+
+
 def test_study_file_problems_exit_2(tmp_path):
     assert_clean_error(invoke("run", tmp_path / "nope.toml"), "study file not found")
     bad = tmp_path / "bad.toml"

@@ -95,6 +95,8 @@ def export(directory: str | Path, *, format: str = "csv", out: str | Path | None
     directory = Path(directory)
     with Store.open(directory, create=False) as store:
         results = store.results()
+    if not results:
+        raise ValueError(f"{directory} holds no finished runs to export yet")
     target = Path(out) if out is not None else directory
     target.mkdir(parents=True, exist_ok=True)
     written = []
