@@ -720,3 +720,31 @@ def test_confidence_penalty_with_minus_inf_logits_is_finite(hinge):
     _assert_same(ours, ref)
     _assert_same(ours_grad[:, keep], ref_grad)
     assert bool((ours_grad[:, masked] == 0).all())
+
+
+@pytest.mark.parametrize(
+    ("fn", "module", "kwargs"),
+    [
+        (L.generalized_cross_entropy, L.GeneralizedCrossEntropy, {"q": 0.7}),
+        (L.symmetric_cross_entropy, L.SymmetricCrossEntropy, {"alpha": 0.1, "beta": 1.0}),
+        (L.bootstrapping_loss, L.BootstrappingLoss, {"beta": 0.8}),
+        (L.forward_corrected_cross_entropy, L.ForwardCorrectedCrossEntropy, {"transition_matrix": None}),
+    ],
+)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_robust_losses_take_the_z_loss_term(fn, module, kwargs, reduction):
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(7, 4, generator=g) * 3
+    target = torch.tensor([0, 1, 2, 3, -100, 1, 2])
+    if "transition_matrix" in kwargs:
+        kwargs = {"transition_matrix": torch.full((4, 4), 0.1) + 0.6 * torch.eye(4)}
+    plain = fn(logits, target, reduction=reduction, **kwargs)
+    with_z = fn(logits, target, reduction=reduction, z_loss=0.01, **kwargs)
+    valid = target != -100
+    term = torch.where(valid, 0.01 * torch.logsumexp(logits, dim=1).square(), 0.0)
+    expected = {"mean": term.sum() / valid.sum(), "sum": term.sum(), "none": term}[reduction]
+    _assert_same(with_z - plain, expected)
+    twin = module(reduction=reduction, z_loss=0.01, **kwargs)
+    _assert_same(twin(logits, target), with_z)
+    with pytest.raises(ValueError, match="z_loss must be >= 0"):
+        fn(logits, target, z_loss=-1.0, **kwargs)

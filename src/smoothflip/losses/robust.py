@@ -19,8 +19,10 @@ from smoothflip.losses._common import (
     AllIgnored,
     Flat,
     Reduction,
+    add_z_loss,
     check_class_vector,
     check_common,
+    check_z_loss,
     entropy,
     flatten,
     weighted_reduce,
@@ -49,10 +51,17 @@ class _RobustLoss(nn.Module):
     """Shared state of the module twins: class weights (buffer), ignore_index, reduction."""
 
     def __init__(
-        self, *, weight: Tensor | None, ignore_index: int, reduction: Reduction, all_ignored: AllIgnored
+        self,
+        *,
+        weight: Tensor | None,
+        ignore_index: int,
+        reduction: Reduction,
+        all_ignored: AllIgnored,
+        z_loss: float,
     ) -> None:
         super().__init__()
         check_common(reduction, all_ignored)
+        self.z_loss = check_z_loss(z_loss)
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.all_ignored = all_ignored
@@ -64,6 +73,7 @@ class _RobustLoss(nn.Module):
             "ignore_index": self.ignore_index,
             "reduction": self.reduction,
             "all_ignored": self.all_ignored,
+            "z_loss": self.z_loss,
         }
 
 
@@ -83,6 +93,7 @@ def generalized_cross_entropy(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     all_ignored: AllIgnored = "nan",
+    z_loss: float = 0.0,
 ) -> Tensor:
     """Generalized cross-entropy ``(1 - p_y^q) / q`` (Zhang and Sabuncu 2018).
 
@@ -94,7 +105,7 @@ def generalized_cross_entropy(
         logits: ``[N, C]``, ``[N, C, d1, ...]`` or ``[C]``.
         target: class indices (int) or class probabilities with the logits' shape (float).
         q: in ``(0, 1]``; the paper uses 0.7.
-        weight, ignore_index, reduction, all_ignored: as in
+        weight, ignore_index, reduction, all_ignored, z_loss: as in
             :func:`~smoothflip.losses.smoothed_cross_entropy`.
 
     Returns:
@@ -107,6 +118,7 @@ def generalized_cross_entropy(
     """
     q = _check_q(q)
     check_common(reduction, all_ignored)
+    z_loss = check_z_loss(z_loss)
     flat = flatten(logits, target, ignore_index=ignore_index)
     weight = check_class_vector("weight", weight, flat.num_classes, flat.logits)
     powered = torch.expm1(q * flat.log_probs)  # p^q - 1, accurate when p^q is near 1
@@ -114,7 +126,8 @@ def generalized_cross_entropy(
         loss = -flat.gather(powered) / q
     else:
         loss = -(flat.soft * powered).sum(dim=1) / q
-    return weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    result = weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    return add_z_loss(result, flat, z_loss, reduction=reduction, all_ignored=all_ignored)
 
 
 class GeneralizedCrossEntropy(_RobustLoss):
@@ -133,9 +146,14 @@ class GeneralizedCrossEntropy(_RobustLoss):
         ignore_index: int = -100,
         reduction: Reduction = "mean",
         all_ignored: AllIgnored = "nan",
+        z_loss: float = 0.0,
     ) -> None:
         super().__init__(
-            weight=weight, ignore_index=ignore_index, reduction=reduction, all_ignored=all_ignored
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            all_ignored=all_ignored,
+            z_loss=z_loss,
         )
         self.q = _check_q(q)
 
@@ -164,6 +182,7 @@ def symmetric_cross_entropy(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     all_ignored: AllIgnored = "nan",
+    z_loss: float = 0.0,
 ) -> Tensor:
     """Symmetric cross-entropy ``alpha * CE + beta * RCE`` (Wang et al. 2019).
 
@@ -178,7 +197,7 @@ def symmetric_cross_entropy(
         alpha: weight of the cross-entropy term, ``>= 0``.
         beta: weight of the reverse cross-entropy term, ``>= 0``.
         clamp: floor for target probabilities inside the log, in ``(0, 1)``.
-        weight, ignore_index, reduction, all_ignored: as in
+        weight, ignore_index, reduction, all_ignored, z_loss: as in
             :func:`~smoothflip.losses.smoothed_cross_entropy`.
 
     Returns:
@@ -191,6 +210,7 @@ def symmetric_cross_entropy(
     """
     alpha, beta, clamp = _check_sce(alpha, beta, clamp)
     check_common(reduction, all_ignored)
+    z_loss = check_z_loss(z_loss)
     flat = flatten(logits, target, ignore_index=ignore_index)
     weight = check_class_vector("weight", weight, flat.num_classes, flat.logits)
     probs = flat.log_probs.exp()
@@ -199,7 +219,8 @@ def symmetric_cross_entropy(
     else:
         rce = -(probs * torch.log(flat.soft.clamp(min=clamp))).sum(dim=1)
     loss = alpha * _cross_entropy(flat) + beta * rce
-    return weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    result = weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    return add_z_loss(result, flat, z_loss, reduction=reduction, all_ignored=all_ignored)
 
 
 class SymmetricCrossEntropy(_RobustLoss):
@@ -220,9 +241,14 @@ class SymmetricCrossEntropy(_RobustLoss):
         ignore_index: int = -100,
         reduction: Reduction = "mean",
         all_ignored: AllIgnored = "nan",
+        z_loss: float = 0.0,
     ) -> None:
         super().__init__(
-            weight=weight, ignore_index=ignore_index, reduction=reduction, all_ignored=all_ignored
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            all_ignored=all_ignored,
+            z_loss=z_loss,
         )
         self.alpha, self.beta, self.clamp = _check_sce(alpha, beta, clamp)
 
@@ -255,6 +281,7 @@ def bootstrapping_loss(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     all_ignored: AllIgnored = "nan",
+    z_loss: float = 0.0,
 ) -> Tensor:
     """Bootstrapping (Reed et al. 2014): cross-entropy against ``beta * t + (1 - beta) * z``.
 
@@ -271,7 +298,7 @@ def bootstrapping_loss(
         target: class indices (int) or class probabilities with the logits' shape (float).
         mode: ``"soft"`` or ``"hard"``.
         beta: weight of the given label in ``[0, 1]``; None takes the paper's default for the mode.
-        weight, ignore_index, reduction, all_ignored: as in
+        weight, ignore_index, reduction, all_ignored, z_loss: as in
             :func:`~smoothflip.losses.smoothed_cross_entropy`.
 
     Returns:
@@ -284,6 +311,7 @@ def bootstrapping_loss(
     """
     mode, beta = _check_bootstrap(mode, beta)
     check_common(reduction, all_ignored)
+    z_loss = check_z_loss(z_loss)
     flat = flatten(logits, target, ignore_index=ignore_index)
     weight = check_class_vector("weight", weight, flat.num_classes, flat.logits)
     if mode == "soft":
@@ -291,7 +319,8 @@ def bootstrapping_loss(
     else:
         second = -flat.log_probs.gather(1, flat.log_probs.argmax(dim=1, keepdim=True)).squeeze(1)
     loss = beta * _cross_entropy(flat) + (1.0 - beta) * second
-    return weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    result = weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    return add_z_loss(result, flat, z_loss, reduction=reduction, all_ignored=all_ignored)
 
 
 class BootstrappingLoss(_RobustLoss):
@@ -311,9 +340,14 @@ class BootstrappingLoss(_RobustLoss):
         ignore_index: int = -100,
         reduction: Reduction = "mean",
         all_ignored: AllIgnored = "nan",
+        z_loss: float = 0.0,
     ) -> None:
         super().__init__(
-            weight=weight, ignore_index=ignore_index, reduction=reduction, all_ignored=all_ignored
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            all_ignored=all_ignored,
+            z_loss=z_loss,
         )
         self.mode, self.beta = _check_bootstrap(mode, beta)
 
@@ -357,6 +391,7 @@ def forward_corrected_cross_entropy(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     all_ignored: AllIgnored = "nan",
+    z_loss: float = 0.0,
 ) -> Tensor:
     """Forward-corrected cross-entropy (Patrini et al. 2017): ``-log (p T)_y``.
 
@@ -372,7 +407,7 @@ def forward_corrected_cross_entropy(
         logits: ``[N, C]``, ``[N, C, d1, ...]`` or ``[C]``.
         target: noisy class indices (int) or probabilities with the logits' shape (float).
         transition_matrix: ``[C, C]`` row-stochastic.
-        weight, ignore_index, reduction, all_ignored: as in
+        weight, ignore_index, reduction, all_ignored, z_loss: as in
             :func:`~smoothflip.losses.smoothed_cross_entropy`.
 
     Returns:
@@ -386,6 +421,7 @@ def forward_corrected_cross_entropy(
         0
     """
     check_common(reduction, all_ignored)
+    z_loss = check_z_loss(z_loss)
     flat = flatten(logits, target, ignore_index=ignore_index)
     matrix = check_transition_matrix(transition_matrix, flat.num_classes)
     weight = check_class_vector("weight", weight, flat.num_classes, flat.logits)
@@ -396,7 +432,8 @@ def forward_corrected_cross_entropy(
         loss = -flat.gather(noisy_log_probs)
     else:
         loss = -(flat.soft * noisy_log_probs).sum(dim=1)
-    return weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    result = weighted_reduce(loss, flat, weight, reduction=reduction, all_ignored=all_ignored)
+    return add_z_loss(result, flat, z_loss, reduction=reduction, all_ignored=all_ignored)
 
 
 class ForwardCorrectedCrossEntropy(_RobustLoss):
@@ -416,9 +453,14 @@ class ForwardCorrectedCrossEntropy(_RobustLoss):
         ignore_index: int = -100,
         reduction: Reduction = "mean",
         all_ignored: AllIgnored = "nan",
+        z_loss: float = 0.0,
     ) -> None:
         super().__init__(
-            weight=weight, ignore_index=ignore_index, reduction=reduction, all_ignored=all_ignored
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            all_ignored=all_ignored,
+            z_loss=z_loss,
         )
         self.register_buffer("transition_matrix", check_transition_matrix(torch.as_tensor(transition_matrix)))
 
