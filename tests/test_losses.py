@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -748,3 +749,14 @@ def test_robust_losses_take_the_z_loss_term(fn, module, kwargs, reduction):
     _assert_same(twin(logits, target), with_z)
     with pytest.raises(ValueError, match="z_loss must be >= 0"):
         fn(logits, target, z_loss=-1.0, **kwargs)
+
+
+def test_eps_may_be_a_zero_dim_tensor_or_numpy_scalar():
+    logits, target = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    expected = L.smoothed_cross_entropy(logits, target, eps=0.25)
+    for eps in (torch.tensor(0.25), torch.tensor([0.25]), np.float32(0.25), np.array(0.25)):
+        _assert_same(L.smoothed_cross_entropy(logits, target, eps=eps), expected)
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        L.smoothed_cross_entropy(logits, target, eps=torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="eps must be <= 1"):
+        L.smoothed_cross_entropy(logits, target, eps=torch.tensor(1.5))

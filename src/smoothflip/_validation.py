@@ -17,13 +17,32 @@ SeedLike = int | np.random.Generator | None
 
 
 def check_number(name: str, value: Any) -> float:
-    """Return ``value`` as a finite float, or raise naming ``name``."""
+    """Return ``value`` as a finite float, or raise naming ``name``.
+
+    A one-element floating tensor or array (e.g. a scheduled ``eps`` kept as a 0-d tensor) counts
+    as its value.
+    """
+    if _is_scalar_array(value):
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return value
+
+
+def _is_scalar_array(value: Any) -> bool:
+    """A one-element, real floating numpy array or torch tensor (torch is not imported here)."""
+    dtype = getattr(value, "dtype", None)
+    size = getattr(value, "size", None)
+    if dtype is None or not hasattr(value, "item"):
+        return False
+    count = value.numel() if hasattr(value, "numel") else size
+    floating = getattr(dtype, "is_floating_point", None)
+    if floating is None:  # numpy
+        floating = np.dtype(dtype).kind == "f" if isinstance(dtype, np.dtype) else False
+    return bool(floating) and count == 1
 
 
 def check_range(
