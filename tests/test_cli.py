@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,6 +236,15 @@ def test_export_of_a_study_without_runs_is_a_clean_error(tmp_path):
         store.claim(name="empty", identity="x" * 32, study_json="{}", study_toml="")
     assert_clean_error(invoke("export", tmp_path / "empty"), "holds no finished runs to export yet")
     assert not (tmp_path / "empty" / "runs.csv").exists()
+
+
+def test_progress_bar_counts_runs_and_shows_an_eta(tmp_path):
+    result = invoke("run", write_study(tmp_path), "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "cli: 4 runs (0 already stored)" in result.stderr
+    assert re.search(r"4/4 runs \d+:\d\d:\d\d ETA", result.stderr), result.stderr
+    again = invoke("run", write_study(tmp_path), "--out", tmp_path / "out")
+    assert "cli: 4 runs (4 already stored)" in again.stderr
 
 
 def test_study_file_problems_exit_2(tmp_path):
