@@ -144,6 +144,9 @@ def cluster():
         include_dashboard=False,
         object_store_memory=200 * 1024**2,
         logging_level=logging.WARNING,
+        # A loaded 2-core machine can miss a few health checks; the default (5 misses) then marks the
+        # node dead and Ray kills the driver, i.e. the test process itself.
+        _system_config={"health_check_failure_threshold": 100},
     )
     yield ray
     ray.shutdown()
