@@ -162,12 +162,29 @@ def _inputs(args: argparse.Namespace, n: int, device: torch.device, linear: bool
     return (z,), y
 
 
-def _current_rss() -> int:
+def _proc_status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
+def _peak_rss_growth(run: Callable[[], Any]) -> tuple[Any, int]:
+    """``run()`` and how far the resident set rose above its size at the start (bytes).
+
+    On Linux the peak (VmHWM) is reset to the current size first (``/proc/self/clear_refs``), so
+    only this call counts; elsewhere the process's lifetime peak is used (``ru_maxrss``), which only
+    sees growth beyond every earlier peak.
+    """
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _proc_status("VmRSS")
+        result = run()
+        return result, max(0, _proc_status("VmHWM") - before)
     except OSError:
-        return 0
+        scale = 1 if sys.platform == "darwin" else 1024
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        result = run()
+        return result, max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale - before)
 
 
 def _reference(name: str, leaves, y, args) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -209,14 +226,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     if not cuda:
         # CPU: peak resident-set growth of the first full-size step, after a small warm-up that
-        # loads the lazily initialized kernels (the peak RSS only ever grows, so it goes first).
+        # loads the lazily initialized kernels.
         small_inputs, small_y = _inputs(args, 64, device, linear)
         fn(*[t.detach().clone().requires_grad_() for t in small_inputs], small_y).backward()
         leaves = fresh()
         snapshot = [t.detach().clone() for t in leaves]
-        before = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _current_rss())
-        loss = step(leaves)
-        extra = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+        loss, extra = _peak_rss_growth(lambda: step(leaves))
     for _ in range(args.warmup):
         step(fresh())
     times = []
