@@ -107,3 +107,23 @@ def as_generator(seed: SeedLike, *, name: str = "seed") -> np.random.Generator:
     if seed < 0:
         raise ValueError(f"{name} must be a non-negative int, got {seed}")
     return np.random.default_rng(int(seed))
+
+
+def check_features(X: Any, n_labels: int) -> np.ndarray:
+    """``X`` as a finite float64 ``[N, d]`` array (``d >= 1``) with one row per label, or raise.
+
+    The messages name ``X`` and ``y`` (the scikit-learn-style arguments of the attacks and defences).
+    """
+    try:
+        x = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"X must be a numeric array [N, ...]: {exc}") from None
+    if x.ndim == 0 or x.shape[0] != n_labels:
+        got = "a scalar" if x.ndim == 0 else f"{x.shape[0]} rows (shape {x.shape})"
+        raise ValueError(f"X and y must have the same length: y has {n_labels} labels, X has {got}")
+    x = x.reshape(n_labels, -1)
+    if x.shape[1] == 0:
+        raise ValueError(f"X must have at least one feature per example, got shape {np.shape(X)}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"X must be finite; found {int((~np.isfinite(x)).sum())} NaN or inf value(s)")
+    return x

@@ -53,7 +53,14 @@ from typing import Any
 
 import numpy as np
 
-from smoothflip._validation import SeedLike, as_generator, check_choice, check_int, check_range
+from smoothflip._validation import (
+    SeedLike,
+    as_generator,
+    check_choice,
+    check_features,
+    check_int,
+    check_range,
+)
 from smoothflip.noise import NoisyLabels, realized_transition_matrix
 
 __all__ = ["STRATEGIES", "STRATEGY_OPTIONS", "label_flip"]
@@ -306,20 +313,7 @@ def _check_data(X: Any, y: Any, num_classes: int | None) -> tuple[np.ndarray, np
     k = check_int("num_classes", num_classes, low=2)
     if labels.max() >= k:
         raise ValueError(f"y must be < num_classes={k}, found {int(labels.max())}")
-    try:
-        x = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"X must be a numeric array [N, ...]: {exc}") from None
-    if x.ndim == 0 or x.shape[0] != labels.size:
-        got = "a scalar" if x.ndim == 0 else f"{x.shape[0]} rows (shape {x.shape})"
-        raise ValueError(f"X and y must have the same length: y has {labels.size} labels, X has {got}")
-    x = x.reshape(labels.size, -1)
-    if x.shape[1] == 0:
-        raise ValueError(f"X must have at least one feature per example, got shape {np.shape(X)}")
-    if not np.isfinite(x).all():
-        n_bad = int((~np.isfinite(x)).sum())
-        raise ValueError(f"X must be finite; found {n_bad} NaN or inf value(s)")
-    return x, labels, k
+    return check_features(X, labels.size), labels, k
 
 
 def _resolve_budget(budget: Any, n_eligible: int, *, what: str) -> int:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothflip._validation import check_choice, check_int, check_range
+from smoothflip._validation import check_choice, check_features, check_int, check_range
 
 __all__ = [
     "DEFENSES",
@@ -505,19 +505,7 @@ def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     labels = _check_labels(y)
     if X is None:
         raise ValueError("X is required (features [N, ...])")
-    try:
-        x = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"X must be a numeric array [N, ...]: {exc}") from None
-    if x.ndim == 0 or x.shape[0] != labels.size:
-        got = "a scalar" if x.ndim == 0 else f"{x.shape[0]} rows (shape {x.shape})"
-        raise ValueError(f"X and y must have the same length: y has {labels.size} labels, X has {got}")
-    x = x.reshape(labels.size, -1)
-    if x.shape[1] == 0:
-        raise ValueError(f"X must have at least one feature per example, got shape {np.shape(X)}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"X must be finite; found {int((~np.isfinite(x)).sum())} NaN or inf value(s)")
-    return x, labels
+    return check_features(X, labels.size), labels
 
 
 def _check_mask(name: str, mask: Any) -> np.ndarray:

@@ -98,7 +98,25 @@ _FACTORY_HINT = (
 # --------------------------------------------------------------------------------------------------
 
 
-class Classifier(nn.Module):
+class BodyHead(nn.Module):
+    """A ``body`` module and a linear ``head`` (the base of :class:`Classifier` and ``lm.CausalLM``)."""
+
+    def __init__(self, body: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        if not isinstance(body, nn.Module):
+            raise TypeError(f"body must be an nn.Module, got {type(body).__name__}")
+        if not isinstance(head, nn.Linear):
+            raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}")
+        self.body = body
+        self.head = head
+
+    @property
+    def feature_dim(self) -> int:
+        """``F``, the width of the features the head reads."""
+        return self.head.in_features
+
+
+class Classifier(BodyHead):
     """A feature extractor followed by a linear head: ``forward(x) = head(body(x))``.
 
     Args:
@@ -121,20 +139,6 @@ class Classifier(nn.Module):
         >>> model(x).shape, model.features(x).shape, model.feature_dim, model.num_classes
         (torch.Size([4, 3]), torch.Size([4, 6]), 6, 3)
     """
-
-    def __init__(self, body: nn.Module, head: nn.Linear) -> None:
-        super().__init__()
-        if not isinstance(body, nn.Module):
-            raise TypeError(f"body must be an nn.Module, got {type(body).__name__}")
-        if not isinstance(head, nn.Linear):
-            raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}")
-        self.body = body
-        self.head = head
-
-    @property
-    def feature_dim(self) -> int:
-        """``F``, the width of the penultimate features."""
-        return self.head.in_features
 
     @property
     def num_classes(self) -> int:

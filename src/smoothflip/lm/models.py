@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from smoothflip._validation import check_choice, check_int
+from smoothflip.models import BodyHead
 
 __all__ = ["LM_ACTIVATIONS", "LM_MODELS", "LM_MODEL_ALIASES", "CausalLM", "build_lm", "lm_options"]
 
@@ -78,7 +79,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class CausalLM(nn.Module):
+class CausalLM(BodyHead):
     """Token ids ``[B, T]`` → features ``[B, T, F]`` (``body``) → logits ``[B, T, V]`` (``head``).
 
     Args:
@@ -91,24 +92,10 @@ class CausalLM(nn.Module):
         (torch.Size([2, 3, 10]), 10, 4)
     """
 
-    def __init__(self, body: nn.Module, head: nn.Linear) -> None:
-        super().__init__()
-        if not isinstance(body, nn.Module):
-            raise TypeError(f"body must be an nn.Module, got {type(body).__name__}")
-        if not isinstance(head, nn.Linear):
-            raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}")
-        self.body = body
-        self.head = head
-
     @property
     def vocab_size(self) -> int:
         """``V``, the number of logits per position."""
         return self.head.out_features
-
-    @property
-    def feature_dim(self) -> int:
-        """``F``, the width of the features the head reads."""
-        return self.head.in_features
 
     def features(self, input_ids: Tensor) -> Tensor:
         """Features ``[B, T, F]`` of token ids ``[B, T]``."""
