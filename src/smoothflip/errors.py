@@ -1,0 +1,69 @@
+"""The errors smoothflip raises for problems of the user's making.
+
+Every user-facing error is a :class:`SmoothflipError` (a ``ValueError``, so ``except ValueError``
+keeps working): a study file that cannot run, a data file that cannot be read, a store that is not
+a smoothflip store, a user's own model factory or training function that fails. Its message is one
+line that names the problem. The ``smoothflip`` command prints such errors as ``error: ...`` with
+exit code 2; anything else that escapes is a bug in smoothflip and shows its traceback (exit 1).
+
+Library functions (losses, noise models, metrics) keep raising plain ``ValueError`` / ``TypeError``
+for bad arguments, as PyTorch and NumPy do; where user input enters them (a study file, a data file,
+a command-line option) the caller converts those into a :class:`SmoothflipError` with
+:func:`user_input`, which names where the value came from.
+
+Example:
+    >>> from smoothflip.errors import SmoothflipError, user_input
+    >>> try:
+    ...     with user_input("arms[1] (ls)"):
+    ...         raise ValueError("eps must be <= 1, got 1.5")
+    ... except SmoothflipError as err:
+    ...     print(err)
+    arms[1] (ls): eps must be <= 1, got 1.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["DataError", "SmoothflipError", "UserCodeError", "user_input"]
+
+
+class SmoothflipError(ValueError):
+    """Base of every error caused by the user's input (study file, data, store, options, own code)."""
+
+
+class DataError(SmoothflipError):
+    """A data source that cannot be read or used (file missing, malformed, too large, empty class)."""
+
+
+class UserCodeError(SmoothflipError):
+    """The user's own code (a model factory, a training function) could not be imported or failed.
+
+    Attributes:
+        where: ``"file.py, line 12"`` when known, else ``""``.
+    """
+
+    def __init__(self, message: str, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+
+
+@contextmanager
+def user_input(prefix: str | None = None, *, error: type[SmoothflipError] = SmoothflipError) -> Iterator[None]:
+    """Turn a ``ValueError`` / ``TypeError`` raised inside into a :class:`SmoothflipError`.
+
+    Use it where user input enters a library function, so that a bad value becomes a one-line user
+    error while the same exception raised later (during training, say) stays a bug.
+
+    Args:
+        prefix: where the input came from, put before the message (``"arms[1] (ls)"``).
+        error: the :class:`SmoothflipError` subclass to raise.
+    """
+    try:
+        yield
+    except SmoothflipError:
+        raise
+    except (ValueError, TypeError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise error(f"{prefix}: {message}" if prefix else message) from err
