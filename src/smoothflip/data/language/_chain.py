@@ -1,91 +1,31 @@
-"""A synthetic language whose true next-token distribution is known at every position.
+"""The synthetic language itself: token ids, the phrasebook and the :class:`SyntheticLanguage` chain.
 
-:class:`SyntheticLanguage` is a seeded, sparse, higher-order Markov chain over ``vocab_size``
-tokens. Because every next-token distribution is known exactly, a language model trained on it can
-be scored against the *truth* (:func:`smoothflip.lm.metrics.kl_to_truth`), not only against the
-sampled next token — the setting in which to ask whether label smoothing makes a model's
-distribution closer to, or further from, the real one.
-
-**Tokens.** ``0`` is ``<pad>`` and ``1`` is ``<bos>`` (every sequence starts with it; neither is
-ever a next token). Then come the named words of the phrasebook (``hello``, ``how``, ``are``,
-``you``, ...), and every other token is named after its id: ``w17``.
-
-**The generic rule** (every context the phrasebook does not cover). The next token after a
-history ``... x_{t-2}, x_{t-1}, x_t`` is drawn from a sparse set of ``candidates`` tokens with
-**Zipfian** weights ``p_r ∝ r^(-s)`` over ranks ``r = 1..candidates``:
-
-- *which* tokens are candidates depends on the last token ``x_t`` (a fixed random set per token);
-- *how they are ranked* depends on ``x_t`` and on the *classes* of the ``order - 1`` tokens
-  before it (each token has one of ``classes`` random classes, like a part of speech), through a
-  hash of the context. So the chain has order ``order``, and a model that only sees the last token
-  can at best reach the entropy of the mixture over rankings, which is higher.
-
-Every generic context therefore has the same entropy ``H(candidates, s)``: the **entropy knob**.
-Give ``mean_entropy`` (nats; the Zipf exponent ``s`` is solved for it exactly) or ``zipf_exponent``
-directly. Lower entropy means fewer right answers per context; ``mean_entropy = log(candidates)``
-makes all candidates equally likely (``s = 0``), ``0`` makes the chain deterministic. With
-``candidates = 32``: ``s = 0`` → 3.47 nats, ``s = 1`` → 2.88, ``s = 1.5`` → 2.15, ``s = 2`` → 1.47,
-``s = 3`` → 0.67; the default ``mean_entropy = 2.0`` gives ``s = 1.60``.
-
-**The phrasebook** (``phrases=True``): a few hand-written contexts that override the generic rule,
-matched on the longest suffix of the history (so the chain's true order is at least 3):
-
-=====================  ===========================================================================
-context                next-token distribution (``*``: the rest follows the generic rule)
-=====================  ===========================================================================
-``<bos>``              hello 0.25, ``*`` 0.75
-``hello``              how 0.5, there 0.2, world 0.1, ``*`` 0.2
-``hello how``          are 0.8, is 0.1, do 0.1
-``hello how are``      you 0.6, things 0.15, we 0.1, they 0.1, ya 0.05
-``how are you``        doing 0.4, today 0.3, ``*`` 0.3
-=====================  ===========================================================================
-
-About one sequence in ten starts "hello how are", after which "you" is the most likely token.
-
-Example:
-    >>> lang = SyntheticLanguage(200, seed=0)
-    >>> lang.most_likely("hello how are", top=3)
-    [('you', 0.6), ('things', 0.15), ('we', 0.1)]
-    >>> seqs = lang.sample(4, 12, seed=1)           # [N, length], seqs[:, 0] == <bos>
-    >>> seqs.shape, lang.decode(seqs[0])[:5]
-    ((4, 12), '<bos>')
-    >>> true = lang.true_distributions(seqs)        # sparse: indices / probs [N, length - 1, W]
-    >>> true.shape, true.dense().shape
-    ((4, 11), (4, 11, 200))
-    >>> round(lang.generic_entropy, 6)              # the default mean_entropy
-    2.0
+:data:`PAD` and :data:`BOS`, the phrasebook's words and contexts, and :class:`SyntheticLanguage`:
+the seeded sparse higher-order Markov chain (tables, hashing of contexts, sampling and the exact
+next-token distributions). The chain's rules are described in :mod:`smoothflip.data.language`,
+which re-exports everything public here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import brentq
 
 from smoothflip._validation import SeedLike, as_generator, check_int, check_number
-
-__all__ = [
-    "BOS",
-    "CORPUS_SPLITS",
-    "PAD",
-    "Corpus",
-    "LanguageData",
-    "SyntheticLanguage",
-    "TokenDistributions",
-    "language_dataset",
-    "zipf_entropy",
-]
+from smoothflip.data.language._distributions import (
+    TokenDistributions,
+    _entropy,
+    _solve_exponent,
+    _zipf,
+)
 
 #: Id of the padding token ``<pad>`` (never produced by the chain).
 PAD = 0
 #: Id of the begin-of-sequence token ``<bos>`` (position 0 of every sequence, never a next token).
 BOS = 1
-#: The splits of a :class:`Corpus`, in order.
-CORPUS_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 _SPECIALS = ("<pad>", "<bos>")
 _WORDS = ("hello", "how", "are", "you", "things", "we", "they", "ya", "there", "world", "is", "do",
@@ -103,73 +43,9 @@ _DEFAULT_ENTROPY = 2.0
 _U64 = np.uint64
 
 
-def zipf_entropy(candidates: int, exponent: float) -> float:
-    """Entropy (nats) of the Zipf distribution ``p_r ∝ r^(-exponent)`` over ``r = 1..candidates``.
-
-    Example:
-        >>> round(zipf_entropy(32, 0.0), 6) == round(math.log(32), 6)
-        True
-        >>> round(zipf_entropy(32, 1.0), 4)
-        2.8759
-    """
-    candidates = check_int("candidates", candidates, low=1)
-    exponent = check_number("zipf_exponent", exponent)
-    if exponent < 0:
-        raise ValueError(f"zipf_exponent must be >= 0, got {exponent!r}")
-    return _entropy(_zipf(candidates, exponent))
-
-
-@dataclass(frozen=True)
-class TokenDistributions:
-    """Sparse next-token distributions: ``probs[..., w]`` is the probability of ``indices[..., w]``.
-
-    Each row has ``W`` slots, sorted by probability (largest first); unused slots have probability
-    0 (their index is meaningless, and only such slots may repeat an index). An all-zero row means
-    "no next token here" (the target is ``<pad>``). This is the sparse form the LM metrics accept.
-
-    Attributes:
-        indices: ``[..., W]`` int64 token ids.
-        probs: ``[..., W]`` float64 probabilities; each row sums to 1 (or is all zero).
-        vocab_size: ``V``.
-    """
-
-    indices: np.ndarray
-    probs: np.ndarray
-    vocab_size: int
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of the positions (``indices.shape[:-1]``)."""
-        return tuple(self.indices.shape[:-1])
-
-    def dense(self) -> np.ndarray:
-        """``[..., V]`` float64 probabilities (``8 * V`` bytes per position).
-
-        Example:
-            >>> TokenDistributions(np.array([[2, 0]]), np.array([[1.0, 0.0]]), 3).dense()
-            array([[0., 0., 1.]])
-        """
-        out = np.zeros((*self.shape, self.vocab_size))
-        flat_out = out.reshape(-1, self.vocab_size)
-        rows = np.repeat(np.arange(flat_out.shape[0]), self.indices.shape[-1])
-        np.add.at(flat_out, (rows, self.indices.reshape(-1)), self.probs.reshape(-1))
-        return out
-
-    def entropy(self) -> np.ndarray:
-        """``[...]`` entropy in nats of each distribution (0 for an all-zero row)."""
-        p = self.probs
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-        return -terms.sum(axis=-1)
-
-    def __getitem__(self, key: Any) -> TokenDistributions:
-        """Select positions (``key`` indexes the leading dimensions), e.g. a batch of sequences."""
-        return TokenDistributions(self.indices[key], self.probs[key], self.vocab_size)
-
-
 @dataclass(frozen=True)
 class SyntheticLanguage:
-    """A seeded sparse Markov chain with Zipfian next-token distributions (see the module docstring).
+    """A seeded sparse Markov chain with Zipfian next-token distributions (see the package docstring).
 
     Args:
         vocab_size: ``V``, at least ``candidates + 2`` (and 16 with the phrasebook).
@@ -512,193 +388,6 @@ class SyntheticLanguage:
         out_idx[out_idx < 0] = PAD
         order = np.argsort(-out_p, axis=1, kind="stable")
         return np.take_along_axis(out_idx, order, axis=1), np.take_along_axis(out_p, order, axis=1)
-
-
-@runtime_checkable
-class Corpus(Protocol):
-    """What the study engine needs of a language-modelling corpus, synthetic or the user's own text.
-
-    :class:`LanguageData` (sampled from a :class:`SyntheticLanguage`) and
-    :class:`smoothflip.data.text.TextCorpus` (a user's text file) both follow it. Token ids
-    ``0`` and ``1`` are ``<pad>`` and ``<bos>`` in both.
-
-    Attributes:
-        train, validation, test: ``[N_split, L]`` int64 token ids in ``[0, V)``, one sequence per
-            row, each starting with ``<bos>``; no padding. Train a model with
-            ``input_ids = labels = split`` (the loss shifts).
-        vocab_size: ``V``.
-        token_names: ``V`` display names, indexed by id.
-        never_target: ``[V]`` bool mask of the tokens that never are a next token (at least
-            ``<pad>`` and ``<bos>``); pass it to :func:`smoothflip.lm.causal_lm_loss`.
-        name: a short name for reports.
-
-    Example:
-        >>> data = language_dataset(SyntheticLanguage(100), num_train=4, num_validation=2,
-        ...                         num_test=2, length=8)
-        >>> isinstance(data, Corpus), data.name, data.vocab_size, data.never_target[:3].tolist()
-        (True, 'synthetic-language', 100, [True, True, False])
-        >>> data.true_distributions("test").shape            # known for a synthetic language
-        (2, 7)
-    """
-
-    @property
-    def train(self) -> np.ndarray: ...
-    @property
-    def validation(self) -> np.ndarray: ...
-    @property
-    def test(self) -> np.ndarray: ...
-    @property
-    def vocab_size(self) -> int: ...
-    @property
-    def token_names(self) -> tuple[str, ...]: ...
-    @property
-    def never_target(self) -> np.ndarray: ...
-    @property
-    def name(self) -> str: ...
-
-    def true_distributions(self, split: str) -> TokenDistributions | None:
-        """The true next-token distributions of a split (``"train"``, ``"validation"``, ``"test"``).
-
-        A :class:`TokenDistributions` of shape ``[N_split, L - 1]`` aligned with
-        ``logits[:, :-1]`` (as :meth:`SyntheticLanguage.true_distributions` returns), or None when
-        they are not known (real text).
-        """
-        ...
-
-
-@dataclass(frozen=True, eq=False)
-class LanguageData:
-    """Train / validation / test token arrays sampled from one :class:`SyntheticLanguage`.
-
-    Follows the :class:`Corpus` protocol.
-
-    Attributes:
-        language: the language they come from (its true distributions score a model).
-        train, validation, test: ``[N_split, length]`` int64 sequences starting with ``<bos>``.
-        seed: the seed they were sampled with.
-    """
-
-    language: SyntheticLanguage
-    train: np.ndarray
-    validation: np.ndarray
-    test: np.ndarray
-    seed: int
-
-    @property
-    def vocab_size(self) -> int:
-        """``V`` of the language."""
-        return self.language.vocab_size
-
-    @property
-    def token_names(self) -> tuple[str, ...]:
-        """The language's ``V`` token names, indexed by id."""
-        return self.language.token_names
-
-    @property
-    def never_target(self) -> np.ndarray:
-        """``[V]`` bool mask of ``<pad>`` and ``<bos>``, the tokens the chain never produces."""
-        return self.language.never_target
-
-    @property
-    def name(self) -> str:
-        """``"synthetic-language"``."""
-        return "synthetic-language"
-
-    def true_distributions(self, split: str) -> TokenDistributions:
-        """The language's true next-token distributions ``[N_split, length - 1]`` of one split (sparse).
-
-        Example:
-            >>> data = language_dataset(SyntheticLanguage(100), num_train=3, num_validation=1,
-            ...                         num_test=1, length=6)
-            >>> data.true_distributions("train").shape
-            (3, 5)
-        """
-        if split not in CORPUS_SPLITS:
-            raise ValueError(f"split must be one of {', '.join(map(repr, CORPUS_SPLITS))}, got {split!r}")
-        return cast(TokenDistributions, self.language.true_distributions(getattr(self, split)))
-
-
-def language_dataset(
-    language: SyntheticLanguage,
-    *,
-    num_train: int = 2000,
-    num_validation: int = 200,
-    num_test: int = 200,
-    length: int = 64,
-    seed: int = 0,
-) -> LanguageData:
-    """Sample the three splits of a language-modelling dataset, each from its own random stream.
-
-    Args:
-        language: the :class:`SyntheticLanguage`.
-        num_train, num_validation, num_test: sequences per split (each ``>= 1``).
-        length: tokens per sequence, ``<bos>`` included.
-        seed: seed of the samples (not of the language); the three splits use independent streams
-            spawned from it, so changing ``num_train`` leaves the validation and test splits as
-            they are.
-
-    Returns:
-        A :class:`LanguageData`. Train a model with ``input_ids = labels = split`` (the loss shifts).
-
-    Example:
-        >>> lang = SyntheticLanguage(100)
-        >>> data = language_dataset(lang, num_train=8, num_validation=2, num_test=2, length=10)
-        >>> data.train.shape, data.test.shape
-        ((8, 10), (2, 10))
-    """
-    if not isinstance(language, SyntheticLanguage):
-        raise TypeError(f"language must be a SyntheticLanguage, got {type(language).__name__}")
-    seed = check_int("seed", seed, low=0)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
-    splits = [
-        language.sample(check_int(name, count, low=1), length, seed=rng)
-        for name, count, rng in zip(
-            ("num_train", "num_validation", "num_test"),
-            (num_train, num_validation, num_test),
-            streams,
-            strict=True,
-        )
-    ]
-    return LanguageData(language, *splits, seed=seed)
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _zipf(candidates: int, exponent: float) -> np.ndarray:
-    if math.isinf(exponent):
-        p = np.zeros(candidates)
-        p[0] = 1.0
-        return p
-    w = np.arange(1, candidates + 1, dtype=np.float64) ** (-exponent)
-    return w / w.sum()
-
-
-def _solve_exponent(candidates: int, target: float) -> float:
-    """The Zipf exponent whose entropy over ``candidates`` ranks is ``target`` nats."""
-    top = math.log(candidates)
-    if not 0.0 <= target <= top + 1e-12:
-        raise ValueError(
-            f"mean_entropy must be in [0, log(candidates)] = [0, {top:.4f}] nats for "
-            f"candidates={candidates}, got {target!r} (raise candidates for more entropy)"
-        )
-    if target >= top - 1e-12:
-        return 0.0
-    if target == 0.0:
-        return math.inf
-    hi = 1.0
-    while _entropy(_zipf(candidates, hi)) > target:
-        hi *= 2.0
-        if hi > 1e4:  # entropy below what float64 can resolve: effectively deterministic
-            return math.inf
-    return float(brentq(lambda s: _entropy(_zipf(candidates, s)) - target, 0.0, hi, xtol=1e-14, rtol=1e-14))
-
-
-def _entropy(p: np.ndarray) -> float:
-    nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum())
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
