@@ -168,7 +168,9 @@ def loss_context(data: RunData, num_classes: int) -> LossContext:
     matrix = realized_transition_matrix(data.noisy.true_labels[data.train_idx], labels, num_classes)
     return LossContext(
         num_classes=num_classes,
-        train_labels=torch.as_tensor(labels),
+        class_prior=torch.bincount(torch.as_tensor(labels).long(), minlength=num_classes).double()
+        / max(1, labels.size),
+        key=data.run.run_id,
         transition_matrix=torch.as_tensor(matrix),
     )
 

@@ -13,10 +13,16 @@ of a batch is ignored, ``"mean"`` gives NaN (as ``F.cross_entropy`` does) unless
 - :func:`soft_target_cross_entropy`, :func:`distillation_loss` (Hinton et al. 2015, ``T^2`` scaled).
 - Noise-robust baselines: :func:`generalized_cross_entropy`, :func:`symmetric_cross_entropy`,
   :func:`bootstrapping_loss`, :func:`forward_corrected_cross_entropy`.
+- :class:`OnlineLabelSmoothing` — soft targets learned from the model's own correct predictions,
+  one epoch behind (Zhang et al. 2021); stateful, with an ``end_epoch()`` hook.
+- :func:`label_relaxation_loss` — no loss once ``p_y >= 1 - alpha``, else KL to that credal set
+  (Lienen & Hüllermeier 2021).
 """
 
 from smoothflip.losses.confidence import ConfidencePenaltyLoss, confidence_penalty_loss
 from smoothflip.losses.distillation import DistillationLoss, distillation_loss
+from smoothflip.losses.online import OnlineLabelSmoothing, online_label_smoothing_loss
+from smoothflip.losses.relaxation import LabelRelaxationLoss, label_relaxation_loss
 from smoothflip.losses.robust import (
     BootstrappingLoss,
     ForwardCorrectedCrossEntropy,
@@ -41,6 +47,8 @@ __all__ = [
     "DistillationLoss",
     "ForwardCorrectedCrossEntropy",
     "GeneralizedCrossEntropy",
+    "LabelRelaxationLoss",
+    "OnlineLabelSmoothing",
     "SmoothedCrossEntropy",
     "SoftTargetCrossEntropy",
     "SymmetricCrossEntropy",
@@ -49,6 +57,8 @@ __all__ = [
     "distillation_loss",
     "forward_corrected_cross_entropy",
     "generalized_cross_entropy",
+    "label_relaxation_loss",
+    "online_label_smoothing_loss",
     "smooth_targets",
     "smoothed_cross_entropy",
     "soft_target_cross_entropy",
