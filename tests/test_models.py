@@ -231,9 +231,13 @@ def test_forward_is_deterministic_and_mode_independent(
     torch.testing.assert_close(model(x[:2]), first[:2], atol=1e-6, rtol=1e-5)
 
 
+def _typical_shape(name: str) -> tuple[int, ...]:
+    return (8, 8) if name in ("cnn2d", "resnet") else (40,)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_same_seed_same_parameters(name: str) -> None:
-    shape = (8, 8) if name == "cnn2d" else (40,)
+    shape = _typical_shape(name)
     a = _build(name, shape, None, seed=7).state_dict()
     b = _build(name, shape, None, seed=7).state_dict()
     c = _build(name, shape, None, seed=8).state_dict()
@@ -244,7 +248,7 @@ def test_same_seed_same_parameters(name: str) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_construction_uses_only_torch_global_rng(name: str) -> None:
-    shape = (8, 8) if name == "cnn2d" else (40,)
+    shape = _typical_shape(name)
     # the legacy global NumPy RNG is what a careless implementation would touch
     np_state = np.random.get_state()  # noqa: NPY002
     reference = _build(name, shape, None, seed=5).state_dict()
@@ -276,7 +280,7 @@ def test_model_options_are_fresh_copies_of_the_defaults() -> None:
     opts["hidden"].append(5)
     assert model_options("mlp")["hidden"] == [100, 100]
     for name in MODELS:
-        shape = (8, 8) if name == "cnn2d" else (40,)
+        shape = _typical_shape(name)
         a = _build(name, shape, model_options(name), seed=1)
         b = _build(name, shape, None, seed=1)
         assert count_parameters(a) == count_parameters(b)
@@ -291,10 +295,10 @@ def test_options_accept_tuples_and_a_single_stride() -> None:
 
 def test_unknown_model_lists_models_and_mentions_factories() -> None:
     with pytest.raises(ValueError, match="factory reference") as err:
-        build_model("resnet", input_shape=(40,), num_classes=K)
+        build_model("vgg", input_shape=(40,), num_classes=K)
     for name in MODELS:
         assert repr(name) in str(err.value)
-    with pytest.raises(ValueError, match="'mlp', 'cnn1d', 'cnn2d', 'logistic'"):
+    with pytest.raises(ValueError, match="'mlp', 'cnn1d', 'cnn2d', 'logistic', 'resnet'"):
         model_options("transformer")
 
 
@@ -330,10 +334,24 @@ def test_unknown_option_message() -> None:
         ("cnn2d", {"kernel_size": 4}, ValueError, r"model\.kernel_size must be odd"),
         ("cnn2d", {"pool": 0}, ValueError, r"model\.pool must be >= 1"),
         ("cnn2d", {"hidden": 0}, ValueError, r"model\.hidden must be >= 1"),
+        ("resnet", {"depth": 10}, ValueError, r"^model\.depth must be 6n \+ 2 with n >= 1 .*, got 10$"),
+        ("resnet", {"depth": 9}, ValueError, r"^model\.depth must be 6n \+ 2 .*, got 9$"),
+        ("resnet", {"depth": 2}, ValueError, r"^model\.depth must be 6n \+ 2 .*, got 2$"),
+        ("resnet", {"depth": -4}, ValueError, r"^model\.depth must be 6n \+ 2 .*, got -4$"),
+        ("resnet", {"depth": 8.0}, TypeError, r"model\.depth must be an integer"),
+        ("resnet", {"depth": "20"}, TypeError, r"model\.depth must be an integer"),
+        ("resnet", {"depth": True}, TypeError, r"model\.depth must be an integer"),
+        ("resnet", {"width": 0}, ValueError, r"model\.width must be >= 1"),
+        (
+            "resnet",
+            {"blocks": 3},
+            ValueError,
+            r"^model\.blocks: unknown option for 'resnet'; allowed: depth, width$",
+        ),
     ],
 )
 def test_bad_option_values_name_the_key(name: str, options: dict, error: type, match: str) -> None:
-    shape = (8, 8) if name == "cnn2d" else (40,)
+    shape = _typical_shape(name)
     with pytest.raises(error, match=match):
         build_model(name, input_shape=shape, num_classes=K, options=options)
 
@@ -350,6 +368,8 @@ def test_bad_option_values_name_the_key(name: str, options: dict, error: type, m
         ),
         ("cnn1d", (2,), r"input_shape \(2,\) is too short for model 'cnn1d'.*kernel size 5"),
         ("cnn2d", (1, 8), r"input_shape \(1, 8\) is too small for model 'cnn2d'"),
+        ("resnet", (40,), r"input_shape \(40,\) does not fit model 'resnet'.*\(channels, height, width\)$"),
+        ("resnet", (2, 3, 8, 8), r"input_shape .* does not fit model 'resnet'"),
         ("mlp", (), r"input_shape must have at least one dimension"),
         ("mlp", (40, 0), r"input_shape must be a tuple of positive ints"),
         ("logistic", (40.0,), r"input_shape must be a tuple of positive ints"),
@@ -579,7 +599,290 @@ def test_module_exports() -> None:
         "count_parameters",
         "model_options",
     }
-    assert MODELS == ("mlp", "cnn1d", "cnn2d", "logistic")
+    assert MODELS == ("mlp", "cnn1d", "cnn2d", "logistic", "resnet")
+
+
+# every name the single-module smoothflip.models had, public or private
+FORMER_NAMES = [
+    "ACTIVATIONS",
+    "MODELS",
+    "BodyHead",
+    "Classifier",
+    "build_from_factory",
+    "build_model",
+    "count_parameters",
+    "load_factory",
+    "model_options",
+    "_DEFAULTS",
+    "_BUILDERS",
+    "_FACTORY_HINT",
+    "_activation",
+    "_numel",
+    "_build_mlp",
+    "_build_logistic",
+    "_build_cnn1d",
+    "_build_cnn2d",
+    "_check_name",
+    "_check_input_shape",
+    "_int_list",
+    "_resolve_options",
+    "_import_module",
+    "_load_file",
+    "_describe",
+    "_dummy_forward",
+]
+
+
+def test_the_package_keeps_every_name_of_the_former_module() -> None:
+    missing = [name for name in FORMER_NAMES if not hasattr(models, name)]
+    assert missing == []
+    assert set(models._DEFAULTS) == set(models._BUILDERS) == set(MODELS)
+    assert models._BUILDERS["cnn2d"] is models._build_cnn2d
+    with pytest.raises(ValueError, match="input_shape must be a tuple of positive ints"):
+        models._check_input_shape((3, 0))
+
+
+# --------------------------------------------------------------------------------------------------
+# resnet: architecture, parameter counts, batch norm under torch.func
+# --------------------------------------------------------------------------------------------------
+
+
+def _resnet_parameters(n: int, width: int, in_channels: int, k: int, *, projections: bool = True) -> int:
+    """He et al. 2016 §4.2 counted by hand: stem, 3 stages of n basic blocks, projections, head."""
+
+    def conv(c_in: int, c_out: int, size: int) -> int:
+        return c_in * c_out * size * size  # no bias: batch norm follows
+
+    def bn(c: int) -> int:
+        return 2 * c  # weight and bias
+
+    total = conv(in_channels, width, 3) + bn(width)
+    c_in = width
+    for stage in range(3):
+        c_out = width * 2**stage
+        for _ in range(n):
+            total += conv(c_in, c_out, 3) + bn(c_out) + conv(c_out, c_out, 3) + bn(c_out)
+            if projections and c_in != c_out:
+                total += conv(c_in, c_out, 1) + bn(c_out)
+            c_in = c_out
+    return total + 4 * width * k + k
+
+
+@pytest.mark.parametrize(
+    ("depth", "width", "shape", "expected"),
+    [
+        (8, 16, (3, 32, 32), 78_042),  # ResNet-8
+        (20, 16, (3, 32, 32), 272_474),  # ResNet-20
+        (14, 16, (3, 16, 16), 175_258),
+        (8, 16, (8, 8), 77_754),  # grayscale stem: 1 * 16 * 9 instead of 3 * 16 * 9
+        (8, 4, (3, 8, 8), None),
+        (32, 8, (1, 12, 10), None),
+    ],
+)
+def test_resnet_parameter_counts(
+    depth: int, width: int, shape: tuple[int, ...], expected: int | None
+) -> None:
+    model = build_model("resnet", input_shape=shape, num_classes=K, options={"depth": depth, "width": width})
+    n = (depth - 2) // 6
+    in_channels = shape[0] if len(shape) == 3 else 1
+    assert count_parameters(model) == _resnet_parameters(n, width, in_channels, K)
+    if expected is not None:
+        assert count_parameters(model) == expected
+
+
+def test_resnet20_is_the_papers_027m_model() -> None:
+    model = build_model("resnet", input_shape=(3, 32, 32), num_classes=10, options={"depth": 20})
+    assert round(count_parameters(model) / 1e6, 2) == 0.27
+    # the paper's option A (identity shortcuts, zero-padded) has no projection parameters
+    assert _resnet_parameters(3, 16, 3, 10, projections=False) == 269_722
+    projections = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+    assert count_parameters(model) - 269_722 == sum(
+        count_parameters(p) + 2 * p.out_channels for p in projections
+    )
+
+
+@pytest.mark.parametrize(("depth", "width"), [(8, 16), (20, 16), (14, 6)])
+def test_resnet_architecture(depth: int, width: int) -> None:
+    model = build_model(
+        "resnet", input_shape=(3, 16, 16), num_classes=K, options={"depth": depth, "width": width}
+    )
+    n = (depth - 2) // 6
+    convs = [m for m in model.body.modules() if isinstance(m, nn.Conv2d)]
+    three = [c for c in convs if c.kernel_size == (3, 3)]
+    one = [c for c in convs if c.kernel_size == (1, 1)]
+    assert len(three) + 1 == depth == 6 * n + 2  # weighted layers: the 3x3 convolutions and the head
+    assert [(c.in_channels, c.out_channels, c.stride) for c in one] == [
+        (width, 2 * width, (2, 2)),
+        (2 * width, 4 * width, (2, 2)),
+    ]
+    assert sum(c.stride == (2, 2) for c in three) == 2
+    assert all(c.bias is None for c in convs)
+    norms = [m for m in model.body.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == len(convs)
+    assert (model.feature_dim, model.head.out_features) == (4 * width, K)
+    sizes = []
+    hooks = [
+        stage.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:])))
+        for stage in model.body.stages
+    ]
+    feats = model.features(torch.randn(2, 3, 16, 16))
+    for h in hooks:
+        h.remove()
+    assert sizes == [(width, 16, 16), (2 * width, 8, 8), (4 * width, 4, 4)]
+    assert feats.shape == (2, 4 * width)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (1, 8, 8), (3, 16, 16), (3, 7, 9), (2, 1, 1), (4, 32, 32)])
+def test_resnet_input_shapes(shape: tuple[int, ...]) -> None:
+    model = _build("resnet", shape, None, seed=0)
+    x = torch.randn(5, *shape)
+    assert model(x).shape == (5, K)
+    assert model.features(x).shape == (5, 64)
+
+
+def test_resnet_grayscale_hw_and_1hw_are_the_same_model() -> None:
+    a = _build("resnet", (8, 8), {"width": 4}, seed=3)
+    b = _build("resnet", (1, 8, 8), {"width": 4}, seed=3)
+    x = torch.randn(6, 8, 8)
+    torch.testing.assert_close(a(x), b(x[:, None]))
+    c = _build("resnet", (1, 8, 8), {"width": 4}, seed=4)
+    assert not torch.allclose(b(x[:, None]), c(x[:, None]))
+
+
+def test_resnet_batch_norm_train_and_eval_modes() -> None:
+    model = _build("resnet", (3, 8, 8), None, seed=0)
+    assert len(list(model.buffers())) == 3 * 9  # running mean, var and count of 9 batch norms (ResNet-8)
+    x = torch.randn(6, 3, 8, 8)
+    model.train()
+    train_out = model(x)
+    first = model.body.stem[1]
+    assert int(first.num_batches_tracked) == 1
+    assert not torch.equal(first.running_mean, torch.zeros_like(first.running_mean))
+    # in train mode an example's logits depend on the rest of its batch; in eval mode they do not
+    assert not torch.allclose(model(x[:2]), train_out[:2], atol=1e-4)
+    model.eval()
+    tracked = int(first.num_batches_tracked)
+    evaluated = model(x)
+    torch.testing.assert_close(model(x[:2]), evaluated[:2], atol=1e-5, rtol=1e-5)
+    assert int(first.num_batches_tracked) == tracked
+    assert not torch.allclose(evaluated, train_out, atol=1e-3)
+
+
+def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_buffers()}
+
+
+def test_resnet_trains_in_a_vmapped_pack_like_each_member_alone() -> None:
+    """Train mode under vmap(functional_call) with stacked buffers (in_dims 0): outputs, gradients,
+    running statistics and num_batches_tracked of every member equal those of the member run alone."""
+    shape, opts = (3, 8, 8), {"depth": 8, "width": 8}
+    members = [_build("resnet", shape, opts, seed=20 + s) for s in range(3)]
+    alone = [copy.deepcopy(m) for m in members]
+    params, buffers = stack_module_state(members)
+    base = copy.deepcopy(members[0]).to("meta")
+    assert set(buffers) == {k for k, _ in members[0].named_buffers()}
+    assert any(k.endswith("num_batches_tracked") for k in buffers)
+
+    def member_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = functional_call(base, (p, b), (x,))
+        return F.cross_entropy(logits, y), logits
+
+    step = torch.vmap(member_loss, in_dims=(0, 0, 0, 0))
+    gen = torch.Generator().manual_seed(0)
+    for it in range(2):
+        xs = torch.randn(3, 6, *shape, generator=gen) * (1 + it)
+        ys = torch.randint(0, K, (3, 6), generator=gen)
+        for p in params.values():
+            p.grad = None
+        base.train()
+        losses, logits = step(params, buffers, xs, ys)
+        losses.sum().backward()
+        for i, model in enumerate(alone):
+            model.train()
+            model.zero_grad()
+            out = model(xs[i])
+            F.cross_entropy(out, ys[i]).backward()
+            torch.testing.assert_close(logits[i], out, atol=1e-5, rtol=1e-4)
+            for name, p in model.named_parameters():
+                torch.testing.assert_close(params[name].grad[i], p.grad, atol=1e-5, rtol=1e-4)
+            for name, b in model.named_buffers():
+                torch.testing.assert_close(buffers[name][i], b, atol=1e-6, rtol=1e-5)
+    assert torch.equal(buffers["body.stem.1.num_batches_tracked"], torch.tensor([2, 2, 2]))
+    # each member updated its own statistics: they differ between members
+    means = buffers["body.stem.1.running_mean"]
+    assert not torch.allclose(means[0], means[1])
+    # eval mode: the running statistics are used and left alone
+    base.eval()
+    before = {k: v.clone() for k, v in buffers.items()}
+    x_eval = torch.randn(3, 5, *shape, generator=gen)
+    with torch.no_grad():
+        per_member = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))(params, buffers, x_eval)
+        shared = torch.vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))(
+            params, buffers, x_eval[0]
+        )
+        for i, model in enumerate(alone):
+            model.eval()
+            torch.testing.assert_close(per_member[i], model(x_eval[i]), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(shared[i], model(x_eval[0]), atol=1e-5, rtol=1e-4)
+    assert all(torch.equal(before[k], buffers[k]) for k in buffers)
+
+
+def test_resnet_features_under_vmap_use_the_body_buffers() -> None:
+    members, params, buffers, base = _stack("resnet", (3, 8, 8), {"width": 4})
+    for m in members:
+        m.eval()
+    base.eval()
+    body_params = {k.removeprefix("body."): v for k, v in params.items() if k.startswith("body.")}
+    body_buffers = {k.removeprefix("body."): v for k, v in buffers.items() if k.startswith("body.")}
+    assert len(body_buffers) == len(buffers) > 0
+    xs = torch.randn(3, 4, 3, 8, 8)
+    feats = torch.vmap(lambda p, b, x: functional_call(base.body, (p, b), (x,)))(
+        body_params, body_buffers, xs
+    )
+    with torch.no_grad():
+        for i, member in enumerate(members):
+            torch.testing.assert_close(feats[i], member.features(xs[i]), atol=1e-5, rtol=1e-5)
+
+
+def test_resnet_learns_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet", input_shape=(8, 8), num_classes=4, options={"width": 8})
+    x, y = torch.randn(32, 8, 8), torch.arange(32) % 4
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = F.cross_entropy(model(x), y)
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.2 * first
+
+
+def test_resnet_options_parse_from_a_study_file() -> None:
+    from smoothflip.study.spec import loads_study
+
+    study = textwrap.dedent(
+        """
+        name = "r"
+        [data]
+        source = "digits"
+        [model]
+        name = "resnet"
+        {extra}
+        [[arms]]
+        name = "ce"
+        loss = "ce"
+        [[conditions]]
+        noise = "symmetric"
+        rates = [0.0]
+        """
+    )
+    assert dict(loads_study(study.format(extra="")).model.options) == {"depth": 8, "width": 16}
+    spec = loads_study(study.format(extra="depth = 20\nwidth = 8"))
+    assert (spec.model.name, dict(spec.model.options)) == ("resnet", {"depth": 20, "width": 8})
+    model = build_model(spec.model.name, input_shape=(8, 8), num_classes=K, options=spec.model.options)
+    assert count_parameters(model) == _resnet_parameters(3, 8, 1, K)
 
 
 # --------------------------------------------------------------------------------------------------
