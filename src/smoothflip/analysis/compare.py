@@ -1,37 +1,24 @@
-"""Paired statistics and verdicts: does an arm help, hurt, or make no detectable difference?
+"""Comparisons of stored runs: each arm against its baseline, per condition and metric, paired by seed.
 
 A study trains every arm under every label condition with the same seeds, and one seed fixes the
 noisy labels, the initialization and the data order for *all* arms. So the unit of evidence is the
 **per-seed difference** ``arm - baseline`` under one condition: :func:`compare` pairs runs by seed
 (seeds where both runs exist and the metric is finite), and summarizes the differences by
 
-- their mean (``mean_diff``) with a 95% paired bootstrap interval (:func:`paired_interval`);
-- their interquartile mean (``iqm_diff``, :func:`interquartile_mean`; from 4 seeds on);
+- their mean (``mean_diff``) with a 95% paired bootstrap interval
+  (:func:`~smoothflip.analysis.intervals.paired_interval`);
+- their interquartile mean (``iqm_diff``, :func:`~smoothflip.analysis.intervals.interquartile_mean`;
+  from 4 seeds on);
 - the probability of improvement: the fraction of seeds on which the arm beats the baseline
   (ties count one half);
 - a verdict word (:func:`verdict_of`): ``helps`` / ``hurts`` when the interval lies entirely on
   one side of zero, ``no detectable effect`` when it contains zero, ``no verdict`` below
-  :data:`MIN_SEEDS` paired seeds.
+  :data:`MIN_SEEDS` paired seeds. These words are per comparison, without a multiplicity
+  correction; :func:`smoothflip.analysis.family_verdicts` gives verdicts for a whole family of
+  comparisons (Holm / Benjamini-Hochberg, equivalence, sequential designs).
 
 Diverged runs keep their last finite metrics and are compared like any other run (divergence is a
 result; :func:`diverged_counts` counts them); NaN metric values are never counted.
-
-**Which bootstrap.** :func:`paired_interval` uses ``scipy.stats.bootstrap`` with
-``method="percentile"``, not scipy's default BCa, and *expands* the percentile level for small
-samples (Hesterberg 2015, "What teachers should know about the bootstrap", §5.3). A study has 3-10
-seeds, and there BCa is fragile: its acceleration is a jackknife estimate from a handful of values
-and its bias correction reads a very discrete bootstrap distribution (3 values have only 10
-distinct resamples), so it returns NaN or warns (``DegenerateDataWarning``) on degenerate samples.
-The plain percentile interval is stable but too narrow with few seeds: for normally distributed
-differences it covers the true mean about 77% of the time with 3 seeds, 81% with 4, 84% with 5 and
-92% with 10 (measured, 400 repetitions each). The expanded percentile interval asks the bootstrap
-for the level ``1 - 2 Φ(-sqrt(n/(n-1)) t_{n-1, 1-α/2})`` instead of ``1 - α``, which corrects the
-narrowness: measured coverage 88% with 4 seeds, 94% with 5, 93% with 6, 95% with 8 and 96% with 10.
-With 3 seeds no bootstrap interval can do better than ``[min, max]`` of the three differences
-(every resampled mean lies inside it), which covers the true mean 75% of the time: a verdict from
-3 seeds is weak evidence, and 5 or more seeds are recommended. The interval always lies within
-``[min(diffs), max(diffs)]``, is never NaN for two or more finite values, and is deterministic for a
-given seed.
 
 Example:
     >>> from smoothflip.analysis import METRICS, verdict_of
@@ -44,16 +31,14 @@ Example:
 from __future__ import annotations
 
 import math
-import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
-from smoothflip._validation import as_generator, check_choice, check_int, check_range
+from smoothflip._validation import check_choice, check_int, check_range
+from smoothflip.analysis.intervals import MIN_SEEDS, interquartile_mean, paired_interval
 from smoothflip.study.store import RunResult
 
 if TYPE_CHECKING:
@@ -63,20 +48,13 @@ __all__ = [
     "LM_METRICS",
     "METRICS",
     "MIN_SEEDS",
-    "MIN_SEEDS_IQM",
     "VERDICTS",
     "Comparison",
     "MetricSpec",
     "compare",
     "comparisons_frame",
     "diverged_counts",
-    "expanded_level",
-    "format_diff",
-    "headline",
-    "headlines",
-    "interquartile_mean",
     "metrics_for",
-    "paired_interval",
     "verdict_of",
 ]
 
@@ -127,13 +105,7 @@ def metrics_for(kind: str) -> tuple[MetricSpec, ...]:
 
 #: Every verdict word :func:`verdict_of` can give.
 VERDICTS = ("helps", "hurts", "no detectable effect", "no verdict")
-#: Fewer paired seeds than this give the verdict ``"no verdict"``.
-MIN_SEEDS = 3
-#: Fewer values than this give a NaN interquartile mean.
-MIN_SEEDS_IQM = 4
-
 _AT = ("selected", "last")
-_SUFFIX = re.compile(r"^(?P<head>.*?)\s*(?P<suffix>\([^()]*\))$")
 
 
 @dataclass(frozen=True)
@@ -185,114 +157,6 @@ class Comparison:
     def improvement(self) -> float:
         """``mean_diff`` signed so that a positive value is an improvement (raw units)."""
         return self.mean_diff if self.metric.higher_is_better else -self.mean_diff
-
-
-# ---------------------------------------------------------------------------------------- statistics
-
-
-def interquartile_mean(values: Iterable[float] | np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle half, ``scipy.stats.trim_mean(values, 0.25)``.
-
-    Non-finite values are dropped first. With 4 values it is the mean of the middle two, with 5 the
-    mean of the middle three (``int(0.25 * n)`` values are cut from each end).
-
-    Args:
-        values: ``[n]`` numbers.
-
-    Returns:
-        The interquartile mean, or NaN for fewer than :data:`MIN_SEEDS_IQM` finite values.
-
-    Example:
-        >>> interquartile_mean([1.0, 2.0, 3.0, 4.0, 100.0])
-        3.0
-        >>> interquartile_mean([1.0, 2.0, 3.0])
-        nan
-    """
-    x = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float).ravel()
-    x = x[np.isfinite(x)]
-    if x.size < MIN_SEEDS_IQM:
-        return math.nan
-    return float(stats.trim_mean(x, 0.25))
-
-
-def expanded_level(confidence: float, n: int) -> float:
-    """Hesterberg's expanded percentile level for ``n`` values: ``1 - 2 Φ(-sqrt(n/(n-1)) t_{n-1, 1-α/2})``.
-
-    Example:
-        >>> round(expanded_level(0.95, 5), 4)
-        0.9981
-    """
-    if n < 2:
-        return confidence
-    alpha = 1.0 - confidence
-    z = math.sqrt(n / (n - 1)) * float(stats.t.ppf(1.0 - alpha / 2.0, n - 1))
-    return float(min(1.0 - 2.0 * stats.norm.sf(z), 1.0 - 1e-12))
-
-
-def paired_interval(
-    diffs: np.ndarray | Sequence[float],
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 9999,
-    seed: int | np.random.Generator = 0,
-    expand: bool = True,
-) -> tuple[float, float]:
-    """Bootstrap interval of the mean of paired differences (expanded percentile by default).
-
-    Calls ``scipy.stats.bootstrap((diffs,), np.mean, method="percentile", rng=...)`` at the level
-    :func:`expanded_level` (``expand=True``, Hesterberg's small-sample correction) or at
-    ``confidence`` itself (``expand=False``). The module docstring gives the measured coverage.
-    Deterministic for a given ``seed``; never warns.
-
-    Args:
-        diffs: ``[n]`` finite per-seed differences ``arm - baseline``.
-        confidence: nominal confidence level, in ``(0, 1)``.
-        n_resamples: bootstrap resamples.
-        seed: seed (or ``numpy.random.Generator``) for the resampling.
-        expand: widen the percentile level for small ``n`` (recommended).
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` for fewer than 2 differences; ``(d, d)`` when every
-        difference equals ``d``.
-
-    Raises:
-        ValueError: ``diffs`` is not one-dimensional or holds a non-finite value; a bad option.
-
-    Example:
-        >>> paired_interval([0.02, 0.02, 0.02])
-        (0.02, 0.02)
-        >>> low, high = paired_interval([0.01, 0.03, 0.02, 0.05, 0.04], seed=0)
-        >>> 0.01 <= low < 0.03 < high <= 0.05
-        True
-    """
-    d = np.asarray(diffs, dtype=float)
-    if d.ndim != 1:
-        raise ValueError(f"diffs must be one-dimensional [n], got shape {d.shape}")
-    if not np.all(np.isfinite(d)):
-        raise ValueError("diffs must be finite; drop NaN/inf differences before calling paired_interval")
-    confidence = check_range("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
-    n_resamples = check_int("n_resamples", n_resamples, low=1)
-    rng = as_generator(seed)
-    if d.size < 2:
-        return (math.nan, math.nan)
-    if np.all(d == d[0]):
-        return (float(d[0]), float(d[0]))
-    level = expanded_level(confidence, d.size) if expand else confidence
-    with warnings.catch_warnings():
-        # Percentile intervals do not warn today; keep scipy's degenerate-data notices from users anyway.
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        result = stats.bootstrap(
-            (d,),
-            np.mean,
-            n_resamples=n_resamples,
-            confidence_level=level,
-            method="percentile",
-            vectorized=True,
-            rng=rng,
-        )
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    # Resampled means lie in [min, max]; clamp away the last-bit rounding of np.mean.
-    return (max(low, float(d.min())), min(high, float(d.max())))
 
 
 def verdict_of(ci_low: float, ci_high: float, n: int, higher_is_better: bool) -> str:
@@ -547,135 +411,6 @@ def diverged_counts(results: Iterable[RunResult]) -> dict[tuple[str, str], int]:
         )
         counts[key] = counts.get(key, 0) + int(hit)
     return counts
-
-
-# ---------------------------------------------------------------------------------------- words
-
-
-def format_diff(value: float, metric: MetricSpec) -> str:
-    """A difference in the metric's display units with an explicit sign.
-
-    Accuracy (``unit="pts"``) gets 1 decimal, other metrics 3; a nonzero value that would round to
-    zero gets just enough decimals to show its first digit. NaN gives ``"n/a"``.
-
-    Args:
-        value: difference in raw units (accuracy as a fraction).
-        metric: the metric it belongs to.
-
-    Example:
-        >>> format_diff(0.003, METRICS[0]), format_diff(-0.0123, METRICS[2]), format_diff(2e-4, METRICS[4])
-        ('+0.3 pts', '-0.012', '+0.0002')
-    """
-    text = _number(value, metric)
-    return f"{text} {metric.unit}" if metric.unit and text != "n/a" else text
-
-
-def _number(value: float, metric: MetricSpec) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    v = value * metric.scale
-    decimals = 1 if metric.unit else 3
-    if v != 0 and round(v, decimals) == 0:
-        first_digit = -math.floor(math.log10(abs(v)))
-        if first_digit <= decimals + 5:
-            decimals = first_digit
-        else:
-            v = 0.0
-    text = f"{v:+.{decimals}f}"
-    return "+" + text[1:] if float(text) == 0 else text  # no "-0.000"
-
-
-def _condition_phrase(comparison: Comparison) -> str:
-    if comparison.condition == "clean" or comparison.noise == "none":
-        return "With correct labels"
-    match = _SUFFIX.match(comparison.condition)
-    if match:
-        return f"At {match['head']} noise {match['suffix']}"
-    return f"At {comparison.condition} noise"
-
-
-def _metric_phrase(c: Comparison) -> str:
-    label = c.metric.label
-    if c.n == 0:
-        return f"{label} n/a (no paired seeds: no verdict possible)"
-    diff = format_diff(c.mean_diff, c.metric)
-    if c.n < MIN_SEEDS or c.verdict == "no verdict":
-        seeds = "1 seed" if c.n == 1 else f"{c.n} seeds"
-        return f"{label} {diff} ({seeds}: no verdict possible)"
-    low, high = _number(c.ci_low, c.metric), _number(c.ci_high, c.metric)
-    return f"{label} {diff} [{low}, {high}], {c.verdict}"
-
-
-def headline(
-    comparisons: Sequence[Comparison], *, arm: str, metrics: Sequence[str] = ("test_acc", "test_ece")
-) -> str:
-    """A short answer in words for one arm: one sentence per condition.
-
-    Each sentence gives, per metric, the mean difference from the baseline (accuracy in points with
-    one decimal, other metrics in raw units with three), its bootstrap interval and the verdict.
-    Conditions come in the order of ``comparisons``; a metric missing under a condition is left out.
-
-    Args:
-        comparisons: output of :func:`compare` (other arms are ignored).
-        arm: the arm to describe.
-        metrics: metric keys to mention, in order.
-
-    Returns:
-        The sentences joined by spaces.
-
-    Raises:
-        ValueError: no comparison for ``arm``, or a metric key that none of its comparisons has.
-
-    Example:
-        >>> acc, ece = METRICS[0], METRICS[2]
-        >>> def c(metric, diff, low, high, verdict, n=5):
-        ...     return Comparison("clean", "none", 0.0, "ls", "ce", metric, n, 0, 0, 0, 0,
-        ...                       diff, 0, low, high, 0.5, verdict)
-        >>> print(headline([c(acc, 0.003, -0.004, 0.010, "no detectable effect"),
-        ...                 c(ece, -0.012, -0.015, -0.009, "helps")], arm="ls"))
-        ... # doctest: +NORMALIZE_WHITESPACE
-        With correct labels: accuracy +0.3 pts [-0.4, +1.0], no detectable effect;
-        ECE -0.012 [-0.015, -0.009], helps.
-    """
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    mine = [c for c in comparisons if c.arm == arm]
-    if not mine:
-        arms = list(dict.fromkeys(c.arm for c in comparisons))
-        raise ValueError(f"arm {arm!r} has no comparisons; arms there: {_names(arms)}")
-    keys = {c.metric.key for c in mine}
-    unknown = [m for m in metrics if m not in keys]
-    if unknown:
-        raise ValueError(f"metrics: {_names(unknown)} not compared for arm {arm!r}; compared: {_names(keys)}")
-    by_condition: dict[str, dict[str, Comparison]] = {}
-    for c in mine:
-        by_condition.setdefault(c.condition, {}).setdefault(c.metric.key, c)
-    sentences = []
-    for found in by_condition.values():
-        parts = [_metric_phrase(found[m]) for m in metrics if m in found]
-        if parts:
-            first = next(iter(found.values()))
-            sentences.append(f"{_condition_phrase(first)}: {'; '.join(parts)}.")
-    return " ".join(sentences)
-
-
-def headlines(
-    comparisons: Sequence[Comparison],
-    *,
-    arms: Sequence[str] | None = None,
-    metrics: Sequence[str] = ("test_acc", "test_ece"),
-) -> dict[str, str]:
-    """:func:`headline` for several arms (default: every arm in ``comparisons``, first-seen order).
-
-    Example:
-        >>> headlines([])
-        {}
-    """
-    if arms is None:
-        arms = list(dict.fromkeys(c.arm for c in comparisons))
-    elif isinstance(arms, str):
-        arms = [arms]
-    return {arm: headline(comparisons, arm=arm, metrics=metrics) for arm in arms}
 
 
 # ---------------------------------------------------------------------------------------- tables
