@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import random
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from sklearn.datasets import make_classification
 
 from smoothflip.data import BUILTIN_DATASETS, FILE_TYPES, Dataset, load_dataset
 from smoothflip.data import builtin as data_builtin
+from smoothflip.errors import DataError
 
 MNIST1D_SMALL = {"num_samples": 1000}
 
@@ -404,14 +408,34 @@ def test_test_source_and_own_test_split(tmp_path: Path) -> None:
     np.testing.assert_array_equal(own.x_test, x_te)
 
 
-def test_npz_images_are_not_standardized(tmp_path: Path) -> None:
+def test_npz_images_are_stored_channels_first_and_standardized_per_channel(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(40, 4, 4, 1), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(40, 4, 5, 2), dtype=np.uint8)
+    x[..., 1] //= 4  # the second channel has its own scale
     np.savez(tmp_path / "img.npz", x=x, y=np.tile(np.arange(4), 10))
+    raw = load_dataset(tmp_path / "img.npz", test_fraction=0.5, standardize=False)
+    assert raw.input_shape == (2, 4, 5)
+    assert set(np.unique(raw.x_train)) <= set(range(256))  # arrays keep their values
+    every = np.concatenate([raw.x_train, raw.x_test])
+    np.testing.assert_array_equal(np.sort(every.reshape(-1)), np.sort(x.reshape(-1).astype(np.float32)))
     ds = load_dataset(tmp_path / "img.npz", test_fraction=0.5)
-    assert ds.input_shape == (4, 4, 1)
-    assert ds.x_train.max() > 1.0
-    assert set(np.unique(ds.x_train)) <= set(range(256))
+    assert ds.input_shape == (2, 4, 5)
+    mean = raw.x_train.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = raw.x_train.std(axis=(0, 2, 3), dtype=np.float64)
+    np.testing.assert_allclose(ds.x_train.mean(axis=(0, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds.x_train.std(axis=(0, 2, 3)), 1.0, atol=1e-5)
+    expected = (raw.x_test - mean[None, :, None, None]) / std[None, :, None, None]
+    np.testing.assert_allclose(ds.x_test, expected, atol=1e-5)  # the test split uses training statistics
+    # [N, H, W] is grayscale [N, 1, H, W]; [N, C, H, W] is kept; other arrays are left as they are
+    np.savez(tmp_path / "gray.npz", x=x[..., 0], y=np.tile(np.arange(4), 10))
+    assert load_dataset(tmp_path / "gray.npz").input_shape == (1, 4, 5)
+    np.savez(tmp_path / "chw.npz", x=np.moveaxis(x, 3, 1).repeat(3, axis=3), y=np.tile(np.arange(4), 10))
+    assert load_dataset(tmp_path / "chw.npz").input_shape == (2, 4, 15)
+    volumes = rng.integers(0, 256, size=(40, 5, 6, 7)).astype(np.float32)
+    np.savez(tmp_path / "vol.npz", x=volumes, y=np.tile(np.arange(4), 10))
+    vol = load_dataset(tmp_path / "vol.npz")
+    assert vol.input_shape == (5, 6, 7)
+    assert vol.x_train.max() > 1.0  # not standardized
 
 
 def test_relative_paths_resolve_against_base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -744,3 +768,141 @@ def test_dataset_checks_its_invariants() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         ds.name = "other"  # type: ignore[misc]
     assert repr(ds) == "Dataset(name='synthetic', train=70, test=30, input_shape=(20,), num_classes=2)"
+
+
+# --------------------------------------------------------------------------------------------------
+# forged .npy headers: checked against the bytes present before numpy reads (or allocates) anything
+# --------------------------------------------------------------------------------------------------
+
+HUGE = (2**40, 4)
+HUGE_MESSAGE = (
+    r"the header declares an array of shape \(1099511627776, 4\) and dtype {dtype} \({size}\) but only "
+    r"\d+ bytes of data follow it; the file is truncated or forged$"
+)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _forged(shape: tuple[int, ...] = HUGE, descr: str = "<f8", total: int = 600) -> bytes:
+    """A .npy of ``total`` bytes whose header claims ``shape``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_2_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    buffer.write(b"\0" * (total - buffer.tell()))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def no_array_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy must not start reading (allocating) any array: the header check comes first."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("numpy.lib.format.read_array was called")
+
+    monkeypatch.setattr(np.lib.format, "read_array", refuse)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize(
+    ("member", "descr", "dtype"),
+    [("x", "<f8", "float64"), ("y", "<i8", "int64"), ("x_test", "<f4", "float32"), ("y_test", "<U9", "<U9")],
+)
+def test_forged_npz_member_is_a_one_line_error_before_loading(
+    tmp_path: Path, no_array_read: None, compression: int, member: str, descr: str, dtype: str
+) -> None:
+    arrays = {
+        "x": np.zeros((8, 3)),
+        "y": np.arange(8) % 2,
+        "x_test": np.zeros((4, 3)),
+        "y_test": np.arange(4) % 2,
+    }
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, array in arrays.items():
+            archive.writestr(f"{name}.npy", _forged(descr=descr) if name == member else _npy_bytes(array))
+    size = {"float64": "32.0 TiB", "int64": "32.0 TiB", "float32": "16.0 TiB", "<U9": "144.0 TiB"}[dtype]
+    match = rf"^data\.source: array '{member}' of '.*forged\.npz': " + HUGE_MESSAGE.format(
+        dtype=dtype, size=size
+    )
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset(path)
+    assert "\n" not in str(info.value)
+    assert os.path.getsize(path) < 4000
+
+
+def _patch_central_size(path: Path, member: str, size: int) -> None:
+    """Overwrite the uncompressed size the zip's central directory records for ``member``."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_length].decode() == member:
+            struct.pack_into("<I", data, at + 24, size)
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"no {member} in {path}")
+
+
+@pytest.mark.parametrize(
+    ("compression", "match"),
+    [
+        (zipfile.ZIP_STORED, r"the archive claims 2\.0 GiB for an uncompressed member of \d+ bytes"),
+        (
+            zipfile.ZIP_DEFLATED,
+            r"the archive claims 2\.0 GiB uncompressed from \d+ bytes compressed, more than",
+        ),
+    ],
+)
+def test_npz_whose_zip_directory_lies_about_sizes(tmp_path: Path, compression: int, match: str) -> None:
+    path = tmp_path / "lying.npz"
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("x.npy", _npy_bytes(np.zeros((6, 2))))
+        archive.writestr("y.npy", _npy_bytes(np.arange(6) % 2))
+    assert load_dataset(path, test_fraction=0.5).input_shape == (2,)
+    _patch_central_size(path, "x.npy", 2**31)
+    with pytest.raises(DataError, match=rf"^data\.source: array 'x' of '.*lying\.npz': {match}"):
+        load_dataset(path)
+
+
+def test_forged_and_truncated_npy_sources_and_labels(tmp_path: Path, no_array_read: None) -> None:
+    (tmp_path / "forged.npy").write_bytes(_forged())
+    assert (tmp_path / "forged.npy").stat().st_size == 600
+    labels = tmp_path / "labels.npy"
+    labels.write_bytes(_npy_bytes(np.arange(4) % 2))
+    match = r"^data\.source: '.*forged\.npy': " + HUGE_MESSAGE.format(dtype="float64", size="32.0 TiB")
+    with pytest.raises(DataError, match=match):
+        load_dataset(tmp_path / "forged.npy", options={"labels": "labels.npy"}, base_dir=tmp_path)
+
+
+def test_forged_npy_labels_truncated_and_garbage_npy(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.npy"
+    images = tmp_path / "images.npy"
+    images.write_bytes(_npy_bytes(np.zeros((4, 3, 3), dtype=np.float32)))
+    labels.write_bytes(_forged(shape=(2**40,), descr="<i8"))
+    with pytest.raises(DataError, match=r"^data\.options\.labels: '.*labels\.npy': the header declares"):
+        load_dataset(images, options={"labels": "labels.npy"}, base_dir=tmp_path)
+    whole = _npy_bytes(np.zeros((4, 3, 3), dtype=np.float32))
+    images.write_bytes(whole[:-8])  # 8 bytes short
+    with pytest.raises(
+        DataError, match=r"declares an array of shape \(4, 3, 3\) .*\(144 bytes\) but only 136 bytes"
+    ):
+        load_dataset(images, options={"labels": "labels.npy"}, base_dir=tmp_path)
+    images.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{not a header}  \n")
+    with pytest.raises(DataError, match=r"^data\.source: '.*images\.npy': not a valid \.npy array"):
+        load_dataset(images, options={"labels": "labels.npy"}, base_dir=tmp_path)
+
+
+def test_forged_header_check_leaves_genuine_files_alone(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    np.savez_compressed(tmp_path / "zipped.npz", x=x, y=np.arange(20) % 2)
+    np.savez(tmp_path / "plain.npz", x=x, y=np.arange(20) % 2)
+    big = np.zeros((3000, 2))  # compresses about 900-fold: inside deflate's bound
+    np.savez_compressed(tmp_path / "zeros.npz", x=big, y=np.arange(3000) % 2)
+    a = load_dataset(tmp_path / "zipped.npz", standardize=False)
+    b = load_dataset(tmp_path / "plain.npz", standardize=False)
+    assert a.fingerprint() == b.fingerprint()
+    assert load_dataset(tmp_path / "zeros.npz").x_train.shape == (2400, 2)

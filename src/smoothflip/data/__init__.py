@@ -6,8 +6,12 @@
   package, 4000/1000 examples ``(40,)``), ``digits`` (scikit-learn, 1797 images ``(8, 8)``) and
   ``synthetic`` (:func:`sklearn.datasets.make_classification`, clean labels); see
   :mod:`smoothflip.data.builtin`.
-- user files (:data:`FILE_TYPES`): ``.npz`` with arrays ``x`` / ``y`` (optionally ``x_test`` /
-  ``y_test``), or ``.csv`` / ``.parquet`` with a ``label_column``; see :mod:`smoothflip.data.files`.
+- user files (:data:`SOURCE_FILE_TYPES`): ``.npz`` with arrays ``x`` / ``y`` (optionally
+  ``x_test`` / ``y_test``), ``.csv`` / ``.parquet`` with a ``label_column``, or ``.npy`` image
+  arrays with a ``labels`` option; see :mod:`smoothflip.data.files`.
+- image folders: a folder with one folder of image files per class, or with ``train/`` and
+  ``test/`` folders of that layout (decoded with Pillow; options ``resize``, ``grayscale``,
+  ``extensions``); see :mod:`smoothflip.data.images`.
 
 The test split is fixed by ``split_seed`` (stratified), never by a run's seed, so every run of a
 study is scored on the same examples. Labels become ``0..K-1`` in the sorted order of the unique
@@ -16,8 +20,9 @@ training labels; the original values are kept as ``class_names``.
 **Standardization.** With ``standardize=True`` (the default) *tabular* data — ``synthetic``,
 ``.csv``, ``.parquet`` and ``.npz`` files whose ``x`` is ``[N, d]`` — is z-scored feature by
 feature with the *training* mean and standard deviation (a constant feature is only centred).
-Images (``digits``, ``.npz`` with ``x`` ``[N, H, W, ...]``) keep their scale, and ``mnist1d`` is
-already standardized by its generator.
+User images — image folders, ``.npy`` and ``.npz`` image arrays, stored ``[N, C, H, W]`` — are
+z-scored channel by channel with the training split's statistics. The built-ins keep their own
+preprocessing: ``digits`` stays in ``[0, 1]`` and ``mnist1d`` is standardized by its generator.
 
 Example:
     >>> from smoothflip.data import load_dataset
@@ -33,15 +38,18 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from smoothflip._validation import check_int, check_range
-from smoothflip.data._common import BUILTIN_DATASETS, FILE_TYPES, MAX_SEED, Dataset
+from smoothflip.data._common import BUILTIN_DATASETS, FILE_TYPES, MAX_SEED, SOURCE_FILE_TYPES, Dataset
 from smoothflip.data.builtin import load_builtin
-from smoothflip.data.files import load_file, resolve_path
+from smoothflip.data.files import absolute_path, load_file, resolve_path
+from smoothflip.data.images import load_image_folder
 
-__all__ = ["BUILTIN_DATASETS", "FILE_TYPES", "Dataset", "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "FILE_TYPES", "SOURCE_FILE_TYPES", "Dataset", "load_dataset"]
+
+_SOURCES_HINT = f"or a path to a {', '.join(SOURCE_FILE_TYPES)} file or to a folder of images"
 
 
 def load_dataset(
@@ -55,23 +63,29 @@ def load_dataset(
     standardize: bool = True,
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Dataset:
-    """Load a built-in dataset or a user file as a :class:`Dataset` with a fixed train/test split.
+    """Load a built-in dataset, a user file or an image folder as a :class:`Dataset` with a fixed split.
 
     Args:
-        source: ``"mnist1d"``, ``"digits"``, ``"synthetic"``, or a path to a ``.npz``, ``.csv``
-            or ``.parquet`` file.
+        source: ``"mnist1d"``, ``"digits"``, ``"synthetic"``, a path to a ``.npz``, ``.csv``,
+            ``.parquet`` or ``.npy`` file, or to a folder of images (one folder per class, or
+            ``train/`` and ``test/`` folders of that layout).
         options: source-specific keys: ``mnist1d`` → ``num_samples`` (5000), ``train_split``
             (0.8), ``seed`` (42) and the generator's transform knobs; ``synthetic`` →
             ``n_samples``, ``n_features``, ``n_informative``, ``n_redundant``, ``n_classes``,
-            ``n_clusters_per_class``, ``class_sep``, ``random_state``; ``.csv`` → ``sep``.
+            ``n_clusters_per_class``, ``class_sep``, ``random_state``; ``.csv`` → ``sep``;
+            ``.npy`` → ``labels``, ``test_labels`` (paths of ``.npy`` label arrays); an image
+            folder → ``resize`` ([H, W]), ``grayscale`` (true / false), ``extensions``.
             Unknown keys are refused with the list of allowed ones.
         label_column: the label column of a ``.csv`` / ``.parquet`` file (required there,
             refused elsewhere).
-        test_source: a second file with the test examples (same kind and columns as ``source``).
+        test_source: a second file with the test examples (same kind and columns as ``source``),
+            or a second folder of class folders for an image-folder ``source``.
         test_fraction: held-out share, in ``(0, 1)``, when the source has no test split of its own
-            (``mnist1d`` and files with ``x_test`` / ``test_source`` have one).
+            (``mnist1d``, files with ``x_test``, folders with ``train/`` and ``test/``, and
+            ``test_source`` give one).
         split_seed: seed of the stratified train/test split, in ``[0, 2**32 - 1]``.
-        standardize: z-score tabular features with training statistics (see the module docstring).
+        standardize: z-score tabular features, and user images channel by channel, with training
+            statistics (see the module docstring).
         base_dir: folder that relative paths resolve against (the study file's folder); ``None``
             means the working directory.
 
@@ -80,7 +94,8 @@ def load_dataset(
         ``[N_train]`` int64 in ``[0, K)``, the same for the test split, ``class_names`` (``K``).
 
     Raises:
-        ValueError: a bad value; the one-line message names the key, the value and what is allowed.
+        ValueError: a bad value; the one-line message names the key, the value and what is allowed
+            (a :class:`~smoothflip.errors.DataError` for files and folders that cannot be used).
         TypeError: a value of the wrong kind.
         FileNotFoundError: ``source`` or ``test_source`` does not exist (the message gives the path).
 
@@ -126,27 +141,58 @@ def load_dataset(
             standardize=standardize,
         )
 
+    split = {"test_fraction": test_fraction, "split_seed": split_seed, "standardize": standardize}
+    folder = absolute_path(source, base_dir=base_dir)
+    if folder.is_dir():
+        return load_image_folder(
+            folder,
+            test_path=_test_folder(folder, test_source, label_column, base_dir=base_dir),
+            options=options,
+            **split,
+        )
     looks_like_path = bool(PurePath(source).suffix) or "/" in source or os.sep in source
     if not looks_like_path:
         close = difflib.get_close_matches(source.lower(), BUILTIN_DATASETS, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
             f"data.source: unknown dataset {source!r}{hint}; built-ins: {', '.join(BUILTIN_DATASETS)}, "
-            f"or a path to a {', '.join(FILE_TYPES)} file"
+            f"{_SOURCES_HINT}"
         )
     path = resolve_path(source, base_dir=base_dir, key="data.source")
     test_path = None
     if test_source is not None:
         test_path = resolve_path(test_source, base_dir=base_dir, key="data.test_source")
     return load_file(
-        path,
-        test_path=test_path,
-        options=options,
-        label_column=label_column,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        standardize=standardize,
+        path, test_path=test_path, options=options, label_column=label_column, base_dir=base_dir, **split
     )
+
+
+def _test_folder(
+    folder: Path,
+    test_source: str | None,
+    label_column: str | None,
+    *,
+    base_dir: str | os.PathLike[str] | None,
+) -> Path | None:
+    """The absolute ``test_source`` folder of an image-folder source (or ``None``), checked."""
+    if label_column is not None:
+        raise ValueError(
+            f"data.label_column: only .csv and .parquet sources have a label column; '{folder}' is a folder "
+            f"of images, labelled by their class folders (got label_column={label_column!r})"
+        )
+    if test_source is None:
+        return None
+    test_path = absolute_path(test_source, base_dir=base_dir)
+    if not test_path.exists():
+        raise FileNotFoundError(f"data.test_source: folder not found: '{test_path}'")
+    if not test_path.is_dir():
+        raise ValueError(
+            f"data.test_source: '{test_path}' is not a folder; data.source '{folder}' is a folder of images, "
+            f"so the test images must be a folder of class folders too"
+        )
+    if os.path.samefile(test_path, folder):
+        raise ValueError(f"data.test_source: '{test_path}' is the data.source folder itself; give another")
+    return test_path
 
 
 def _check_path_like(key: str, value: Any) -> str:
@@ -156,7 +202,6 @@ def _check_path_like(key: str, value: Any) -> str:
         raise TypeError(f"{key} must be a dataset name or a file path (str), got {type(value).__name__}")
     if not value.strip():
         raise ValueError(
-            f"{key} must not be empty; built-ins: {', '.join(BUILTIN_DATASETS)}, "
-            f"or a path to a {', '.join(FILE_TYPES)} file"
+            f"{key} must not be empty; built-ins: {', '.join(BUILTIN_DATASETS)}, {_SOURCES_HINT}"
         )
     return value

@@ -3,8 +3,8 @@
 Each source (built-in or user file) produces raw arrays; :func:`finish` turns them into a validated
 :class:`Dataset`: features as finite float32, labels encoded ``0..K-1`` from the sorted unique
 training labels, a stratified train/test split where the source has none, and z-scoring of tabular
-features with training statistics. Every error is one line that names the key, the bad value and
-what is allowed.
+features with training statistics (channel by channel for images). Every error is one line that
+names the key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ import numpy as np
 #: Sources that ship with smoothflip.
 BUILTIN_DATASETS: tuple[str, ...] = ("mnist1d", "digits", "synthetic")
 
-#: File types a user source may have (lower-case suffixes).
+#: File types of features-and-labels files (lower-case suffixes): what a data source, a label-flip
+#: file command and a defence file command read.
 FILE_TYPES: tuple[str, ...] = (".npz", ".csv", ".parquet")
+
+#: File types a data source may have: :data:`FILE_TYPES` and ``.npy`` image arrays (a data source
+#: may also be a folder of images, see :mod:`smoothflip.data.images`).
+SOURCE_FILE_TYPES: tuple[str, ...] = (*FILE_TYPES, ".npy")
 
 #: ``split_seed`` and data seeds go to NumPy's legacy seeding, which accepts ``[0, 2**32 - 1]``.
 MAX_SEED = 2**32 - 1
@@ -380,6 +385,23 @@ def standardize_features(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.nd
     return apply(x_train), apply(x_test)
 
 
+def standardize_channels(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score images ``[N, C, H, W]`` channel by channel with the training split's mean and std.
+
+    Each channel's statistics pool all training pixels of that channel; a constant channel is only
+    centred (std 1). Statistics are computed in float64; the results are float32.
+    """
+    axes = (0, *range(2, x_train.ndim))
+    mean = x_train.mean(axis=axes, dtype=np.float64, keepdims=True)
+    std = x_train.std(axis=axes, dtype=np.float64, keepdims=True)
+    std[std == 0] = 1.0
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / std).astype(np.float32)
+
+    return apply(x_train), apply(x_test)
+
+
 def finish(
     *,
     name: str,
@@ -393,6 +415,7 @@ def finish(
     what: str,
     test_what: str | None = None,
     feature_names: Sequence[str] | None = None,
+    per_channel: bool = False,
 ) -> Dataset:
     """Validate raw arrays from one source and build the :class:`Dataset`.
 
@@ -405,11 +428,13 @@ def finish(
         y_test: ``[N_test]`` labels, given exactly when ``x_test`` is.
         test_fraction: share of examples held out when splitting, in ``(0, 1)``.
         split_seed: seed of the split.
-        standardize: z-score every feature with training statistics (callers pass ``True`` only
-            for tabular data ``[N, d]``).
+        standardize: z-score with training statistics: every feature of tabular data ``[N, d]``,
+            or every channel of images ``[N, C, H, W]`` with ``per_channel`` (callers pass
+            ``False`` for other data).
         what: how messages name the source, e.g. ``"'/data/train.csv'"``.
         test_what: how messages name the test data when ``x_test`` is given.
         feature_names: ``d`` column names for messages about ``[N, d]`` features.
+        per_channel: ``x`` holds images ``[N, C, H, W]``; standardize channel by channel.
     """
     x = as_features(x, what=what, feature_names=feature_names)
     y = as_labels(y, what=f"the labels of {what}")
@@ -430,7 +455,7 @@ def finish(
             )
     y, y_test, class_names = encode_labels(y, y_test, what=what, test_what=test_what)
     if standardize:
-        x, x_test = standardize_features(x, x_test)
+        x, x_test = (standardize_channels if per_channel else standardize_features)(x, x_test)
     return Dataset(
         name=name,
         x_train=np.ascontiguousarray(x),

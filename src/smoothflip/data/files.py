@@ -1,17 +1,26 @@
-"""User files: ``.npz`` (NumPy arrays), ``.csv`` and ``.parquet`` (tables).
+"""User files: ``.npz`` and ``.npy`` (NumPy arrays), ``.csv`` and ``.parquet`` (tables).
 
 - ``.npz``: arrays ``x`` ``[N, ...]`` (numeric) and ``y`` ``[N]`` (integer or string labels), and
   optionally ``x_test`` / ``y_test``; no other arrays. Read with ``numpy.load(allow_pickle=False)``:
   object arrays are refused, smoothflip never unpickles user files.
+- ``.npy``: images only, ``[N, H, W]`` or ``[N, H, W, C]`` (see :mod:`smoothflip.data.images`);
+  the option ``labels`` names a ``.npy`` of the ``N`` labels (relative to the study file's folder)
+  and, with a ``test_source`` ``.npy``, ``test_labels`` names its labels.
 - ``.csv`` / ``.parquet``: one row per example; ``label_column`` holds the labels, every other
   column is a numeric feature. ``.csv`` takes the option ``sep`` (one character, default ``","``).
+
+Every ``.npy`` header (a ``.npy`` file, or each array of an ``.npz``) is checked against the bytes
+present before NumPy reads the array (:mod:`smoothflip.data._npy`), so a forged header is a
+one-line error, never a huge allocation.
 
 Labels may be integers or strings: the sorted unique *training* labels become classes ``0..K-1``
 and their ``str()`` the class names. Without a test split of its own (``x_test`` / ``y_test`` or
 ``test_source``, a second file of the same kind and columns) the data is split stratified by
 ``test_fraction`` and ``split_seed``. Features that are one vector per example (tables, ``.npz``
-with ``x`` ``[N, d]``) are z-scored with training statistics when ``standardize`` is set; images
-(``.npz`` with ``x`` ``[N, H, W, ...]``) are left as they are.
+with ``x`` ``[N, d]``) are z-scored with training statistics when ``standardize`` is set. Image
+arrays (``.npy``; ``.npz`` whose ``x`` is ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` with
+``C`` in 1..4) are stored channels first, ``[N, C, H, W]``, and z-scored channel by channel; other
+arrays (``[N, a, b, c]`` with no dimension of 1..4 channels, 5-D, ...) are left as they are.
 
 Example:
     >>> import pathlib, tempfile
@@ -35,7 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from smoothflip.data._common import FILE_TYPES, Dataset, check_options, finish, one_line
+from smoothflip.data._common import SOURCE_FILE_TYPES, Dataset, as_features, check_options, finish, one_line
+from smoothflip.data._npy import check_npz_members, read_npy
+from smoothflip.data.images import image_array_layout, to_channels_first
+from smoothflip.errors import DataError
 
 __all__ = ["FILE_OPTIONS", "load_file", "resolve_path"]
 
@@ -45,8 +57,12 @@ FILE_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         ".npz": MappingProxyType({}),
         ".csv": MappingProxyType({"sep": ","}),
         ".parquet": MappingProxyType({}),
+        ".npy": MappingProxyType({"labels": None, "test_labels": None}),
     }
 )
+
+# Which file types may pair as data.source and data.test_source.
+_FAMILY = {".npz": "npz", ".npy": "npy", ".csv": "table", ".parquet": "table"}
 
 _NPZ_ARRAYS = ("x", "y", "x_test", "y_test")
 _MAX_COLUMNS_LISTED = 20
@@ -64,24 +80,31 @@ def resolve_path(
         key: the setting being resolved, for messages (``"data.source"``, ``"data.test_source"``).
 
     Raises:
-        ValueError: the suffix is not one of ``.npz``, ``.csv``, ``.parquet``, or the path is a folder.
+        ValueError: the suffix is not one of ``.npz``, ``.csv``, ``.parquet``, ``.npy``, or the path
+            is a folder.
         FileNotFoundError: nothing at the path; the message gives the resolved path.
     """
-    path = Path(source).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir).expanduser() / path
-    path = path.absolute()
+    path = absolute_path(source, base_dir=base_dir)
     suffix = path.suffix.lower()
-    if suffix not in FILE_TYPES:
+    if suffix not in SOURCE_FILE_TYPES:
         shown = repr(suffix) if suffix else "(no extension)"
         raise ValueError(
-            f"{key}: unknown file type {shown} for {os.fspath(source)!r}; allowed: {', '.join(FILE_TYPES)}"
+            f"{key}: unknown file type {shown} for {os.fspath(source)!r}; allowed: "
+            f"{', '.join(SOURCE_FILE_TYPES)}, or a folder of images"
         )
     if not path.exists():
         raise FileNotFoundError(f"{key}: file not found: '{path}'")
     if not path.is_file():
         raise ValueError(f"{key}: '{path}' is not a file")
     return path
+
+
+def absolute_path(source: str | os.PathLike[str], *, base_dir: str | os.PathLike[str] | None) -> Path:
+    """``source`` made absolute: a relative path resolves against ``base_dir`` or the working directory."""
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir).expanduser() / path
+    return path.absolute()
 
 
 def load_file(
@@ -93,68 +116,64 @@ def load_file(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     standardize: bool = True,
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> Dataset:
-    """Load a ``.npz``, ``.csv`` or ``.parquet`` file as a :class:`~smoothflip.data.Dataset`.
+    """Load a ``.npz``, ``.npy``, ``.csv`` or ``.parquet`` file as a :class:`~smoothflip.data.Dataset`.
 
     Prefer :func:`smoothflip.data.load_dataset`, which also resolves relative paths and checks
     ``test_fraction`` and ``split_seed``; this function assumes they are valid.
 
     Args:
         path: the data file.
-        test_path: a second file of the same kind (``.npz`` with ``.npz``; ``.csv`` / ``.parquet``
-            with either, same columns) holding the test examples; else the file's own
-            ``x_test`` / ``y_test`` or a stratified split.
+        test_path: a second file of the same kind (``.npz`` with ``.npz``, ``.npy`` with ``.npy``;
+            ``.csv`` / ``.parquet`` with either, same columns) holding the test examples; else the
+            file's own ``x_test`` / ``y_test`` or a stratified split.
         options: file-type options (:data:`FILE_OPTIONS`); unknown keys are refused.
         label_column: the label column of a table; required for ``.csv`` / ``.parquet``, refused
-            for ``.npz``.
+            for ``.npz`` and ``.npy``.
         test_fraction: held-out share when the data is split, in ``(0, 1)``.
         split_seed: seed of the stratified split.
-        standardize: z-score vector features (``[N, d]``) with training mean and std.
+        standardize: z-score vector features (``[N, d]``) with training mean and std, images
+            channel by channel.
+        base_dir: folder the ``labels`` / ``test_labels`` options of a ``.npy`` resolve against.
 
     Returns:
         The dataset, named after the file (``path.name``): ``x`` ``[N, d]`` for tables,
-        ``[N, *shape]`` for ``.npz``.
+        ``[N, C, H, W]`` for image arrays, ``[N, *shape]`` for other ``.npz`` arrays.
     """
     path = Path(path)
     kind = path.suffix.lower()
-    if kind not in FILE_TYPES:
+    if kind not in SOURCE_FILE_TYPES:
         raise ValueError(
-            f"data.source: unknown file type {kind!r} for '{path}'; allowed: {', '.join(FILE_TYPES)}"
+            f"data.source: unknown file type {kind!r} for '{path}'; allowed: {', '.join(SOURCE_FILE_TYPES)}"
         )
     opts = {**FILE_OPTIONS[kind], **check_options(options, tuple(FILE_OPTIONS[kind]), source=path.name)}
     if test_path is not None:
         test_path = Path(test_path)
         test_kind = test_path.suffix.lower()
-        if (kind == ".npz") != (test_kind == ".npz"):
+        if _FAMILY[kind] != _FAMILY.get(test_kind):
             raise ValueError(
                 f"data.test_source: '{test_path}' is a {test_kind} file but data.source '{path}' is {kind}; "
-                f"pair .npz with .npz, and .csv / .parquet with .csv / .parquet"
+                f"pair .npz with .npz, .npy with .npy, and .csv / .parquet with .csv / .parquet"
             )
         if test_path.exists() and path.exists() and os.path.samefile(test_path, path):
             raise ValueError(
                 f"data.test_source: '{test_path}' is the data.source file itself; give a separate file"
             )
-    if kind == ".npz":
-        return _load_npz(
-            path,
-            test_path=test_path,
-            label_column=label_column,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
-            standardize=standardize,
+    if kind in (".npz", ".npy") and label_column is not None:
+        raise ValueError(
+            f"data.label_column: only .csv and .parquet sources have columns; '{path}' is an {kind} file "
+            f"(got label_column={label_column!r})"
         )
+    split = {"test_fraction": test_fraction, "split_seed": split_seed, "standardize": standardize}
+    if kind == ".npz":
+        return _load_npz(path, test_path=test_path, **split)
+    if kind == ".npy":
+        return _load_npy(path, test_path=test_path, opts=opts, base_dir=base_dir, **split)
     sep = opts.get("sep", ",")
     if not isinstance(sep, str) or len(sep) != 1:
         raise ValueError(f"data.options.sep must be one character such as ',', ';' or '\\t', got {sep!r}")
-    return _load_table(
-        path,
-        test_path=test_path,
-        sep=sep,
-        label_column=label_column,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        standardize=standardize,
-    )
+    return _load_table(path, test_path=test_path, sep=sep, label_column=label_column, **split)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,19 +182,8 @@ def load_file(
 
 
 def _load_npz(
-    path: Path,
-    *,
-    test_path: Path | None,
-    label_column: str | None,
-    test_fraction: float,
-    split_seed: int,
-    standardize: bool,
+    path: Path, *, test_path: Path | None, test_fraction: float, split_seed: int, standardize: bool
 ) -> Dataset:
-    if label_column is not None:
-        raise ValueError(
-            f"data.label_column: only .csv and .parquet sources have columns; '{path}' is an .npz file "
-            f"with arrays x and y (got label_column={label_column!r})"
-        )
     arrays = _read_npz(path, key="data.source", allowed=_NPZ_ARRAYS)
     own_test = [name for name in ("x_test", "y_test") if name in arrays]
     if len(own_test) == 1:
@@ -194,6 +202,12 @@ def _load_npz(
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         test_what = f"the test split (x_test, y_test) of '{path}'"
     x = arrays["x"]
+    layout = image_array_layout(x.shape)
+    if layout is not None:  # checked in the user's layout, so messages give positions as saved
+        x = to_channels_first(as_features(x, what=f"'{path}'"), layout)
+        test_layout = image_array_layout(x_test.shape) if x_test is not None else None
+        if test_layout is not None:
+            x_test = to_channels_first(as_features(x_test, what=test_what or ""), test_layout)
     return finish(
         name=path.name,
         x=x,
@@ -202,10 +216,80 @@ def _load_npz(
         y_test=y_test,
         test_fraction=test_fraction,
         split_seed=split_seed,
-        standardize=standardize and x.ndim <= 2,
+        standardize=standardize and (x.ndim <= 2 or layout is not None),
+        per_channel=layout is not None,
         what=f"'{path}'",
         test_what=test_what,
     )
+
+
+def _load_npy(
+    path: Path,
+    *,
+    test_path: Path | None,
+    opts: Mapping[str, Any],
+    base_dir: str | os.PathLike[str] | None,
+    test_fraction: float,
+    split_seed: int,
+    standardize: bool,
+) -> Dataset:
+    """A ``.npy`` of images with its labels in the ``.npy`` named by the ``labels`` option."""
+    if opts["labels"] is None:
+        raise ValueError(
+            f"data.options.labels is required for a .npy source: the path of a .npy holding the {path.name} "
+            f"images' labels [N] (relative to the study file's folder)"
+        )
+    if (test_path is None) != (opts["test_labels"] is None):
+        raise ValueError(
+            "data.options.test_labels: give it exactly when data.test_source is a .npy (the test images' "
+            "labels)"
+        )
+    x = _npy_images(path, key="data.source")
+    y = read_npy(_labels_path(opts["labels"], "labels", base_dir), key="data.options.labels")
+    x_test = y_test = test_what = None
+    if test_path is not None:
+        x_test = _npy_images(test_path, key="data.test_source")
+        y_test = read_npy(
+            _labels_path(opts["test_labels"], "test_labels", base_dir), key="data.options.test_labels"
+        )
+        test_what = f"test_source '{test_path}'"
+    return finish(
+        name=path.name,
+        x=x,
+        y=y,
+        x_test=x_test,
+        y_test=y_test,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        standardize=standardize,
+        per_channel=True,
+        what=f"'{path}'",
+        test_what=test_what,
+    )
+
+
+def _npy_images(path: Path, *, key: str) -> np.ndarray:
+    x = read_npy(path, key=key)
+    layout = image_array_layout(x.shape)
+    if layout is None:
+        raise DataError(
+            f"{key}: '{path}' must hold images [N, H, W] or [N, H, W, C] with C in 1..4 (or [N, C, H, W]), "
+            f"got shape {x.shape}; save tabular features as .npz with x and y"
+        )
+    what = f"'{path}'" if key == "data.source" else f"test_source '{path}'"
+    return to_channels_first(as_features(x, what=what), layout)  # checked as saved, then moved
+
+
+def _labels_path(value: Any, option: str, base_dir: str | os.PathLike[str] | None) -> Path:
+    key = f"data.options.{option}"
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value).strip():
+        raise ValueError(f"{key} must be the path of a .npy file of labels, got {value!r}")
+    path = absolute_path(value, base_dir=base_dir)
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"{key}: '{path}' must be a .npy file of labels [N]")
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: file not found: '{path}'")
+    return path
 
 
 def _read_npz(path: Path, *, key: str, allowed: Sequence[str]) -> dict[str, np.ndarray]:
@@ -234,6 +318,7 @@ def _read_npz(path: Path, *, key: str, allowed: Sequence[str]) -> dict[str, np.n
                     f"{key}: '{path}' has no array {name!r} (it holds {held}); "
                     f"save it with numpy.savez(path, x=features, y=labels)"
                 )
+        check_npz_members(path, names, key=key)
         out: dict[str, np.ndarray] = {}
         for name in names:
             try:
