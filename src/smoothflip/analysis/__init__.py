@@ -1,8 +1,45 @@
-"""Paired statistics and verdicts: does an arm help, hurt, or make no detectable difference?
+"""Paired statistics and verdicts: does an arm help, hurt, match the baseline, or is it too early to say?
 
-The package splits the former ``analysis.py``: :mod:`~smoothflip.analysis.compare` (comparisons of
-stored runs), :mod:`~smoothflip.analysis.intervals` (bootstrap and t intervals, interquartile
-mean) and :mod:`~smoothflip.analysis.text` (differences and headlines in words).
+The statistics work on plain arrays of per-seed differences ``arm - baseline`` (rliable-style) and
+know nothing of studies; :mod:`~smoothflip.analysis.compare` adapts stored runs to them.
+
+================================================  ==================================================
+module                                            what it holds
+================================================  ==================================================
+:mod:`~smoothflip.analysis.compare`               :func:`compare` over stored runs, :class:`Comparison`,
+                                                  the metric table, the per-comparison
+                                                  :func:`verdict_of` (no multiplicity correction)
+:mod:`~smoothflip.analysis.text`                  :func:`format_diff`, :func:`headline`, :func:`headlines`
+:mod:`~smoothflip.analysis.intervals`             bootstrap and t intervals, interquartile mean
+:mod:`~smoothflip.analysis.paired`                paired t-test, exact sign-flip test, TOST equivalence
+:mod:`~smoothflip.analysis.multiplicity`          Holm (FWER) and Benjamini-Hochberg (FDR)
+:mod:`~smoothflip.analysis.power`                 power and minimum detectable effect (noncentral t)
+:mod:`~smoothflip.analysis.sequential`            safe t-test e-process, anytime-valid p-values,
+                                                  confidence sequences
+:mod:`~smoothflip.analysis.verdicts`              :func:`family_verdicts` (helps / hurts / equivalent
+                                                  / inconclusive with error control), the
+                                                  until-settled loop's decision functions
+================================================  ==================================================
+
+Chosen methods, in one paragraph each (the module docstrings give formulas, references and
+measured numbers):
+
+- **Primary metric**: Holm's step-down over every arm × condition cell, on the paired t-test
+  (fixed design) or on anytime-valid p-values (sequential design), controls the family-wise error
+  rate under any dependence between cells; the equivalence claims (TOST) share the same Holm
+  family with Shaffer's logical bound (a cell cannot be both "no difference" and "not
+  equivalent"), so one ``alpha`` covers every helps, hurts and equivalent claim.
+- **Secondary metrics**: Benjamini-Hochberg over the same hypotheses (false discovery rate).
+- **Adding seeds and looking again** (``--until-settled``): the safe t-test e-process
+  (Grünwald, de Heide & Koolen 2024; Pérez-Ortiz et al. 2024): valid under any stopping rule at
+  every ``n >= 2`` for normal differences with unknown variance, with no planned number of looks.
+
+Example:
+    >>> from smoothflip.analysis import family_verdicts, holm, minimum_detectable_effect
+    >>> round(minimum_detectable_effect(5, 1.0, alpha=0.05), 2)
+    1.68
+    >>> holm([0.001, 0.03, 0.04]).reject.tolist()
+    [True, False, False]
 """
 
 from smoothflip.analysis.compare import (
@@ -25,26 +62,83 @@ from smoothflip.analysis.intervals import (
     paired_interval,
     paired_t_interval,
 )
+from smoothflip.analysis.multiplicity import MultipleTests, benjamini_hochberg, holm
+from smoothflip.analysis.paired import (
+    PairedTTest,
+    SignFlipTest,
+    Tost,
+    paired_t_test,
+    sign_flip_test,
+    tost,
+)
+from smoothflip.analysis.power import minimum_detectable_effect, power_of_paired_t
+from smoothflip.analysis.sequential import (
+    DEFAULT_PRIOR_SD,
+    anytime_p_value,
+    confidence_sequence,
+    sequential_critical_t,
+    sequential_minimum_detectable_effect,
+    t_e_process,
+)
 from smoothflip.analysis.text import format_diff, headline, headlines
+from smoothflip.analysis.verdicts import (
+    CORRECTIONS,
+    DESIGNS,
+    FAMILY_VERDICTS,
+    CellVerdict,
+    FamilyVerdicts,
+    UntilSettled,
+    cells_to_extend,
+    family_verdicts,
+    replay_until_settled,
+    sequential_verdicts,
+)
 
 __all__ = [
+    "CORRECTIONS",
+    "DEFAULT_PRIOR_SD",
+    "DESIGNS",
+    "FAMILY_VERDICTS",
     "LM_METRICS",
     "METRICS",
     "MIN_SEEDS",
     "MIN_SEEDS_IQM",
     "VERDICTS",
+    "CellVerdict",
     "Comparison",
+    "FamilyVerdicts",
     "MetricSpec",
+    "MultipleTests",
+    "PairedTTest",
+    "SignFlipTest",
+    "Tost",
+    "UntilSettled",
+    "anytime_p_value",
+    "benjamini_hochberg",
+    "cells_to_extend",
     "compare",
     "comparisons_frame",
+    "confidence_sequence",
     "diverged_counts",
     "expanded_level",
+    "family_verdicts",
     "format_diff",
     "headline",
     "headlines",
+    "holm",
     "interquartile_mean",
     "metrics_for",
+    "minimum_detectable_effect",
     "paired_interval",
     "paired_t_interval",
+    "paired_t_test",
+    "power_of_paired_t",
+    "replay_until_settled",
+    "sequential_critical_t",
+    "sequential_minimum_detectable_effect",
+    "sequential_verdicts",
+    "sign_flip_test",
+    "t_e_process",
+    "tost",
     "verdict_of",
 ]

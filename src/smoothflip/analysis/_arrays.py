@@ -33,6 +33,8 @@ def moments(x: np.ndarray, *, axis: int = -1) -> tuple[np.ndarray, np.ndarray, n
     is NaN for no values, the sd NaN for fewer than two.
     """
     x = np.moveaxis(x, axis, -1)
+    if x.shape[-1] == 0:
+        x = np.full((*x.shape[:-1], 1), np.nan)
     finite = np.isfinite(x)
     n = finite.sum(axis=-1)
     first = np.take_along_axis(x, np.argmax(finite, axis=-1)[..., None], axis=-1)
