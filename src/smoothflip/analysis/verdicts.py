@@ -239,7 +239,13 @@ def _t_interval(n: np.ndarray, mean: np.ndarray, sd: np.ndarray, level: Any) -> 
     return mean - half, mean + half
 
 
-def _fixed(x, n, mean, sd, delta, alpha, sim_level):  # type: ignore[no-untyped-def]
+_Tests = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]
+
+
+def _fixed(
+    n: np.ndarray, mean: np.ndarray, sd: np.ndarray, delta: np.ndarray | None, alpha: float, sim_level: Any
+) -> _Tests:
+    """Raw p-values (difference, equivalence), the sign, and the two intervals of the fixed design."""
     with np.errstate(invalid="ignore", divide="ignore"):
         se = sd / np.sqrt(n)
     df = np.maximum(n - 1, 1)
@@ -255,7 +261,16 @@ def _fixed(x, n, mean, sd, delta, alpha, sim_level):  # type: ignore[no-untyped-
     return p0, np.sign(mean), p_eq, ci, sim
 
 
-def _sequential(x, n, mean, sd, delta, alpha, sim_level, g):  # type: ignore[no-untyped-def]
+def _sequential(
+    x: np.ndarray,
+    n: np.ndarray,
+    mean: np.ndarray,
+    delta: np.ndarray | None,
+    alpha: float,
+    sim_level: Any,
+    g: float,
+) -> _Tests:
+    """The same from the safe t-test e-process over every prefix of the seeds."""
     pre = seq.prefixes(x)
     log_e0 = seq.prefix_log_e(pre, 0.0, g)
     best = log_e0.max(axis=-1, initial=0.0)
@@ -334,9 +349,9 @@ def family_verdicts(
     level = alpha / m if correction != "none" else np.full(m.shape, alpha)
     sim_level = 1.0 - alpha / m[..., None]
     if design == "fixed":
-        p0, sign, p_eq, ci, sim = _fixed(x, n, mean, sd, delta, alpha, sim_level)
+        p0, sign, p_eq, ci, sim = _fixed(n, mean, sd, delta, alpha, sim_level)
     else:
-        p0, sign, p_eq, ci, sim = _sequential(x, n, mean, sd, delta, alpha, sim_level, g)
+        p0, sign, p_eq, ci, sim = _sequential(x, n, mean, delta, alpha, sim_level, g)
     p0 = np.where(tested, p0, np.nan)
     p_eq = np.where(tested, p_eq, np.nan)
 
