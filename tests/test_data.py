@@ -436,6 +436,16 @@ def test_npz_images_are_stored_channels_first_and_standardized_per_channel(tmp_p
     vol = load_dataset(tmp_path / "vol.npz")
     assert vol.input_shape == (5, 6, 7)
     assert vol.x_train.max() > 1.0  # not standardized
+    # layout = "as_saved": multichannel signals [N, C, L] (for cnn1d) stay as they are, unstandardized
+    signals = load_dataset(tmp_path / "gray.npz", options={"layout": "as_saved"})
+    assert signals.input_shape == (4, 5)
+    assert set(np.unique(signals.x_train)) <= set(range(256))
+    same = load_dataset(tmp_path / "img.npz", options={"layout": "as_saved"}, test_fraction=0.5)
+    assert same.input_shape == (4, 5, 2)
+    with pytest.raises(
+        ValueError, match=r"^data\.options\.layout must be one of 'auto', 'as_saved', got 'chw'$"
+    ):
+        load_dataset(tmp_path / "img.npz", options={"layout": "chw"})
 
 
 def test_relative_paths_resolve_against_base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,7 +73,8 @@ def load_dataset(
             (0.8), ``seed`` (42) and the generator's transform knobs; ``synthetic`` →
             ``n_samples``, ``n_features``, ``n_informative``, ``n_redundant``, ``n_classes``,
             ``n_clusters_per_class``, ``class_sep``, ``random_state``; ``.csv`` → ``sep``;
-            ``.npy`` → ``labels``, ``test_labels`` (paths of ``.npy`` label arrays); an image
+            ``.npz`` → ``layout`` (``"auto"`` | ``"as_saved"``); ``.npy`` → ``labels``,
+            ``test_labels`` (paths of ``.npy`` label arrays); an image
             folder → ``resize`` ([H, W]), ``grayscale`` (true / false), ``extensions``.
             Unknown keys are refused with the list of allowed ones.
         label_column: the label column of a ``.csv`` / ``.parquet`` file (required there,

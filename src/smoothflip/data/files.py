@@ -20,7 +20,9 @@ and their ``str()`` the class names. Without a test split of its own (``x_test``
 with ``x`` ``[N, d]``) are z-scored with training statistics when ``standardize`` is set. Image
 arrays (``.npy``; ``.npz`` whose ``x`` is ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` with
 ``C`` in 1..4) are stored channels first, ``[N, C, H, W]``, and z-scored channel by channel; other
-arrays (``[N, a, b, c]`` with no dimension of 1..4 channels, 5-D, ...) are left as they are.
+arrays (``[N, a, b, c]`` with no dimension of 1..4 channels, 5-D, ...) are left as they are. The
+``.npz`` option ``layout = "as_saved"`` keeps every array as saved instead (multichannel signals
+``[N, C, L]`` for ``cnn1d``, say), standardizing only tabular ``x``.
 
 Example:
     >>> import pathlib, tempfile
@@ -49,17 +51,22 @@ from smoothflip.data._npy import check_npz_members, read_npy
 from smoothflip.data.images import image_array_layout, to_channels_first
 from smoothflip.errors import DataError
 
-__all__ = ["FILE_OPTIONS", "load_file", "resolve_path"]
+__all__ = ["FILE_OPTIONS", "NPZ_LAYOUTS", "load_file", "resolve_path"]
 
 #: Options each file type takes, with their defaults.
 FILE_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        ".npz": MappingProxyType({}),
+        ".npz": MappingProxyType({"layout": "auto"}),
         ".csv": MappingProxyType({"sep": ","}),
         ".parquet": MappingProxyType({}),
         ".npy": MappingProxyType({"labels": None, "test_labels": None}),
     }
 )
+
+#: Values of the ``.npz`` option ``layout``: ``"auto"`` reads 3-D and 4-D ``x`` as images (stored
+#: ``[N, C, H, W]``, standardized per channel); ``"as_saved"`` keeps every array as saved (e.g.
+#: multichannel signals ``[N, C, L]`` for ``cnn1d``) and standardizes only tabular ``[N, d]``.
+NPZ_LAYOUTS: tuple[str, ...] = ("auto", "as_saved")
 
 # Which file types may pair as data.source and data.test_source.
 _FAMILY = {".npz": "npz", ".npy": "npy", ".csv": "table", ".parquet": "table"}
@@ -167,7 +174,10 @@ def load_file(
         )
     split = {"test_fraction": test_fraction, "split_seed": split_seed, "standardize": standardize}
     if kind == ".npz":
-        return _load_npz(path, test_path=test_path, **split)
+        if opts["layout"] not in NPZ_LAYOUTS:
+            allowed = ", ".join(repr(v) for v in NPZ_LAYOUTS)
+            raise ValueError(f"data.options.layout must be one of {allowed}, got {opts['layout']!r}")
+        return _load_npz(path, test_path=test_path, as_saved=opts["layout"] == "as_saved", **split)
     if kind == ".npy":
         return _load_npy(path, test_path=test_path, opts=opts, base_dir=base_dir, **split)
     sep = opts.get("sep", ",")
@@ -182,7 +192,13 @@ def load_file(
 
 
 def _load_npz(
-    path: Path, *, test_path: Path | None, test_fraction: float, split_seed: int, standardize: bool
+    path: Path,
+    *,
+    test_path: Path | None,
+    as_saved: bool,
+    test_fraction: float,
+    split_seed: int,
+    standardize: bool,
 ) -> Dataset:
     arrays = _read_npz(path, key="data.source", allowed=_NPZ_ARRAYS)
     own_test = [name for name in ("x_test", "y_test") if name in arrays]
@@ -202,7 +218,7 @@ def _load_npz(
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         test_what = f"the test split (x_test, y_test) of '{path}'"
     x = arrays["x"]
-    layout = image_array_layout(x.shape)
+    layout = None if as_saved else image_array_layout(x.shape)
     if layout is not None:  # checked in the user's layout, so messages give positions as saved
         x = to_channels_first(as_features(x, what=f"'{path}'"), layout)
         test_layout = image_array_layout(x_test.shape) if x_test is not None else None

@@ -28,9 +28,9 @@ pixels is refused before it is decoded.
 **Arrays** (``.npy`` and ``.npz`` sources, :mod:`smoothflip.data.files`): ``[N, H, W]`` (grayscale)
 and ``[N, H, W, C]`` with ``C`` in 1..4 (channels last; a 4-D array is read this way whenever its
 last dimension is 1..4) are stored channels first, ``[N, C, H, W]``; ``[N, C, H, W]`` with ``C``
-in 1..4 and a wider last dimension is already channels first and kept. Arrays keep their values
-(uint8 stays 0..255). A ``.npy`` holds only images; its labels are the ``.npy`` named by the
-``labels`` option.
+in 1..4 and a wider last dimension is already channels first and kept (an ``.npz`` with the option
+``layout = "as_saved"`` keeps every array as saved). Arrays keep their values (uint8 stays 0..255).
+A ``.npy`` holds only images; its labels are the ``.npy`` named by the ``labels`` option.
 
 **Standardization.** With ``standardize = true`` (the default of ``load_dataset``) every image
 source is z-scored channel by channel with the *training* split's mean and std (all pixels of a
