@@ -1,4 +1,4 @@
-"""Binned calibration: ECE / RMS / MCE, the reliability diagram, and temperature scaling.
+"""Binned calibration: ECE / RMS / MCE, class-wise ECE, the reliability diagram, temperature scaling.
 
 One binning helper (:func:`_reliability`) is the single source of truth for
 :func:`expected_calibration_error` and :func:`reliability_diagram`.
@@ -29,6 +29,7 @@ from smoothflip.metrics._common import (
 __all__ = [
     "ReliabilityDiagram",
     "apply_temperature",
+    "classwise_calibration_error",
     "expected_calibration_error",
     "fit_temperature",
     "reliability_diagram",
@@ -214,6 +215,101 @@ def expected_calibration_error(
     p, y = _check_probs_labels(probs, labels)
     confidence, correct = _top_label(p, y)
     return _calibration_error(_reliability(confidence, correct, n_bins, strategy), norm)
+
+
+def classwise_calibration_error(
+    probs: Any,
+    labels: Any,
+    *,
+    n_bins: int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    norm: Literal["l1", "l2", "max"] = "l1",
+) -> float:
+    """Class-wise calibration error: the mean over classes of the binned error of ``p_k`` vs ``1[y = k]``.
+
+    For each class ``k`` the scores ``p_ik`` of *all* ``N`` examples are binned (binning as in
+    :func:`reliability_diagram`: equal-width, or equal-count over that class's scores) and compared
+    with the outcomes ``1[y_i = k]``; with ``n_kb`` examples, mean score ``conf_kb`` and outcome
+    frequency ``freq_kb`` in bin ``b`` of class ``k``:
+
+    ``CW-ECE = (1/K) Σ_k Σ_b (n_kb / N) |freq_kb − conf_kb|``  (``norm="l1"``)
+
+    which is Kull et al. (2019)'s class-wise ECE and Nixon et al. (2019)'s static calibration error
+    (SCE); ``norm="l2"`` / ``"max"`` average the per-class RMS error / MCE instead. Unlike the
+    top-label ECE it also scores the probabilities given to the classes that were not predicted. Most
+    ``p_k`` are small when ``K`` is large, so its size depends on ``K``: compare it at equal ``K``.
+
+    Args:
+        probs: ``[N, K]`` class probabilities.
+        labels: ``[N]`` integer labels in ``[0, K)``.
+        n_bins: number of bins per class ``>= 1``.
+        strategy: ``"uniform"`` (equal-width) or ``"quantile"`` (equal-count, per class) bins.
+        norm: ``"l1"``, ``"l2"`` or ``"max"``.
+
+    Returns:
+        The class-wise calibration error in ``[0, 1]``.
+
+    Example:
+        >>> p = [[0.9, 0.1], [0.6, 0.4]]
+        >>> round(classwise_calibration_error(p, [0, 1], n_bins=10), 6)  # (0.35 + 0.35) / 2
+        0.35
+    """
+    n_bins = check_int("n_bins", n_bins, low=1)
+    strategy = check_choice("strategy", strategy, _STRATEGIES)
+    norm = check_choice("norm", norm, _NORMS)
+    p, y = _check_probs_labels(probs, labels)
+    errors = [
+        _calibration_error(_reliability(p[:, k], y == k, n_bins, strategy), norm) for k in range(p.shape[1])
+    ]
+    return float(np.mean(errors))
+
+
+def _resampled_binned_errors(
+    score: np.ndarray, outcome: np.ndarray, weights: np.ndarray, n_bins: int, strategy: str, norm: str
+) -> np.ndarray:
+    """``[R]`` binned calibration errors of ``score`` vs ``outcome`` (``[N]``) under resample weights.
+
+    ``weights`` is ``[R, N]``: how often each example is drawn in each of ``R`` resamples of size
+    ``N``. Row ``r`` gives what :func:`_reliability` and :func:`_calibration_error` give on the
+    resampled data (up to rounding), bins included: equal-count edges are the same order statistics
+    of the resample that :func:`_quantile_edges` picks, with the same ``(lo, hi]`` rule.
+    """
+    n_rows, n = weights.shape
+    if strategy == "uniform":  # fixed bins: per-bin sums are one matrix product
+        onehot = np.zeros((n, n_bins))
+        onehot[np.arange(n), _assign_bins(score, _uniform_edges(n_bins))] = 1.0
+        count, conf, acc = (weights @ m for m in (onehot, onehot * score[:, None], onehot * outcome[:, None]))
+    else:
+        order = np.argsort(score, kind="stable")
+        s, o = score[order], outcome[order]
+        w = weights[:, order]
+        running = np.zeros((3, n_rows, n + 1))  # running sums of counts, scores and outcomes
+        scratch = np.empty_like(w)
+        np.cumsum(w, axis=1, out=running[0, :, 1:])
+        np.cumsum(np.multiply(w, s, out=scratch), axis=1, out=running[1, :, 1:])
+        np.cumsum(np.multiply(w, o, out=scratch), axis=1, out=running[2, :, 1:])
+        base, extra = divmod(n, n_bins)
+        b = np.arange(1, n_bins)
+        cuts = b * base + np.minimum(b, extra)  # 1-based ranks of the interior edges, as in _quantile_edges
+        # The cut-th smallest value of resample r is s[j] at the first j whose running count reaches the
+        # cut; the counts are whole numbers <= N, so shifting row r by r (N + 1) searches every row at once.
+        shift = (n + 1) * np.arange(n_rows)[:, None]
+        first = np.searchsorted((running[0][:, 1:] + shift).ravel(), (cuts[None, :] + shift).ravel())
+        edges = s[first.reshape(n_rows, n_bins - 1) - n * np.arange(n_rows)[:, None]]
+        # Bin b holds the values in (edge_{b-1}, edge_b], a run of sorted positions ending where s first
+        # exceeds edge_b; its sums are differences of the running sums.
+        ends = np.searchsorted(s, edges.ravel(), side="right").reshape(n_rows, n_bins - 1)
+        bounds = np.concatenate([np.zeros((n_rows, 1), np.int64), ends, np.full((n_rows, 1), n)], axis=1)
+        rows = np.arange(n_rows)[:, None]
+        count, conf, acc = (c[rows, bounds[:, 1:]] - c[rows, bounds[:, :-1]] for c in running)  # [R, B]
+    gap = np.abs(acc - conf)  # n_b |acc_b − conf_b|
+    if norm == "l1":
+        return gap.sum(axis=1) / n
+    filled = count > 0.5  # whole numbers
+    safe = np.where(filled, count, 1.0)
+    if norm == "l2":
+        return np.sqrt(np.sum(np.where(filled, gap * gap / safe, 0.0), axis=1) / n)
+    return np.max(np.where(filled, gap / safe, -np.inf), axis=1)
 
 
 # ----------------------------------------------------------------------------------------------
