@@ -238,7 +238,7 @@ def test_load_study_reads_files_and_names_the_study_after_the_file(tmp_path):
         ),
         (None, ("seeds = 2", "seeds = 0"), r"seeds = 0: a count must be >= 1"),
         (None, ("seeds = 2", "seeds = [1, 1]"), r"seeds must be distinct"),
-        (None, ('name = "mlp"', 'name = "resnet"'), r"model\.name = \"resnet\": must be one of 'mlp'"),
+        (None, ('name = "mlp"', 'name = "vgg"'), r"model\.name = \"vgg\": must be one of 'mlp'"),
         (
             None,
             ('name = "mlp"', 'name = "mlp"\nwidth = 3'),

@@ -26,11 +26,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["DataError", "SmoothflipError", "UserCodeError", "user_input"]
+__all__ = ["DataError", "SmoothflipError", "SpecError", "StoreError", "UserCodeError", "user_input"]
 
 
 class SmoothflipError(ValueError):
     """Base of every error caused by the user's input (study file, data, store, options, own code)."""
+
+
+class SpecError(SmoothflipError):
+    """A study file that cannot be run; the message names the key, the bad value and what is allowed."""
+
+
+class StoreError(SmoothflipError):
+    """A study directory that cannot hold this study: another study lives there, it is damaged, it is
+    not a smoothflip store, or another process is running a study in it."""
 
 
 class DataError(SmoothflipError):
@@ -50,7 +59,9 @@ class UserCodeError(SmoothflipError):
 
 
 @contextmanager
-def user_input(prefix: str | None = None, *, error: type[SmoothflipError] = SmoothflipError) -> Iterator[None]:
+def user_input(
+    prefix: str | None = None, *, error: type[SmoothflipError] = SmoothflipError
+) -> Iterator[None]:
     """Turn a ``ValueError`` / ``TypeError`` raised inside into a :class:`SmoothflipError`.
 
     Use it where user input enters a library function, so that a bad value becomes a one-line user

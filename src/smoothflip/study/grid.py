@@ -8,38 +8,27 @@ together as one pack.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from smoothflip.study.conditions import LabelCondition, study_conditions
-from smoothflip.study.spec import ArmSpec, StudySpec, _plain
+from smoothflip.study.ids import canonical_json, derive_seed, plain, short_hash
+from smoothflip.study.spec.schema import ArmSpec, StudySpec
+
+__all__ = [
+    "RUN_FORMAT",
+    "RunConfig",
+    "arm_dict",
+    "build_grid",
+    "canonical_json",
+    "derive_seed",
+    "make_packs",
+    "shared_config",
+    "short_hash",
+]
 
 RUN_FORMAT = 1
 """Bumped when a change to the engine changes what a run computes (so old ids no longer match)."""
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
-
-
-def short_hash(value: Any, length: int = 16) -> str:
-    text = value if isinstance(value, str) else canonical_json(value)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
-
-
-def derive_seed(seed: int, *purpose: Any) -> int:
-    """A 63-bit seed for one purpose of a run (``"noise"``, ``"init"``, ``"order"`` ...).
-
-    Purposes are hashed, so adding an arm or a condition never changes the seeds of the others.
-    """
-    key = canonical_json([seed, *purpose]).encode("utf-8")
-    words = np.frombuffer(hashlib.sha256(key).digest()[:16], dtype=np.uint32)
-    state = np.random.SeedSequence([int(w) for w in words]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
 def arm_dict(arm: ArmSpec) -> dict[str, Any]:
@@ -119,7 +108,7 @@ def shared_config(spec: StudySpec, dataset_fingerprint: str, arm: ArmSpec | None
     An arm may bring its own model (a distillation study's teachers); otherwise the study's model.
     """
     study = spec.to_dict()
-    model = _plain(asdict(arm.model)) if arm is not None and arm.model is not None else study["model"]
+    model = plain(asdict(arm.model)) if arm is not None and arm.model is not None else study["model"]
     return {
         "data": study["data"],
         "model": model,
@@ -136,7 +125,7 @@ def build_grid(spec: StudySpec, dataset_fingerprint: str) -> list[RunConfig]:
     """
     conditions = study_conditions(spec)
     probed = set(spec.seeds[: spec.probes.seeds])
-    probe = _plain(asdict(spec.probes))
+    probe = plain(asdict(spec.probes))
     probe.pop("seeds")
     shared = {arm.name: shared_config(spec, dataset_fingerprint, arm) for arm in spec.arms}
     runs: list[RunConfig] = []

@@ -1,17 +1,158 @@
-"""Reading a study directory back: flat tables of runs and curves, summaries, and export."""
+"""Reading a study directory back: the study with its stored runs, flat tables, summaries, export.
+
+:func:`load_study_data` opens ``DIR/study.toml`` (the resolved study file) and the store read-only,
+and keeps the runs of the study's arms and conditions, matched by condition *id*; each kept run
+carries its condition's display label (unique within the study), so tables and figures can group
+by label safely.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from smoothflip.errors import SmoothflipError
+from smoothflip.study.conditions import LabelCondition, study_conditions
+from smoothflip.study.kinds import StudyKind, get_kind
+from smoothflip.study.spec import StudySpec, load_study
 from smoothflip.study.store import RunResult, Store
+from smoothflip.techniques import get_technique
 
 EXPORT_FORMATS = ("csv", "parquet")
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """A study as the report sees it.
+
+    Attributes:
+        directory: the study directory.
+        spec: the resolved study (``DIR/study.toml``).
+        conditions: the study's label conditions, in file order (clean first when present).
+        arms: arm names in file order, the baseline included.
+        results: stored runs of those arms and conditions, in store order.
+    """
+
+    directory: Path
+    spec: StudySpec
+    conditions: tuple[LabelCondition, ...]
+    arms: tuple[str, ...]
+    results: tuple[RunResult, ...]
+    _groups: dict[tuple[str, str], list[RunResult]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for r in self.results:
+            self._groups.setdefault((r.arm, r.condition_id), []).append(r)
+
+    @property
+    def kind(self) -> StudyKind:
+        """The study's kind (its metrics, headline and report parts)."""
+        return get_kind(self.spec.kind)
+
+    @property
+    def baseline(self) -> str:
+        return self.spec.baseline
+
+    @property
+    def baselines(self) -> dict[str, str]:
+        """Each compared arm's baseline (one arm for a standard study; per role in a distillation study)."""
+        return self.spec.baselines()
+
+    @property
+    def single_baseline(self) -> bool:
+        return len(set(self.baselines.values())) <= 1
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        """Every arm that is compared with a baseline, in file order."""
+        baselines = self.baselines
+        return tuple(a for a in self.arms if a in baselines)
+
+    @property
+    def plot_arms(self) -> tuple[str, ...]:
+        """Arms drawn in the per-arm figures: all, except a distillation study's distilled students
+        (they have their own figure)."""
+        roles = {a.name: a.role for a in self.spec.arms}
+        return tuple(a for a in self.arms if roles.get(a) != "student")
+
+    @property
+    def clean(self) -> LabelCondition | None:
+        """The correct-labels condition, if the study has one."""
+        return next((c for c in self.conditions if c.is_clean), None)
+
+    @property
+    def noisy(self) -> tuple[LabelCondition, ...]:
+        return tuple(c for c in self.conditions if not c.is_clean)
+
+    @property
+    def noise_models(self) -> tuple[str, ...]:
+        """Noise models of the noisy conditions, in first-appearance order."""
+        return tuple(dict.fromkeys(c.noise for c in self.noisy))
+
+    @property
+    def smoothing_arms(self) -> tuple[str, ...]:
+        """Non-baseline arms that smooth or flip labels; all non-baseline arms when none does.
+
+        An arm counts when its technique's family is ``"smoothing"`` or it sets ``disturb_alpha`` or
+        ``flip_rate`` (DisturbLabel is label smoothing in expectation). Distilled and direct students
+        are left out (representation is compared across teachers).
+        """
+        picked = []
+        for arm in self.spec.arms:
+            if arm.name == self.baseline or arm.role in ("student", "direct"):
+                continue
+            smoothing = get_technique(arm.loss).family == "smoothing"
+            if smoothing or arm.disturb_alpha > 0 or arm.flip_rate > 0:
+                picked.append(arm.name)
+        return tuple(picked) if picked else self.others
+
+    def runs(self, arm: str, condition: LabelCondition | str) -> list[RunResult]:
+        """Runs of one arm under one condition (or its display label), ordered by seed."""
+        if isinstance(condition, str):
+            found = next((c for c in self.conditions if c.label == condition), None)
+            if found is None:
+                return []
+            condition = found
+        return sorted(self._groups.get((arm, condition.condition_id), []), key=lambda r: r.seed)
+
+    @property
+    def diverged(self) -> int:
+        return sum(bool(r.metrics.get("diverged")) for r in self.results)
+
+    @property
+    def expected_runs(self) -> int:
+        return len(self.arms) * len(self.conditions) * len(self.spec.seeds)
+
+
+def load_study_data(directory: str | Path) -> StudyData:
+    """Read a study directory written by ``smoothflip run`` (the store opened read-only).
+
+    Raises:
+        FileNotFoundError: no store or no ``study.toml`` in ``directory``.
+        StoreError: the store is not a smoothflip store or is damaged.
+    """
+    directory = Path(directory)
+    with Store.open(directory, readonly=True) as store:
+        results = store.results()
+    toml = directory / "study.toml"
+    if not toml.is_file():
+        raise FileNotFoundError(f"no study.toml in {directory}; was the study written by `smoothflip run`?")
+    spec = load_study(toml)
+    conditions = tuple(study_conditions(spec))
+    arms = tuple(a.name for a in spec.arms)
+    labels = {c.condition_id: c.label for c in conditions}
+    kept = tuple(
+        dataclasses.replace(r, condition=labels[r.condition_id])
+        for r in results
+        if r.arm in arms and r.condition_id in labels
+    )
+    return StudyData(directory=directory, spec=spec, conditions=conditions, arms=arms, results=kept)
 
 
 def run_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:
@@ -86,17 +227,17 @@ def export(directory: str | Path, *, format: str = "csv", out: str | Path | None
 
     Raises:
         FileNotFoundError: no study in ``directory``.
-        ValueError: unknown format.
+        SmoothflipError: unknown format, or no finished runs.
     """
     import pandas as pd
 
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(map(repr, EXPORT_FORMATS))}, got {format!r}")
+        raise SmoothflipError(f"format must be one of {', '.join(map(repr, EXPORT_FORMATS))}, got {format!r}")
     directory = Path(directory)
-    with Store.open(directory, create=False) as store:
+    with Store.open(directory, readonly=True) as store:
         results = store.results()
     if not results:
-        raise ValueError(f"{directory} holds no finished runs to export yet")
+        raise SmoothflipError(f"{directory} holds no finished runs to export yet")
     target = Path(out) if out is not None else directory
     target.mkdir(parents=True, exist_ok=True)
     written = []

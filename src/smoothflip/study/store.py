@@ -11,6 +11,17 @@ Every finished pack is written in one transaction (WAL journal, ``synchronous=FU
 killed at any moment leaves either the whole pack or none of it. Rows are keyed by run id
 (``INSERT OR IGNORE``): a rerun never duplicates a run. A directory that holds a *different* study
 is refused rather than mixed.
+
+**Schema.** Version 2 stores each run's condition id (a hash of the condition's resolved
+definition, :func:`smoothflip.study.ids.condition_id`) beside its display label; results are grouped
+by that id, never by the label. A version-1 store (smoothflip 0.1) is migrated in place when it is
+opened for writing (the ids are computed from each run's stored config; nothing else changes) and
+read as it is, ids computed on the fly, when it is opened read-only.
+
+**Read-only opening** (``Store.open(dir, readonly=True)``, what ``verdict``, ``report`` and
+``export`` use) never creates, migrates or writes anything: it works while another process trains
+into the store, on a read-only directory, and it refuses a file that is not a smoothflip store
+(some other SQLite database, an empty file) without touching it.
 """
 
 from __future__ import annotations
@@ -26,8 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smoothflip.errors import StoreError
+from smoothflip.study.ids import condition_id
+
 DB_NAME = "smoothflip.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TABLES = frozenset({"meta", "runs", "artifacts"})
+READABLE_SCHEMAS = (1, 2)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -35,19 +51,20 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
-    arm         TEXT NOT NULL,
-    condition   TEXT NOT NULL,
-    noise       TEXT NOT NULL,
-    rate        REAL NOT NULL,
-    seed        INTEGER NOT NULL,
-    config      TEXT NOT NULL,
-    metrics     TEXT NOT NULL,
-    curves      TEXT NOT NULL,
-    extras      TEXT NOT NULL,
-    timings     TEXT NOT NULL,
-    versions    TEXT NOT NULL,
-    finished_at TEXT NOT NULL
+    run_id       TEXT PRIMARY KEY,
+    arm          TEXT NOT NULL,
+    condition    TEXT NOT NULL,
+    noise        TEXT NOT NULL,
+    rate         REAL NOT NULL,
+    seed         INTEGER NOT NULL,
+    config       TEXT NOT NULL,
+    metrics      TEXT NOT NULL,
+    curves       TEXT NOT NULL,
+    extras       TEXT NOT NULL,
+    timings      TEXT NOT NULL,
+    versions     TEXT NOT NULL,
+    finished_at  TEXT NOT NULL,
+    condition_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL,
@@ -57,9 +74,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 """
 
-
-class StoreError(ValueError):
-    """The output directory cannot hold this study (another study lives there, or it is damaged)."""
+_COLUMNS = (
+    "run_id, arm, condition, noise, rate, seed, config, metrics, curves, extras, timings, versions, "
+    "finished_at, condition_id"
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,8 @@ class RunResult:
         versions: package versions the run was trained with.
         artifacts: binary artifacts by name (e.g. ``"state"``: a teacher's weights as ``.npz`` bytes),
             stored beside the run in the same transaction and read back with :meth:`Store.artifact`.
+        condition_id: the condition's id (what results are grouped by); when empty it is computed
+            from ``config["condition"]`` (see :func:`run_condition_id`).
     """
 
     run_id: str
@@ -92,6 +112,22 @@ class RunResult:
     timings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict, repr=False)
+    condition_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.condition_id:
+            object.__setattr__(self, "condition_id", run_condition_id(self.config, self.condition))
+
+
+def run_condition_id(config: dict[str, Any], label: str) -> str:
+    """A run's condition id from its config (the condition's resolved definition).
+
+    A config without a ``condition`` (hand-made results) falls back to an id of the label.
+    """
+    definition = config.get("condition") if isinstance(config, dict) else None
+    if isinstance(definition, dict):
+        return condition_id(definition)
+    return condition_id({"label": label})
 
 
 def _dumps(value: Any) -> str:
@@ -112,43 +148,139 @@ def _finite(value: Any) -> Any:
 class Store:
     """A study directory's SQLite store. Open it with :meth:`open`; use as a context manager."""
 
-    def __init__(self, directory: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, directory: Path, connection: sqlite3.Connection, *, readonly: bool, schema: int
+    ) -> None:
         self.directory = directory
+        self.readonly = readonly
+        self.schema = schema
         self._db = connection
+
+    @property
+    def path(self) -> Path:
+        return self.directory / DB_NAME
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, directory: str | Path, *, create: bool = True) -> Store:
-        """Open (and with ``create``, make) the store in ``directory``.
+    def open(cls, directory: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+        """Open the store in ``directory``.
+
+        Args:
+            directory: the study directory.
+            create: make the directory and the store when they do not exist (write mode only).
+            readonly: open without writing anything (no creation, no migration, no journal change).
 
         Raises:
-            FileNotFoundError: ``create=False`` and no store exists there.
-            StoreError: the file is not a smoothflip store.
+            FileNotFoundError: no store there (``create=False`` or ``readonly=True``).
+            StoreError: the file is not a smoothflip store, has an unknown schema, or cannot be opened.
         """
         directory = Path(directory)
         path = directory / DB_NAME
-        if not create and not path.is_file():
-            raise FileNotFoundError(f"no smoothflip study in {directory} ({DB_NAME} not found)")
         if directory.exists() and not directory.is_dir():
             raise StoreError(f"output path {directory} exists and is not a directory")
+        if (readonly or not create) and not path.is_file():
+            raise FileNotFoundError(f"no smoothflip study in {directory} ({DB_NAME} not found)")
+        if readonly:
+            return cls._open_readonly(directory, path)
+        existed = path.is_file() and path.stat().st_size > 0
+        if existed:
+            cls._check_foreign(path)
         directory.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")  # all tables or none, even under kill -9
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path} is not a usable smoothflip store: {err}") from None
-        store = cls(directory, db)
-        version = store.get_meta("schema_version")
+        store = cls(directory, db, readonly=False, schema=SCHEMA_VERSION)
+        version = store._schema_version()
         if version is None:
             store.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) != SCHEMA_VERSION:
-            raise StoreError(
-                f"{path} has store schema {version}; this smoothflip reads schema {SCHEMA_VERSION}"
-            )
+        elif version == 1:
+            store._migrate_v1()
+        elif version != SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"{path} has store schema {version}; this smoothflip reads schemas 1 and 2")
         return store
+
+    @classmethod
+    def _open_readonly(cls, directory: Path, path: Path) -> Store:
+        if path.stat().st_size == 0:
+            raise StoreError(f"{path} is an empty file, not a smoothflip store")
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.OperationalError:
+            # A WAL database in a read-only directory: SQLite cannot create its shared-memory file.
+            # Nothing can be writing to it there, so read it as an immutable file.
+            try:
+                db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as err:
+                raise StoreError(f"{path} cannot be read as a smoothflip store: {err}") from None
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{path} is not a smoothflip store ({err})") from None
+        if not {"meta", "runs"} <= tables:
+            db.close()
+            raise StoreError(
+                f"{path} is not a smoothflip store (no smoothflip tables in it); it was left as it is"
+            )
+        store = cls(directory, db, readonly=True, schema=1)
+        version = store._schema_version()
+        if version not in READABLE_SCHEMAS:
+            db.close()
+            raise StoreError(f"{path} has store schema {version}; this smoothflip reads schemas 1 and 2")
+        store.schema = version
+        return store
+
+    @staticmethod
+    def _check_foreign(path: Path) -> None:
+        """Refuse, before writing anything, a database that holds tables but not smoothflip's."""
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            try:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{path} is not a smoothflip store ({err}); it was left as it is") from None
+        foreign = sorted(tables - TABLES)
+        if foreign:
+            raise StoreError(
+                f"{path} is not a smoothflip store (it holds other tables: {', '.join(foreign[:5])}); "
+                "it was left as it is"
+            )
+
+    def _schema_version(self) -> int | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: cannot read the meta table ({err})") from None
+        if row is None:
+            return None
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"{self.path}: meta.schema_version is {row[0]!r}, not a schema number; the store is damaged"
+            ) from None
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2: add each run's condition id, computed from its stored config."""
+        with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "condition_id" not in columns:
+                db.execute("ALTER TABLE runs ADD COLUMN condition_id TEXT NOT NULL DEFAULT ''")
+            updates = []
+            for run_id, label, config in db.execute("SELECT run_id, condition, config FROM runs").fetchall():
+                updates.append((run_condition_id(self._json(config, run_id, "config"), label), run_id))
+            db.executemany("UPDATE runs SET condition_id = ? WHERE run_id = ?", updates)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -161,6 +293,8 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -232,26 +366,42 @@ class Store:
                 _dumps(r.timings),
                 _dumps(r.versions),
                 _now(),
+                r.condition_id,
             )
             for r in results
         ]
         blobs = [(r.run_id, name, data) for r in results for name, data in r.artifacts.items()]
         with self._transaction() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", rows)
             added = db.total_changes - before
             db.executemany("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)", blobs)
             return added
 
+    def _json(self, text: Any, run_id: str, column: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as err:
+            raise StoreError(
+                f"{self.path}: run {run_id}: column {column!r} is not valid JSON ({err}); "
+                "the store is damaged"
+            ) from None
+
     def results(self) -> list[RunResult]:
-        """Every stored run, in insertion order."""
+        """Every stored run, in insertion order.
+
+        Raises:
+            StoreError: a row is damaged (the message names the store, the run and the column).
+        """
+        columns = _COLUMNS if self.schema >= 2 else _COLUMNS.replace(", condition_id", "")
         out = []
-        for row in self._db.execute(
-            "SELECT run_id, arm, condition, noise, rate, seed, config, metrics, curves, extras, timings, "
-            "versions FROM runs ORDER BY rowid"
-        ):
+        for row in self._db.execute(f"SELECT {columns} FROM runs ORDER BY rowid"):
             run_id, arm, condition, noise, rate, seed, *blobs = row
-            config, metrics, curves, extras, timings, versions = (json.loads(b) for b in blobs)
+            names = ("config", "metrics", "curves", "extras", "timings", "versions")
+            config, metrics, curves, extras, timings, versions = (
+                self._json(text, run_id, name) for text, name in zip(blobs[:6], names, strict=True)
+            )
+            stored_id = blobs[7] if self.schema >= 2 else ""
             # Numbers that were NaN/inf were stored as null; configs keep their nulls (None options).
             metrics, curves, extras = _nan(metrics), _nan(curves), _nan(extras)
             out.append(
@@ -262,12 +412,13 @@ class Store:
                     noise,
                     rate,
                     seed,
-                    config,
-                    metrics,
-                    curves,
-                    extras,
-                    timings,
-                    versions,
+                    config if isinstance(config, dict) else {},
+                    metrics if isinstance(metrics, dict) else {},
+                    curves if isinstance(curves, dict) else {},
+                    extras if isinstance(extras, dict) else {},
+                    timings if isinstance(timings, dict) else {},
+                    versions if isinstance(versions, dict) else {},
+                    condition_id=stored_id or "",
                 )
             )
         return out
@@ -275,7 +426,7 @@ class Store:
     def run_config(self, run_id: str) -> dict[str, Any] | None:
         """The stored config of one run, or None."""
         row = self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else self._json(row[0], run_id, "config")
 
     def artifact(self, run_id: str, name: str) -> bytes | None:
         """A stored binary artifact of a run, or None."""

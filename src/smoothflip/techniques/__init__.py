@@ -45,11 +45,3 @@ __all__ = [
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
     importlib.import_module(f"{__name__}.{_module}")
-
-# --- transitional names for the engine being rewritten (removed when it lands) ---
-LOSSES = techniques()
-LossFn = object
-
-
-def is_member_specific(loss: str, params: dict) -> bool:
-    return get_technique(loss).per_member(params)

@@ -15,7 +15,7 @@ register(
             c.num_classes, p["alpha"], init_eps=p["init_eps"], reduction="none"
         ),
         family="smoothing",
-        reference="Zhang et al. 2021 (Delving Deep into Label Smoothing)",
+        reference="Zhang et al. 2021, Delving Deep into Label Smoothing",
         stateful=True,
         order=15,
     )

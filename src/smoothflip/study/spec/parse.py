@@ -1,0 +1,131 @@
+"""Reading a study file: TOML text -> a validated :class:`~smoothflip.study.spec.schema.StudySpec`."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from smoothflip.errors import SpecError
+from smoothflip.study.conditions import read_condition
+from smoothflip.study.kinds import get_kind, kind_names
+from smoothflip.study.spec.schema import ConditionSpec, StudySpec, frozen
+from smoothflip.study.spec.sections import read_data, read_probes, read_seeds, read_train
+from smoothflip.study.tables import Table, show
+
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "kind",
+    "seeds",
+    "baseline",
+    "data",
+    "model",
+    "train",
+    "arms",
+    "distillation",
+    "conditions",
+    "probes",
+)
+NO_CONDITIONS = [{"noise": "none"}]
+
+
+def read_conditions(raw: Any) -> tuple[ConditionSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("conditions: give at least one [[conditions]] table (noise, rates)")
+    out = []
+    for index, table in enumerate(raw):
+        path = f"conditions[{index}]"
+        noise, rates, options = read_condition(Table(table, path), path)
+        out.append(ConditionSpec(noise=noise, rates=rates, options=frozen(options)))
+    return tuple(out)
+
+
+def parse_study(
+    document: Mapping[str, Any], *, base_dir: str | Path = ".", default_name: str = "study"
+) -> StudySpec:
+    """Validate a parsed TOML document into a :class:`StudySpec`.
+
+    Args:
+        document: the parsed study file.
+        base_dir: folder that relative paths (data files, model factories) resolve against.
+        default_name: the study's name when the file gives none.
+
+    Raises:
+        SpecError: one line naming the key, the value and what is allowed.
+    """
+    top = Table(document, "")
+    name = top.str("name", default_name)
+    if not name.strip():
+        raise SpecError("name must not be empty")
+    description = top.str("description", "")
+    seeds = read_seeds(top.raw("seeds", 3))
+    data = read_data(top.raw("data"))
+    kind = get_kind(top.str("kind", "standard", choices=kind_names()))
+    model = kind.read_model(top.raw("model", {}), "model")
+    train = read_train(top.raw("train", {}), default_selection=kind.default_selection)
+    arms, extra = kind.read_arms(top, kind)
+    names = [a.name for a in arms]
+    for i, arm_name in enumerate(names):
+        if arm_name in names[:i]:
+            raise SpecError(f"arms[{i}].name = {show(arm_name)}: arm names must be unique")
+    raw_conditions = top.raw("conditions", NO_CONDITIONS)
+    if not kind.label_conditions and raw_conditions != NO_CONDITIONS:
+        raise SpecError(
+            f'conditions: a study of kind = "{kind.name}" trains on its data as it is; remove [[conditions]]'
+        )
+    conditions = read_conditions(raw_conditions)
+    probes = read_probes(top.raw("probes", {}))
+    baseline = kind.read_baseline(top, arms)
+    top.finish(TOP_LEVEL_KEYS)
+    return StudySpec(
+        name=name,
+        data=data,
+        model=model,
+        train=train,
+        arms=arms,
+        conditions=conditions,
+        seeds=seeds,
+        baseline=baseline,
+        description=description,
+        probes=probes,
+        kind=kind.name,
+        distillation=extra,
+        base_dir=str(base_dir),
+    )
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        SpecError: the file is not TOML, or a key or value is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        hint = (
+            " (a study directory? its resolved study is study.toml inside)"
+            if (path / "study.toml").is_file()
+            else ""
+        )
+        raise FileNotFoundError(f"{path} is a directory, not a study file{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"study file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path} is not a text (UTF-8) TOML file") from None
+    return loads_study(text, base_dir=path.resolve().parent, default_name=path.stem, origin=str(path))
+
+
+def loads_study(
+    text: str, *, base_dir: str | Path = ".", default_name: str = "study", origin: str = "study file"
+) -> StudySpec:
+    """Parse TOML text and validate it (see :func:`parse_study`)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{origin} is not valid TOML: {err}") from None
+    return parse_study(document, base_dir=base_dir, default_name=default_name)
