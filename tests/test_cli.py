@@ -123,7 +123,7 @@ def _frame(n=60, classes=3, seed=0):
 
 BAD_STUDIES = {
     "unknown dataset": ({"source": "mnist2d"}, "unknown dataset 'mnist2d'"),
-    "unknown model": ({"text_edit": ('name = "logistic"', 'name = "resnet"')}, 'model.name = "resnet"'),
+    "unknown model": ({"text_edit": ('name = "logistic"', 'name = "vgg"')}, 'model.name = "vgg"'),
     "unknown loss": ({"text_edit": ('loss = "smoothed_ce"', 'loss = "focal"')}, 'loss = "focal"'),
     "eps above 1": ({"text_edit": ("eps = 0.1", "eps = 1.5")}, "eps must be <= 1"),
     "alpha outside [0, 1]": ({"arm_extra": "disturb_alpha = 1.2"}, "disturb_alpha = 1.2: must be <= 1"),
@@ -386,3 +386,45 @@ def test_attack_and_clean_commands_on_a_csv(tmp_path):
         ),
         "write key=value",
     )
+
+
+def test_a_bug_shows_its_traceback_and_exits_1_while_bad_input_stays_one_line(tmp_path, monkeypatch):
+    """The error split: SmoothflipError (bad input) -> one line, exit 2; anything else is a bug."""
+    import subprocess
+    import sys
+
+    study = write_study(tmp_path)
+    script = (
+        "import sys, smoothflip.engine.classifier as c\n"
+        "def broken(*a, **k):\n"
+        "    raise TypeError('an engine bug')\n"
+        "c.train_pack = broken\n"
+        "from smoothflip.cli import app\n"
+        "sys.argv = ['smoothflip', 'run', sys.argv[1], '--out', sys.argv[2], '-q']\n"
+        "app()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(study), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" in done.stderr
+    assert "TypeError: an engine bug" in done.stderr
+    assert "error: an engine bug" not in done.stderr
+    # the same TypeError from input validation (a bad study value) is a one-line user error
+    bad = write_study(tmp_path, name="bad.toml", arm_extra='loss = "confidence_penalty"\nbeta = "high"')
+    assert_clean_error(invoke("run", bad, "--out", tmp_path / "bad"), "beta")
+
+
+def test_techniques_lists_every_registry_entry():
+    from smoothflip.study.conditions import NOISE_MODELS
+    from smoothflip.study.kinds import KINDS
+    from smoothflip.techniques import techniques
+
+    result = runner.invoke(app, ["techniques"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    for name in [*techniques(), *NOISE_MODELS, *KINDS]:
+        assert re.search(rf"\b{re.escape(name)}\b", result.stdout), name
+    assert "[[arms]]" in result.stdout  # titles are not eaten as markup

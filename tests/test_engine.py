@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothflip.engine.local import resolve_study, run_study
-from smoothflip.engine.pack import train_pack
-from smoothflip.engine.reference import train_reference
+from smoothflip.engine import resolve_study, run_study
+from smoothflip.engine.classifier.pack import train_pack
+from smoothflip.engine.classifier.reference import train_reference
 from smoothflip.study.spec import loads_study
 from smoothflip.study.store import Store, StoreError
 
@@ -113,7 +113,7 @@ def test_members_are_independent_of_their_pack_mates(tiny):
 
 def test_noise_touches_training_labels_only_and_is_paired_across_arms(tiny):
     _spec, dataset, runs = tiny
-    from smoothflip.engine.common import prepare_run
+    from smoothflip.engine.classifier.run_data import prepare_run
 
     y_test_before = dataset.y_test.copy()
     noisy = [r for r in runs if r.condition.rate == 0.3 and r.seed == 0]
@@ -355,7 +355,7 @@ rates = [0.0, 0.3]
 
 
 def test_distillation_study_trains_teachers_then_students_and_matches_the_reference(tmp_path):
-    from smoothflip.engine.common import TeacherState, state_from_bytes
+    from smoothflip.engine.teachers import TeacherState, state_from_bytes
 
     spec = study(DISTILL)
     assert [a.name for a in spec.arms][:4] == [
@@ -473,7 +473,7 @@ def test_attacks_are_conditions_and_defenses_arms_and_pack_matches_reference():
 
 
 def test_epoch_visit_tops_up_kept_examples_to_a_full_epoch():
-    from smoothflip.engine.common import epoch_visit, prepare_run
+    from smoothflip.engine.classifier.run_data import epoch_visit, prepare_run
 
     spec = study(ATTACKED)
     dataset, runs = resolve_study(spec)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smoothflip.engine.local import resolve_study
+from smoothflip.engine import resolve_study
 from smoothflip.study.spec import load_study, loads_study
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from smoothflip.cli import app
-from smoothflip.engine.lm import train_lm_pack, train_lm_reference
-from smoothflip.engine.local import resolve_study
+from smoothflip.engine import resolve_study
+from smoothflip.engine.language import train_lm_pack, train_lm_reference
 from smoothflip.study.spec import SpecError, loads_study
 from smoothflip.study.store import Store
 

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from smoothflip.cli import app
 from smoothflip.engine import ray_executor
-from smoothflip.engine.local import Progress, run_study
+from smoothflip.engine.planning import Progress
+from smoothflip.engine.runner import run_study
 from smoothflip.study.spec import loads_study
 from smoothflip.study.store import RunResult, Store
 

@@ -188,6 +188,7 @@ def _run(
         extras=extras,
         timings={"seconds": 1.0},
         versions={"smoothflip": "0.1.0", "torch": "2.13.0"},
+        condition_id=condition.condition_id,
     )
 
 
@@ -435,7 +436,7 @@ def test_smoothing_arms_are_picked(tmp_path: Path) -> None:
 
 
 def test_real_tiny_study_end_to_end(tmp_path: Path) -> None:
-    from smoothflip.engine.local import run_study
+    from smoothflip.engine import run_study
 
     text = _study_text(
         name="tiny real",
@@ -463,7 +464,7 @@ def test_real_tiny_study_end_to_end(tmp_path: Path) -> None:
 
 
 def test_attacked_study_report_has_accuracy_by_budget_and_detection(tmp_path: Path) -> None:
-    from smoothflip.engine.local import run_study
+    from smoothflip.engine import run_study
 
     text = _study_text(
         name="attacked", description="digits under a random attack", arms=[("ce", "ce", {})], rates=[0.0],
@@ -549,7 +550,7 @@ def test_report_in_headless_chromium(full_report: Path, tmp_path: Path) -> None:
 
 
 def test_distillation_study_report(tmp_path: Path) -> None:
-    from smoothflip.engine.local import run_study
+    from smoothflip.engine import run_study
 
     text = textwrap.dedent(
         """
@@ -582,7 +583,7 @@ def test_distillation_study_report(tmp_path: Path) -> None:
 
 
 def test_user_data_file_and_class_names_are_escaped(tmp_path: Path) -> None:
-    from smoothflip.engine.local import run_study
+    from smoothflip.engine import run_study
 
     rng = np.random.default_rng(0)
     y = np.arange(60) % 2

@@ -1,8 +1,10 @@
-"""The ``smoothflip`` command.
+"""The ``smoothflip`` command: parsing and printing only.
 
-Bad input never shows a traceback: it prints one line starting with ``error:`` on stderr and exits
-with code 2 (set ``SMOOTHFLIP_DEBUG=1`` to see the traceback). An interrupted study exits 130 and
-resumes when the same command runs again.
+Bad input never shows a traceback: a :class:`~smoothflip.errors.SmoothflipError` (and an ``OSError``
+about a file) prints one line starting with ``error:`` on stderr and exits with code 2 (set
+``SMOOTHFLIP_DEBUG=1`` to see its traceback). Any other exception is a bug in smoothflip: it shows
+its traceback and exits with code 1. An interrupted study exits 130 and resumes when the same
+command runs again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rich.progress import (
 from rich.table import Table
 
 from smoothflip import __version__
+from smoothflip.errors import SmoothflipError, user_input
 
 app = typer.Typer(
     name="smoothflip",
@@ -59,7 +62,7 @@ def _clean_errors(fn: F) -> F:
         except KeyboardInterrupt:
             console.print("interrupted: finished packs are stored; run the same command again to resume")
             raise typer.Exit(130) from None
-        except (ValueError, TypeError, OSError, sqlite3.DatabaseError) as err:
+        except (SmoothflipError, OSError, sqlite3.DatabaseError) as err:
             if os.environ.get("SMOOTHFLIP_DEBUG"):
                 raise
             message = " ".join(str(err).split()) or type(err).__name__
@@ -96,7 +99,8 @@ def _run(
     cpus_per_pack: float | None = None,
     gpus_per_pack: float | None = None,
 ) -> None:
-    from smoothflip.engine.local import run_study
+    from smoothflip.engine.planning import describe_data
+    from smoothflip.engine.runner import run_study
 
     columns = (
         TextColumn("[bold]{task.description}"),  # the description is escaped below
@@ -113,8 +117,6 @@ def _run(
         def on_plan(plan: Any) -> None:
             bar.update(task, total=len(plan.runs), completed=len(plan.done))
             if not quiet:
-                from smoothflip.engine.local import describe_data
-
                 console.print(
                     f"{escape(spec.name)}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
                     f"{len(plan.packs)} pack(s) of up to {plan.pack_size} "
@@ -159,15 +161,10 @@ def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def _print_summary(spec: Any, out_dir: Path) -> None:
-    from smoothflip.study.conditions import study_conditions
-    from smoothflip.study.results import summarize
-    from smoothflip.study.store import Store
+    from smoothflip.study.results import load_study_data, summarize
 
-    with Store.open(out_dir, create=False) as store:
-        results = store.results()
-    rows = summarize(
-        results, arms=[a.name for a in spec.arms], conditions=[c.label for c in study_conditions(spec)]
-    )
+    data = load_study_data(out_dir)
+    rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
     table = Table(
         title=f"{escape(spec.name)}: test metrics at the validation-selected epoch (mean ± sd over seeds)"
     )
@@ -311,41 +308,38 @@ def verdict(
     ] = "selected",
 ) -> None:
     """Print each arm's verdict against the baseline, per label condition (paired by seed)."""
-    from smoothflip.analysis import compare, format_diff, headlines, metrics_for
-    from smoothflip.study.conditions import study_conditions
-    from smoothflip.study.spec import load_study
-    from smoothflip.study.store import Store
+    from smoothflip.analysis import format_diff
+    from smoothflip.study.results import load_study_data
+    from smoothflip.study.verdict import study_verdict
 
     if at not in ("selected", "last"):
-        raise ValueError(f"--at must be 'selected' or 'last', got {at!r}")
-    with Store.open(directory, create=False) as store:
-        results = store.results()
-    spec = load_study(Path(directory) / "study.toml")
-    present = {r.condition for r in results}
-    conditions = [c.label for c in study_conditions(spec) if c.label in present]
-    stored = {r.arm for r in results}
-    baselines = {a: b for a, b in spec.baselines().items() if a in stored and b in stored}
-    arms = [a.name for a in spec.arms if a.name in baselines]
-    if not results or not arms:
-        raise ValueError(
+        raise SmoothflipError(f"--at must be 'selected' or 'last', got {at!r}")
+    data = load_study_data(directory)
+    result = study_verdict(data, at=at)
+    if result.note is not None:
+        raise SmoothflipError(
             f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
         )
-    metrics = metrics_for(spec.kind)
-    comparisons = compare(
-        results, baseline=baselines, arms=arms, conditions=conditions, at=at, metrics=metrics
+    spec, metrics, arms, conditions, baselines = (
+        data.spec,
+        result.metrics,
+        result.arms,
+        result.conditions,
+        result.baselines,
     )
-    headline_metrics = ("test_nll", "test_kl", "test_ece") if spec.kind == "lm" else ("test_acc", "test_ece")
+    comparisons = result.comparisons
     against = (
         f"the baseline [bold]{escape(spec.baseline)}[/]"
-        if len(set(baselines.values())) == 1
+        if result.single_baseline
         else "its hard-label counterpart (shown in the table)"
     )
     out.print(
         f"[bold]{escape(spec.name)}[/]: each arm vs {against}, paired by seed; "
         f"mean difference [95% bootstrap interval] at the {at} epoch"
     )
-    for arm, text in headlines(comparisons, arms=arms, metrics=headline_metrics).items():
-        out.print(f"\n[bold]{escape(arm)}[/]: {escape(text)}", highlight=False)
+    for arm, texts in result.headlines.items():
+        if texts:
+            out.print(f"\n[bold]{escape(arm)}[/]: {escape(' '.join(texts))}", highlight=False)
     table = Table(title="verdicts", show_lines=False)
     table.add_column("condition", overflow="fold")
     table.add_column("arm", overflow="fold")
@@ -366,7 +360,7 @@ def verdict(
                 low, high = format_diff(c.ci_low, metric), format_diff(c.ci_high, metric)
                 text = f"{format_diff(c.mean_diff, metric)} [{low}, {high}] {VERDICT_SHORT[c.verdict]}"
                 cells.append(f"[{VERDICT_STYLE[c.verdict]}]{text.replace(' pts', '')}[/]")
-            label = arm if len(set(baselines.values())) == 1 else f"{arm} vs {baselines[arm]}"
+            label = arm if result.single_baseline else f"{arm} vs {baselines[arm]}"
             table.add_row(escape(condition), escape(label), str(n), *cells)
     out.print()
     out.print(table)
@@ -384,10 +378,44 @@ def report(
     """Write DIR/report/index.html (self-contained), report.md and figures/*.png."""
     from smoothflip.study.store import Store
 
-    with Store.open(directory, create=False) as store:
+    with Store.open(directory, readonly=True) as store:
         if store.count() == 0:
-            raise ValueError(f"{directory} holds no finished runs yet; run the study first")
+            raise SmoothflipError(f"{directory} holds no finished runs yet; run the study first")
     _write_report(directory)
+
+
+@app.command()
+@_clean_errors
+def techniques() -> None:
+    """List what a study file can name: techniques (arm losses), noise models and study kinds."""
+    from smoothflip.study.conditions import NOISE_MODELS
+    from smoothflip.study.kinds import KINDS
+    from smoothflip.techniques import REQUIRED
+    from smoothflip.techniques import techniques as registered
+
+    table = Table(title=escape("techniques: [[arms]] loss = ..."))
+    for column in ("loss", "family", "parameters (defaults)", "kinds", "what it does"):
+        table.add_column(column, overflow="fold")
+    for name, t in registered().items():
+        params = ", ".join(f"{k}" if v is REQUIRED else f"{k}={v!r}" for k, v in t.params.items()) or "-"
+        summary = t.summary + (f" ({t.reference})" if t.reference else "")
+        if not t.in_arms:
+            summary += "; generated by its study kind"
+        table.add_row(name, t.family, params, ", ".join(sorted(t.kinds)), summary)
+    out.print(table)
+    noise = Table(title=escape('label conditions: [[conditions]] noise = ... (attacks: attack = "...")'))
+    for column in ("noise", "options (defaults)", "what it does"):
+        noise.add_column(column, overflow="fold")
+    for name, model in NOISE_MODELS.items():
+        options = ", ".join(f"{k}" if o.required else f"{k}={o.default!r}" for k, o in model.options.items())
+        noise.add_row(name, options or ("rates" if model.takes_rates else "-"), model.summary)
+    out.print(noise)
+    kinds = Table(title='study kinds: kind = "..."')
+    for column in ("kind", "compared metrics", "what it is"):
+        kinds.add_column(column, overflow="fold")
+    for name, kind in KINDS.items():
+        kinds.add_row(name, ", ".join(m.key for m in kind.metrics), kind.summary)
+    out.print(kinds)
 
 
 def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
@@ -395,7 +423,7 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--option {pair!r}: write key=value")
+            raise SmoothflipError(f"--option {pair!r}: write key=value")
         key, raw = pair.split("=", 1)
         value: Any = raw
         for cast in (int, float):
@@ -419,7 +447,7 @@ def _parse_budget(text: str) -> float | int:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(
+        raise SmoothflipError(
             f"--budget {text!r}: give a fraction in (0, 1) such as 0.1, or a count such as 50"
         ) from None
 
@@ -447,15 +475,16 @@ def attack(
     """Flip labels of a data file with a budgeted attack; the flip mask is written beside the labels."""
     from smoothflip.labelfiles import attack_file
 
-    result = attack_file(
-        data,
-        out_file,
-        strategy=strategy,
-        budget=_parse_budget(budget),
-        seed=seed,
-        label_column=label_column,
-        **_parse_options(option),
-    )
+    with user_input():  # the file command's options and data are all user input
+        result = attack_file(
+            data,
+            out_file,
+            strategy=strategy,
+            budget=_parse_budget(budget),
+            seed=seed,
+            label_column=label_column,
+            **_parse_options(option),
+        )
     out.print(result.summary(), highlight=False, markup=False)
 
 
@@ -475,9 +504,10 @@ def clean(
     the file carries a flip mask, e.g. from `smoothflip attack`)."""
     from smoothflip.labelfiles import clean_file
 
-    result = clean_file(
-        data, out_file, defense=defense, seed=seed, label_column=label_column, **_parse_options(option)
-    )
+    with user_input():
+        result = clean_file(
+            data, out_file, defense=defense, seed=seed, label_column=label_column, **_parse_options(option)
+        )
     out.print(result.summary(), highlight=False, markup=False)
 
 

@@ -51,7 +51,6 @@ from smoothflip.analysis.compare import (
     compare,
     comparisons_frame,
     diverged_counts,
-    metrics_for,
     verdict_of,
 )
 from smoothflip.analysis.intervals import (
@@ -127,7 +126,6 @@ __all__ = [
     "headlines",
     "holm",
     "interquartile_mean",
-    "metrics_for",
     "minimum_detectable_effect",
     "paired_interval",
     "paired_t_interval",

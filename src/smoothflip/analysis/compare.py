@@ -54,7 +54,6 @@ __all__ = [
     "compare",
     "comparisons_frame",
     "diverged_counts",
-    "metrics_for",
     "verdict_of",
 ]
 
@@ -96,11 +95,6 @@ LM_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, ""),
     MetricSpec("test_kl", "KL to the true distribution", False, 1.0, ""),
 )
-
-
-def metrics_for(kind: str) -> tuple[MetricSpec, ...]:
-    """The metrics compared for a study kind: :data:`LM_METRICS` for ``"lm"``, else :data:`METRICS`."""
-    return LM_METRICS if kind == "lm" else METRICS
 
 
 #: Every verdict word :func:`verdict_of` can give.

@@ -1,7 +1,7 @@
 """The ``ray`` executor: a study's packs trained as Ray Core tasks on a Ray cluster.
 
 Each pack is one task (``@ray.remote`` with ``num_cpus``/``num_gpus`` and ``max_retries``) that calls
-the same pure function as the local executor, :func:`smoothflip.engine.pack.train_pack`. The driver
+the same pure function as the local executor, the study kind's ``track.train_pack``. The driver
 (the process running ``smoothflip run``) keeps a bounded number of packs in flight, collects each
 finished pack with ``ray.wait`` as it completes and writes it to the store in one transaction. Only
 the driver touches the store; workers only compute. So the resume semantics are those of the local
@@ -12,7 +12,7 @@ results are only stored once, when its task returns.
 
 Distillation studies train in two stages: distilled students (stage 2) are submitted only after
 every stage-1 pack (their teachers among them) is stored; the driver reads each student pack's
-teacher weights from the store (:func:`~smoothflip.engine.local.load_teachers`) and passes them to
+teacher weights from the store (:func:`~smoothflip.engine.planning.pack_job`) and passes them to
 the task.
 
 Ray is an optional dependency (``pip install 'smoothflip[ray]'``); it is imported only when the
@@ -33,12 +33,11 @@ from typing import Any
 
 import torch
 
-from smoothflip.data import Dataset
-from smoothflip.engine.common import TeacherState, skipped_result
-from smoothflip.engine.local import TEACHER_MISSING, Progress, StudyPlan, load_teachers
-from smoothflip.engine.pack import train_pack
-from smoothflip.engine.sizing import auto_pack_size
+from smoothflip.engine.planning import Progress, StudyPlan, pack_job
+from smoothflip.engine.tracks import track_for
+from smoothflip.errors import SmoothflipError
 from smoothflip.study.grid import RunConfig
+from smoothflip.study.spec.schema import StudySpec
 from smoothflip.study.store import RunResult, Store
 
 INSTALL_HINT = "pip install 'smoothflip[ray]'"
@@ -53,11 +52,11 @@ CONNECT_TIMEOUT_S = 10.0
 """How long to try reaching ``--address`` before failing (Ray itself retries for many minutes)."""
 
 
-class RayNotInstalledError(ValueError, ImportError):
-    """``--executor ray`` asked for, but Ray cannot be imported (a ``ValueError`` for the CLI)."""
+class RayNotInstalledError(SmoothflipError, ImportError):
+    """``--executor ray`` asked for, but Ray cannot be imported (a user-facing error for the CLI)."""
 
 
-class PackFailedError(OSError):
+class PackFailedError(SmoothflipError, OSError):
     """A pack failed on the Ray cluster after its retries; the packs already finished are stored."""
 
 
@@ -130,18 +129,18 @@ def ray_options(
 
     Raises:
         RayNotInstalledError: Ray is not installed.
-        ValueError: a bad value (the message names the option).
+        SmoothflipError: a bad value (the message names the option).
         ConnectionError: nothing accepts connections at ``address``.
 
     Example:
         >>> ray_options(cpus_per_pack=0)  # checked before Ray is imported
         Traceback (most recent call last):
         ...
-        ValueError: cpus_per_pack must be a positive number, got 0
+        smoothflip.errors.SmoothflipError: cpus_per_pack must be a positive number, got 0
     """
     cpus = _resource("cpus_per_pack", 1.0 if cpus_per_pack is None else cpus_per_pack, allow_zero=False)
     if device not in ("cpu", "cuda"):
-        raise ValueError(
+        raise SmoothflipError(
             f"with executor 'ray' the device is 'cpu' or 'cuda' (Ray assigns each pack its GPU; "
             f"use gpus_per_pack), got {device!r}"
         )
@@ -150,7 +149,9 @@ def ray_options(
     gpus = _resource("gpus_per_pack", gpus_per_pack, allow_zero=True, most=1.0)
     if address is not None:
         if not isinstance(address, str) or not address.strip():
-            raise ValueError(f"address must be a Ray cluster address such as 'HEAD:6379', got {address!r}")
+            raise SmoothflipError(
+                f"address must be a Ray cluster address such as 'HEAD:6379', got {address!r}"
+            )
         address = address.strip()
     import_ray()
     if address is not None:
@@ -160,18 +161,18 @@ def ray_options(
 
 def _resource(name: str, value: Any, *, allow_zero: bool, most: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise SmoothflipError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     low = "a number >= 0" if allow_zero else "a positive number"
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {low}, got {value:g}")
+        raise SmoothflipError(f"{name} must be {low}, got {value:g}")
     if most is not None and value > most:
-        raise ValueError(
+        raise SmoothflipError(
             f"{name} must be at most {most:g} (a pack trains on one GPU; 0.25 puts four packs on a GPU), "
             f"got {value:g}"
         )
     if value > 1 and value != int(value):
-        raise ValueError(f"{name} above 1 must be a whole number (Ray's rule), got {value:g}")
+        raise SmoothflipError(f"{name} above 1 must be a whole number (Ray's rule), got {value:g}")
     return value
 
 
@@ -182,7 +183,7 @@ def _check_reachable(address: str) -> None:
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(
+        raise SmoothflipError(
             f"address must look like 'HEAD:6379' or 'ray://HEAD:10001' (or 'auto', 'local'), got {address!r}"
         )
     try:
@@ -195,8 +196,8 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def plan_pack_size(
-    study_runs: Sequence[RunConfig], dataset: Dataset, *, options: RayOptions, base_dir: str = "."
+def driver_pack_size(
+    study_runs: Sequence[RunConfig], data: Any, *, options: RayOptions, spec: StudySpec
 ) -> int:
     """The pack size when none is given: fitted on the driver, which is all the planner can measure.
 
@@ -204,30 +205,21 @@ def plan_pack_size(
     memory times the GPU fraction (``0.25`` of a GPU: a quarter of that); otherwise to the driver's
     free RAM, at most 64 members. Workers with other memory need ``--pack-size``.
     """
-    from smoothflip.engine.common import build_member
-
-    batch = int(study_runs[0].shared["train"]["batch_size"])
     use_gpu = options.gpus_per_pack > 0 and torch.cuda.is_available()
-    if not hasattr(dataset, "input_shape"):  # a language-model corpus
-        from smoothflip.engine.lm import auto_lm_pack_size
-
-        size = auto_lm_pack_size(study_runs[0], dataset, batch, torch.device("cuda" if use_gpu else "cpu"))
-        return max(1, int(size * options.gpus_per_pack)) if use_gpu else size
-    model = build_member(study_runs[0], dataset, base_dir=base_dir)
-    if use_gpu:
-        size = auto_pack_size(model, dataset.input_shape, batch, torch.device("cuda"))
-        return max(1, int(size * options.gpus_per_pack))
-    return auto_pack_size(model, dataset.input_shape, batch, torch.device("cpu"))
+    track = track_for(spec)
+    device = torch.device("cuda" if use_gpu else "cpu")
+    size = track.auto_pack_size(study_runs, data, device=device, base_dir=spec.base_dir)
+    return max(1, int(size * options.gpus_per_pack)) if use_gpu else size
 
 
 def _train_pack_task(
     runs: list[RunConfig],
-    dataset: Dataset,
+    dataset: Any,
     *,
     device: str,
     threads: int,
     base_dir: str,
-    teachers: Mapping[str, TeacherState] | None,
+    teachers: Mapping[str, Any] | None,
     kind: str = "standard",
 ) -> list[RunResult]:
     """What a Ray worker runs for one pack (a plain function; wrapped with ``ray.remote`` on use)."""
@@ -239,11 +231,8 @@ def _train_pack_task(
     with warnings.catch_warnings():
         # Arrays from Ray's object store are read-only; train_pack only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        if kind == "lm":
-            from smoothflip.engine.lm import train_lm_pack
-
-            return train_lm_pack(runs, dataset, device=device)
-        return train_pack(runs, dataset, device=device, base_dir=base_dir, teachers=teachers)
+        track = track_for(kind)
+        return track.train_pack(runs, dataset, device=device, base_dir=base_dir, teachers=teachers)
 
 
 @contextmanager
@@ -286,15 +275,15 @@ def run_ray(
 
     Raises:
         PackFailedError: a pack failed after its retries (the other finished packs are stored first).
-        ValueError: no node of the cluster has the resources one pack asks for; or a pack's own
-            ``ValueError``/``TypeError`` (bad input, the same as with the local executor).
+        SmoothflipError: no node of the cluster has the resources one pack asks for; or a pack's own
+            user-facing error (bad input, the same as with the local executor).
     """
     options = options if options is not None else RayOptions()
     ray = import_ray()
     with ray_session(ray, options.address):
         limit = max_in_flight if max_in_flight is not None else _in_flight_limit(ray, options)
         if limit < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {limit}")
+            raise SmoothflipError(f"max_in_flight must be >= 1, got {limit}")
         _Driver(ray, study, store, options, progress, limit).run()
 
 
@@ -306,7 +295,7 @@ def _in_flight_limit(ray: Any, options: RayOptions) -> int:
         fits = [r for r in fits if r.get("GPU", 0) >= options.gpus_per_pack]
     if not fits:
         have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "none"
-        raise ValueError(
+        raise SmoothflipError(
             f"no node of the Ray cluster can run a pack with {options.cpus_per_pack:g} CPU(s) and "
             f"{options.gpus_per_pack:g} GPU(s) (nodes: {have}); lower cpus_per_pack / gpus_per_pack"
         )
@@ -365,22 +354,20 @@ class _Driver:
             raise
 
     def _submit(self, pack: list[RunConfig], dataset: Any) -> None:
-        teachers, orphans = load_teachers(self.store, pack)
-        skipped = [skipped_result(r, self.study.dataset, TEACHER_MISSING) for r in orphans]
-        trainable = [r for r in pack if r not in orphans]
-        if not trainable:
-            self._store(pack, skipped)
+        job = pack_job(self.study, self.store, pack)
+        if not job.trainable:
+            self._store(pack, job.skipped)
             return
         ref = self.task.remote(
-            trainable,
+            job.trainable,
             dataset,
             device=self.options.device,
             threads=self.options.threads,
             base_dir=self.study.spec.base_dir,
-            teachers=teachers or None,
+            teachers=job.teachers or None,
             kind=self.study.spec.kind,
         )
-        self.in_flight[ref] = (pack, skipped)
+        self.in_flight[ref] = (pack, job.skipped)
 
     def _collect_one(self) -> None:
         ready, _ = self.ray.wait(list(self.in_flight), num_returns=1)
@@ -403,9 +390,9 @@ class _Driver:
             self.progress(Progress(self.done, len(self.study.runs), self.packs_done, len(self.study.packs)))
 
     def _explain(self, err: Exception) -> BaseException:
-        """A one-line error for a failed pack (a pack's own bad-input error is passed on as it is)."""
+        """A one-line error for a failed pack (a pack's own user-facing error is passed on as it is)."""
         cause = getattr(err, "cause", None)
-        if isinstance(err, self.ray.exceptions.RayTaskError) and isinstance(cause, ValueError | TypeError):
+        if isinstance(err, self.ray.exceptions.RayTaskError) and isinstance(cause, SmoothflipError):
             return cause
         if isinstance(err, self.ray.exceptions.RayTaskError) and cause is not None:
             what = f"{type(cause).__name__}: {cause}"
@@ -418,3 +405,42 @@ class _Driver:
             f"a pack failed on the Ray cluster: {what}; the finished packs are stored, "
             "run the same command again to resume"
         )
+
+
+class RayExecutor:
+    """The executor registry's entry for ``ray`` (see :mod:`smoothflip.engine.runner`)."""
+
+    name = "ray"
+
+    def options(
+        self,
+        *,
+        device: str,
+        address: str | None = None,
+        cpus_per_pack: float | None = None,
+        gpus_per_pack: float | None = None,
+    ) -> RayOptions:
+        return ray_options(
+            address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack, device=device
+        )
+
+    def pack_size(
+        self, study_runs: list[RunConfig], data: Any, *, options: RayOptions, spec: StudySpec
+    ) -> int:
+        return driver_pack_size(study_runs, data, options=options, spec=spec)
+
+    def device(self, options: RayOptions) -> str:
+        return "cpu"  # the pack size is already chosen (the plan's own probe is not used)
+
+    def run(
+        self,
+        study: StudyPlan,
+        store: Store,
+        *,
+        options: RayOptions,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        run_ray(study, store, options=options, progress=progress)
+
+
+EXECUTOR = RayExecutor()

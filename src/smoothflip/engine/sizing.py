@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from smoothflip.engine.pack import EVAL_CHUNK
+from smoothflip.engine.stacked import EVAL_CHUNK
 
 MAX_PACK = {"cpu": 64, "cuda": 1024}
 """Upper bound on a pack's size per device type (bigger packs lose more work to a kill)."""

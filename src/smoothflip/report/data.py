@@ -10,132 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from smoothflip.study.conditions import LabelCondition, study_conditions
-from smoothflip.study.spec import StudySpec, load_study
-from smoothflip.study.store import RunResult, Store
+from smoothflip.study.results import StudyData, load_study_data
+from smoothflip.study.store import RunResult
 
-SMOOTHING_LOSSES = ("smoothed_ce", "confidence_penalty")
-"""Losses whose arms count as "smoothing-type" (with any arm that flips labels while it trains)."""
-
-
-@dataclass(frozen=True)
-class StudyData:
-    """A study as the report sees it.
-
-    Attributes:
-        directory: the study directory.
-        spec: the resolved study (``DIR/study.toml``).
-        conditions: the study's label conditions, in file order (clean first when present).
-        arms: arm names in file order, the baseline included.
-        results: stored runs of those arms and conditions, in store order.
-    """
-
-    directory: Path
-    spec: StudySpec
-    conditions: tuple[LabelCondition, ...]
-    arms: tuple[str, ...]
-    results: tuple[RunResult, ...]
-    _groups: dict[tuple[str, str], list[RunResult]] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        for r in self.results:
-            self._groups.setdefault((r.arm, r.condition), []).append(r)
-
-    @property
-    def baseline(self) -> str:
-        return self.spec.baseline
-
-    @property
-    def baselines(self) -> dict[str, str]:
-        """Each compared arm's baseline (one arm for a standard study; per role in a distillation study)."""
-        return self.spec.baselines()
-
-    @property
-    def single_baseline(self) -> bool:
-        return len(set(self.baselines.values())) <= 1
-
-    @property
-    def others(self) -> tuple[str, ...]:
-        """Every arm that is compared with a baseline, in file order."""
-        baselines = self.baselines
-        return tuple(a for a in self.arms if a in baselines)
-
-    @property
-    def plot_arms(self) -> tuple[str, ...]:
-        """Arms drawn in the per-arm figures: all, except a distillation study's distilled students
-        (they have their own figure)."""
-        roles = {a.name: a.role for a in self.spec.arms}
-        return tuple(a for a in self.arms if roles.get(a) != "student")
-
-    @property
-    def clean(self) -> LabelCondition | None:
-        """The correct-labels condition, if the study has one."""
-        return next((c for c in self.conditions if c.is_clean), None)
-
-    @property
-    def noisy(self) -> tuple[LabelCondition, ...]:
-        return tuple(c for c in self.conditions if not c.is_clean)
-
-    @property
-    def noise_models(self) -> tuple[str, ...]:
-        """Noise models of the noisy conditions, in first-appearance order."""
-        return tuple(dict.fromkeys(c.noise for c in self.noisy))
-
-    @property
-    def smoothing_arms(self) -> tuple[str, ...]:
-        """Non-baseline arms that smooth or flip labels; all non-baseline arms when none does.
-
-        An arm counts when its loss is in :data:`SMOOTHING_LOSSES` or it sets ``disturb_alpha`` or
-        ``flip_rate`` (DisturbLabel is label smoothing in expectation).
-        """
-        picked = []
-        for arm in self.spec.arms:
-            if arm.name == self.baseline:
-                continue
-            if self.spec.kind == "distillation" and arm.role != "teacher":
-                continue  # representation is compared across teachers
-            if arm.loss in SMOOTHING_LOSSES or arm.disturb_alpha > 0 or arm.flip_rate > 0:
-                picked.append(arm.name)
-        return tuple(picked) if picked else self.others
-
-    def runs(self, arm: str, condition: LabelCondition | str) -> list[RunResult]:
-        """Runs of one arm under one condition, ordered by seed."""
-        label = condition if isinstance(condition, str) else condition.label
-        return sorted(self._groups.get((arm, label), []), key=lambda r: r.seed)
-
-    @property
-    def diverged(self) -> int:
-        return sum(bool(r.metrics.get("diverged")) for r in self.results)
-
-    @property
-    def expected_runs(self) -> int:
-        return len(self.arms) * len(self.conditions) * len(self.spec.seeds)
-
-
-def load_study_data(directory: str | Path) -> StudyData:
-    """Read a study directory written by ``smoothflip run``.
-
-    Raises:
-        FileNotFoundError: no store or no ``study.toml`` in ``directory``.
-    """
-    directory = Path(directory)
-    with Store.open(directory, create=False) as store:
-        results = store.results()
-    toml = directory / "study.toml"
-    if not toml.is_file():
-        raise FileNotFoundError(f"no study.toml in {directory}; was the study written by `smoothflip run`?")
-    spec = load_study(toml)
-    conditions = tuple(study_conditions(spec))
-    arms = tuple(a.name for a in spec.arms)
-    labels = {c.label for c in conditions}
-    kept = tuple(r for r in results if r.arm in arms and r.condition in labels)
-    return StudyData(directory=directory, spec=spec, conditions=conditions, arms=arms, results=kept)
-
+__all__ = [
+    "PooledReliability",
+    "StudyData",
+    "load_study_data",
+    "mean_curve",
+    "metric_values",
+    "pooled_reliability",
+    "t_interval",
+]
 
 # --------------------------------------------------------------------------- aggregation
 

@@ -32,6 +32,7 @@ from smoothflip import __version__
 from smoothflip.report.data import StudyData, load_study_data
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
 from smoothflip.study.results import summarize
+from smoothflip.study.verdict import study_verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -114,37 +115,8 @@ def _mean_sd(row: dict[str, Any], key: str, digits: int, scale: float) -> str:
 
 def _analysis(data: StudyData) -> tuple[list[Any], dict[str, list[str]], str | None]:
     """Comparisons, headline sentences per arm (one per condition), and a note when none is possible."""
-    from smoothflip import analysis
-
-    present_arms = {r.arm for r in data.results}
-    if not data.results:
-        return [], {}, "No runs are stored yet: run the study first."
-    if data.baseline not in present_arms:
-        return [], {}, f"The baseline arm ({data.baseline}) has no stored runs, so nothing can be compared."
-    baselines = {a: b for a, b in data.baselines.items() if a in present_arms and b in present_arms}
-    arms = [a for a in data.others if a in baselines]
-    if not arms:
-        return [], {}, "The study has no arm besides the baseline, so there is nothing to compare."
-    present_conditions = {r.condition for r in data.results}
-    conditions = [c.label for c in data.conditions if c.label in present_conditions]
-    comparisons = analysis.compare(
-        list(data.results),
-        baseline=baselines,
-        arms=arms,
-        conditions=conditions,
-        metrics=analysis.metrics_for(data.spec.kind),
-    )
-    headline_metrics = (
-        ("test_nll", "test_kl", "test_ece") if data.spec.kind == "lm" else ("test_acc", "test_ece")
-    )
-    # headlines() gives one sentence per condition; asking per condition keeps them apart for display.
-    sentences: dict[str, list[str]] = {arm: [] for arm in arms}
-    for label in conditions:
-        subset = [c for c in comparisons if c.condition == label]
-        for arm, text in analysis.headlines(subset, arms=arms, metrics=headline_metrics).items():
-            if text:
-                sentences[arm].append(text)
-    return comparisons, sentences, None
+    verdict = study_verdict(data)
+    return verdict.comparisons, verdict.headlines, verdict.note
 
 
 def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any]:
@@ -318,7 +290,7 @@ def _attack_table(data: StudyData) -> dict[str, Any] | None:
 
 def _language_model(data: StudyData) -> dict[str, Any] | None:
     """Language-model studies: perplexity, KL to the truth and entropies per arm, and next-token examples."""
-    if data.spec.kind != "lm":
+    if "language_model" not in data.kind.report_parts:
         return None
     rows = []
     for condition in data.conditions:

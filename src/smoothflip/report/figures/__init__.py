@@ -110,7 +110,7 @@ def build_figures(
         ("projection", "Penultimate-layer projections", lambda: projection(data)),
         ("mutual_information", "Mutual information over training", lambda: mutual_information(data)),
     ]
-    if data.spec.kind == "distillation":
+    if "distillation" in data.kind.report_parts:
         specs.insert(0, ("distillation", "Teachers and their students", lambda: distillation(data)))
     out = []
     with matplotlib.style.context(["default", _RC]):

@@ -27,7 +27,7 @@ from smoothflip.report.figures._common import (
 def distillation(data: StudyData) -> tuple[Figure, str]:
     """Teacher accuracy vs student accuracy: one point per teacher smoothing and temperature."""
     d = data.spec.distillation
-    if data.spec.kind != "distillation" or d is None:
+    if "distillation" not in data.kind.report_parts or d is None:
         raise FigureSkipped("Only distillation studies have teachers and students.")
     conditions = list(data.conditions)
     ncols = min(3, len(conditions))

@@ -1,4 +1,4 @@
-"""The per-run reference trainer: one run, one ``nn.Module``, a plain PyTorch loop.
+"""The per-run reference trainer: one classifier run, one ``nn.Module``, a plain PyTorch loop.
 
 It exists to hold the pack trainer to account: for the same run and seed both must produce the same
 metrics (a test checks it). It is also the simplest way to read what a run does.
@@ -14,26 +14,30 @@ import numpy as np
 import torch
 
 from smoothflip.data import Dataset
-from smoothflip.engine.common import (
-    Probe,
-    ProgressFn,
-    TeacherState,
-    Tracker,
-    build_member,
-    diverged,
+from smoothflip.engine.classifier.members import build_member
+from smoothflip.engine.classifier.probes import Probe
+from smoothflip.engine.classifier.run_data import (
     epoch_targets,
     epoch_visit,
     flip_generator,
-    make_optimizer,
-    make_schedule,
-    member_loss_fn,
-    plan,
+    loss_context,
     prepare_run,
-    state_to_bytes,
-    teacher_logits,
 )
+from smoothflip.engine.classifier.teachers import teacher_logits
+from smoothflip.engine.classifier.tracking import Tracker
+from smoothflip.engine.member_losses import MemberLosses
+from smoothflip.engine.results import pack_timings
+from smoothflip.engine.schedule import (
+    ProgressFn,
+    diverged,
+    make_lr_schedule,
+    make_optimizer,
+    training_schedule,
+)
+from smoothflip.engine.teachers import TeacherState, state_to_bytes
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.store import RunResult
+from smoothflip.techniques import LossContext
 
 
 def train_reference(
@@ -47,14 +51,15 @@ def train_reference(
 ) -> RunResult:
     """Train one run alone and return its result.
 
-    Same semantics as :func:`~smoothflip.engine.pack.train_pack`, in a plain loop over one module.
+    Same semantics as :func:`~smoothflip.engine.classifier.pack.train_pack`, in a plain loop over
+    one module.
     """
     started = time.perf_counter()
     device = torch.device(device)
     k = dataset.num_classes
     train_cfg = run.shared["train"]
     data = prepare_run(run, dataset)
-    schedule = plan(train_cfg, data.train_idx.size)
+    schedule = training_schedule(train_cfg, data.train_idx.size)
     batch_size = int(train_cfg["batch_size"])
     x_all = torch.as_tensor(dataset.x_train, device=device)
     x_test = torch.as_tensor(dataset.x_test, device=device)
@@ -64,7 +69,8 @@ def train_reference(
 
     model = build_member(run, dataset, base_dir=base_dir).to(device)
     optimizer = make_optimizer(list(model.parameters()), train_cfg)
-    scheduler = make_schedule(optimizer, train_cfg, schedule.total_steps)
+    scheduler = make_lr_schedule(optimizer, train_cfg, schedule.total_steps)
+    losses = MemberLosses([run], LossContext(k), lambda m: loss_context(data, k), device)
     order = np.random.default_rng(run.seed_for("order"))
     generator = flip_generator(data, device)
     teacher_train = None
@@ -78,8 +84,7 @@ def train_reference(
     probe = Probe(data, dataset) if run.probe is not None else None
     step = 0
     for epoch in range(1, schedule.epochs + 1):
-        choice = member_loss_fn(data, k, epoch)
-        loss_fn = choice.fn.to(device)
+        loss_fn, needs_teacher = losses.module(0, epoch)
         visit = torch.as_tensor(epoch_visit(order, data), device=device)
         targets = epoch_targets(labels[visit], data, k, generator, batch_size)
         total, seen, failed = 0.0, 0, False
@@ -89,7 +94,7 @@ def train_reference(
             batch = slice(b * batch_size, (b + 1) * batch_size)
             idx, target = visit[batch], targets[batch]
             logits = model(x_all[idx])
-            extra = {"teacher": teacher_train[idx]} if choice.needs_teacher else {}
+            extra = {"teacher": teacher_train[idx]} if needs_teacher else {}
             loss = loss_fn(logits, target, **extra).mean()
             if bool(diverged(loss.detach(), logits.detach().abs().amax())):
                 tracker.mark_diverged(epoch)
@@ -104,6 +109,7 @@ def train_reference(
             seen += idx.numel()
         if failed:
             break
+        losses.end_epoch(epoch)
         model.eval()
         with torch.no_grad():
             mi = probe.mutual_information(model, device) if probe is not None else math.nan
@@ -137,7 +143,4 @@ def train_reference(
                         device,
                     ),
                 )
-    seconds = time.perf_counter() - started
-    return tracker.result(
-        {"pack_seconds": seconds, "pack_size": 1, "seconds_per_run": seconds, "steps": step}
-    )
+    return tracker.result(pack_timings(time.perf_counter() - started, 1, step))

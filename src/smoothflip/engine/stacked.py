@@ -1,0 +1,209 @@
+"""Many models trained as one: stacked parameters under ``torch.vmap``, and a pack's loop bookkeeping.
+
+:class:`Stacked` holds P copies of one architecture with their parameters and buffers stacked
+(``torch.func.stack_module_state``) and runs them under ``torch.vmap`` (every member on its own
+batch, or every member on the same examples). :func:`pack_step` is one optimizer step of a pack with
+divergence handling, and :class:`PackLoop` the bookkeeping both pack tracks (classifiers and
+language models) drive from their own loops: steps against the schedule, losses per epoch,
+divergence, the stateful losses' epoch hooks. Control only flows down: the track calls this module,
+never the other way round.
+
+Adam, AdamW and SGD act elementwise, so each member follows exactly the trajectory it would follow
+alone; a member that diverges (non-finite or exploding loss or logits) is frozen out: its loss
+leaves the sum and its gradients are zeroed, and the rest of the pack trains on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state
+
+from smoothflip.engine.member_losses import LossGroup, MemberLosses
+from smoothflip.engine.schedule import Schedule, diverged
+
+EVAL_CHUNK = 1024
+"""Examples per member per evaluation forward pass (bounds evaluation memory)."""
+
+
+class Stacked:
+    """P copies of one architecture with stacked parameters, run under ``torch.vmap``."""
+
+    def __init__(self, models: list[nn.Module], device: torch.device) -> None:
+        params, buffers = stack_module_state(models)
+        self.params = {name: p.detach().to(device).requires_grad_(True) for name, p in params.items()}
+        self.buffers = {name: b.to(device) for name, b in buffers.items()}
+        base = copy.deepcopy(models[0]).to("meta")
+        self.base = base
+        self.size = len(models)
+        self.has_body = isinstance(getattr(base, "body", None), nn.Module) and "head.weight" in self.params
+
+        def call(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(base, (p, b), (x,))
+
+        self._each = torch.vmap(call, in_dims=(0, 0, 0))
+        self._shared = torch.vmap(call, in_dims=(0, 0, None))
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Evaluation mode inside (batch norm uses and keeps its running statistics, dropout is off),
+        as the per-run reference trainer's ``model.eval()``; training mode again after."""
+        modes = {m: m.training for m in self.base.modules()}
+        self.base.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes.items():
+                m.training = training
+
+    def each(self, x: Tensor) -> Tensor:
+        """``[P, B, *input] -> [P, B, *out]``: every member on its own batch."""
+        return self._each(self.params, self.buffers, x)
+
+    def shared(self, x: Tensor) -> Tensor:
+        """``[N, *input] -> [P, N, K]``: every member on the same examples (in chunks)."""
+        chunks = [
+            self._shared(self.params, self.buffers, x[i : i + EVAL_CHUNK])
+            for i in range(0, len(x), EVAL_CHUNK)
+        ]
+        return torch.cat(chunks, dim=1)
+
+    def each_indexed(self, x_all: Tensor, idx: Tensor) -> Tensor:
+        """``idx [P, N]`` into ``x_all`` -> ``[P, N, K]`` (in chunks; N may be 0)."""
+        if idx.shape[1] == 0:
+            k = self.shared(x_all[:1]).shape[-1]
+            return x_all.new_zeros(idx.shape[0], 0, k)
+        chunks = [self.each(x_all[idx[:, i : i + EVAL_CHUNK]]) for i in range(0, idx.shape[1], EVAL_CHUNK)]
+        return torch.cat(chunks, dim=1)
+
+    def member_fn(self, m: int, params: Mapping[str, Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+        """Member ``m`` as a function ``x -> logits`` (with ``params`` instead of its current ones)."""
+        p = dict(params) if params is not None else {k: v[m] for k, v in self.params.items()}
+        b = {k: v[m] for k, v in self.buffers.items()}
+        return lambda x: functional_call(self.base, (p, b), (x,))
+
+    def member(self, m: int, x: Tensor) -> Tensor:
+        """``[N, *input] -> [N, K]`` for member ``m`` alone."""
+        return self.member_fn(m)(x)
+
+    def member_features(self, m: int) -> Callable[[Tensor], Tensor]:
+        """Member ``m``'s penultimate features, ``[N, *input] -> [N, F]`` (models with ``body``/``head``)."""
+        params = {k[5:]: v[m] for k, v in self.params.items() if k.startswith("body.")}
+        buffers = {k[5:]: v[m] for k, v in self.buffers.items() if k.startswith("body.")}
+        return lambda x: functional_call(self.base.body, (params, buffers), (x,))
+
+    def member_params(self, m: int) -> dict[str, Tensor]:
+        """A detached copy of member ``m``'s parameters."""
+        return {k: v[m].detach().clone() for k, v in self.params.items()}
+
+    def member_state(self, m: int) -> dict[str, Tensor]:
+        """Member ``m``'s parameters and buffers, as a ``state_dict`` of the base architecture."""
+        return {k: v[m].detach() for k, v in {**self.params, **self.buffers}.items()}
+
+
+def pack_step(
+    member_loss: Tensor,
+    max_abs_logit: Tensor,
+    alive: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    params: Mapping[str, Tensor],
+) -> tuple[Tensor, list[int]]:
+    """One optimizer step of a pack: the updated ``[P]`` mask of members still training, and the
+    members that diverged in this step.
+
+    Members whose loss or logits blow up this step (:func:`~smoothflip.engine.schedule.diverged`)
+    are frozen out: their loss leaves the sum and their gradients are zeroed.
+    """
+    bad = diverged(member_loss.detach(), max_abs_logit) & alive
+    newly = torch.nonzero(bad).flatten().tolist() if bool(bad.any()) else []
+    if newly:
+        alive = alive & ~bad
+    optimizer.zero_grad(set_to_none=False)
+    torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
+    if not bool(alive.all()):
+        for p in params.values():
+            p.grad[~alive] = 0.0
+    optimizer.step()
+    scheduler.step()
+    return alive, newly
+
+
+class PackLoop:
+    """The bookkeeping of a pack's training loop, which the track's own loop drives.
+
+    The track writes the loop (its batches, its evaluation); this object counts steps against the
+    schedule, steps the optimizer with divergence handling, accumulates each member's training loss,
+    chooses the members' losses per epoch and runs the stateful losses' epoch hooks::
+
+        loop = PackLoop(model, losses, schedule, optimizer, scheduler)
+        for epoch, groups in loop.epochs():
+            for batch in my_batches(epoch):
+                if loop.done:
+                    break
+                member_loss, max_logit = ...  # the track's forward pass and grouped losses
+                loop.step(member_loss, max_logit, count)
+            train_losses = loop.end_epoch()
+            ...  # evaluate the members still alive (loop.alive), mark loop.diverged ones
+    """
+
+    def __init__(
+        self,
+        model: Stacked,
+        losses: MemberLosses,
+        schedule: Schedule,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+    ) -> None:
+        self.model, self.losses, self.schedule = model, losses, schedule
+        self.optimizer, self.scheduler = optimizer, scheduler
+        device = model.parameters()[0].device
+        self.alive = torch.ones(model.size, dtype=torch.bool, device=device)
+        self.steps = 0
+        self.epoch = 0
+        self.diverged: list[int] = []
+        self._loss_sum = torch.zeros(model.size, dtype=torch.float64, device=device)
+        self._seen = 0
+
+    @property
+    def done(self) -> bool:
+        """The schedule's total steps are taken."""
+        return self.steps >= self.schedule.total_steps
+
+    def epochs(self) -> Iterator[tuple[int, list[LossGroup]]]:
+        """``(epoch, loss groups)`` for each epoch to train (stops once the steps are spent)."""
+        for epoch in range(1, self.schedule.epochs + 1):
+            self.epoch = epoch
+            self._loss_sum.zero_()
+            self._seen = 0
+            yield epoch, self.losses.groups(epoch)
+            if self.done:
+                return
+
+    def step(self, member_loss: Tensor, max_abs_logit: Tensor, count: int) -> None:
+        """One optimizer step on ``[P]`` mean losses of ``count`` examples per member."""
+        self.alive, newly = pack_step(
+            member_loss, max_abs_logit, self.alive, self.optimizer, self.scheduler, self.model.params
+        )
+        self.diverged += newly
+        self.steps += 1
+        self._loss_sum += member_loss.detach().to(torch.float64) * count
+        self._seen += count
+
+    def end_epoch(self) -> list[float]:
+        """Run the stateful losses' epoch hooks; the members' mean training loss this epoch."""
+        self.losses.end_epoch(self.epoch)
+        return (self._loss_sum / max(self._seen, 1)).tolist()
+
+    def take_diverged(self) -> list[int]:
+        """Members that diverged since the last call (to mark on their trackers)."""
+        out, self.diverged = self.diverged, []
+        return out
