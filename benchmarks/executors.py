@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from smoothflip.engine.local import run_study
+from smoothflip.engine import run_study
 from smoothflip.study.spec import StudySpec, loads_study
 from smoothflip.study.store import Store
 

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smoothflip.engine.common import build_member, epoch_targets, plan, prepare_run
-from smoothflip.engine.local import resolve_study
-from smoothflip.engine.pack import train_pack
-from smoothflip.engine.reference import train_reference
+from smoothflip.engine import resolve_study
+from smoothflip.engine.classifier.members import build_member
+from smoothflip.engine.classifier.pack import train_pack
+from smoothflip.engine.classifier.reference import train_reference
+from smoothflip.engine.classifier.run_data import epoch_targets, prepare_run
+from smoothflip.engine.schedule import training_schedule
 from smoothflip.study.spec import loads_study
 
 MODELS = {
@@ -67,7 +69,7 @@ def bare_loop(runs, dataset, device: torch.device) -> None:
     for run in runs:
         data = prepare_run(run, dataset)
         cfg = run.shared["train"]
-        schedule = plan(cfg, data.train_idx.size)
+        schedule = training_schedule(cfg, data.train_idx.size)
         model = build_member(run, dataset).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         labels = torch.as_tensor(data.noisy.labels, device=device)
