@@ -40,7 +40,7 @@ def test_every_technique_is_one_complete_entry():
     for name, technique in found.items():
         assert technique.name == name
         assert technique.summary
-        assert technique.kinds
+        assert technique.tasks
         defaults = {k: v for k, v in technique.params.items() if v is not REQUIRED}
         params = {**defaults, **{k: 0.5 for k, v in technique.params.items() if v is REQUIRED}}
         module = build_loss(name, params, LossContext(num_classes=4))

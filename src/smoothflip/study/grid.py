@@ -8,12 +8,12 @@ together as one pack.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from smoothflip.study.conditions import LabelCondition, study_conditions
-from smoothflip.study.ids import canonical_json, derive_seed, plain, short_hash
-from smoothflip.study.spec.schema import ArmSpec, StudySpec
+from smoothflip.study.ids import canonical_json, derive_seed, short_hash
+from smoothflip.study.spec.schema import ArmSpec, StudySpec, as_dict
 
 __all__ = [
     "RUN_FORMAT",
@@ -97,7 +97,7 @@ class RunConfig:
             return derive_seed(self.seed, "flip", self.arm.name)
         if purpose == "defense":
             return derive_seed(self.seed, "defense", self.condition.to_dict())
-        if purpose in ("split", "init", "order", "probe"):
+        if purpose in ("split", "init", "order", "probe", "augment"):
             return derive_seed(self.seed, purpose)
         raise ValueError(f"unknown seed purpose {purpose!r}")
 
@@ -108,7 +108,7 @@ def shared_config(spec: StudySpec, dataset_fingerprint: str, arm: ArmSpec | None
     An arm may bring its own model (a distillation study's teachers); otherwise the study's model.
     """
     study = spec.to_dict()
-    model = plain(asdict(arm.model)) if arm is not None and arm.model is not None else study["model"]
+    model = as_dict(arm.model) if arm is not None and arm.model is not None else study["model"]
     return {
         "data": study["data"],
         "model": model,
@@ -125,7 +125,7 @@ def build_grid(spec: StudySpec, dataset_fingerprint: str) -> list[RunConfig]:
     """
     conditions = study_conditions(spec)
     probed = set(spec.seeds[: spec.probes.seeds])
-    probe = plain(asdict(spec.probes))
+    probe = as_dict(spec.probes)
     probe.pop("seeds")
     shared = {arm.name: shared_config(spec, dataset_fingerprint, arm) for arm in spec.arms}
     runs: list[RunConfig] = []

@@ -10,7 +10,7 @@ read the entry; no ``kind ==`` branch lives outside it.
 Example:
     >>> from smoothflip.study.kinds import get_kind, kind_names
     >>> kind_names()
-    ('standard', 'distillation', 'lm')
+    ('standard', 'distillation', 'lm', 'trainer')
     >>> get_kind("lm").default_selection, get_kind("lm").label_conditions
     ('val_nll', False)
 """
@@ -27,7 +27,7 @@ from smoothflip.errors import SpecError
 from smoothflip.study.spec.arms import read_arms
 from smoothflip.study.spec.distillation import distillation_baselines, read_distillation_study
 from smoothflip.study.spec.schema import ArmSpec, ModelSpec, StudySpec
-from smoothflip.study.spec.sections import read_lm_model, read_model
+from smoothflip.study.spec.sections import read_lm_model, read_model, read_trainer_model
 from smoothflip.study.tables import Table, show
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ ArmsReader = Callable[[Table, "StudyKind"], tuple[tuple[ArmSpec, ...], Any]]
 
 
 def _user_arms(top: Table, kind: StudyKind) -> tuple[tuple[ArmSpec, ...], Any]:
-    return read_arms(top, kind=kind.name, label_flipping=kind.label_flipping), None
+    return read_arms(top, kind=kind.name, task=kind.task, label_flipping=kind.label_flipping), None
 
 
 def _generated_arms(top: Table, kind: StudyKind) -> tuple[tuple[ArmSpec, ...], Any]:
@@ -83,11 +83,16 @@ class StudyKind:
         read_baseline: the baseline arm's name (given or implied).
         baselines: each compared arm's baseline, for a parsed spec.
         default_selection: the ``[train] selection`` default.
+        task: what it predicts (``"classification"`` or ``"language"``); its arms may use the
+            techniques that apply to it.
         label_conditions: the study has ``[[conditions]]`` (label noise, attacks).
         label_flipping: arms may flip labels while training and use defences.
         metrics: the metrics its verdicts compare, in report order.
         headline: the metric keys of its headline sentences.
         report_parts: extra parts of its report (``"distillation"``, ``"language_model"``).
+        model_key: a ``[model]`` key that selects this kind when the file gives no ``kind``
+            (``trainer = "train.py:train"`` selects ``"trainer"``).
+        probes: the kind records the representation probes (``[probes]``); False: probes are off.
     """
 
     name: str
@@ -99,11 +104,14 @@ class StudyKind:
     read_baseline: Callable[[Table, tuple[ArmSpec, ...]], str] = _chosen_baseline
     baselines: Callable[[StudySpec], dict[str, str]] = _one_baseline
     default_selection: str = "val_accuracy"
+    task: str = "classification"
     label_conditions: bool = True
     label_flipping: bool = True
     metrics: tuple[MetricSpec, ...] = METRICS
     headline: tuple[str, ...] = ("test_acc", "test_ece")
     report_parts: frozenset[str] = field(default_factory=frozenset)
+    model_key: str | None = None
+    probes: bool = True
 
     def load_track(self) -> Track:
         """The engine track of this kind (imported now)."""
@@ -143,11 +151,20 @@ for _kind in (
         track="smoothflip.engine.language:TRACK",
         read_model=read_lm_model,
         default_selection="val_nll",
+        task="language",
         label_conditions=False,
         label_flipping=False,
         metrics=LM_METRICS,
         headline=("test_nll", "test_kl", "test_ece"),
         report_parts=frozenset({"language_model"}),
+    ),
+    StudyKind(
+        "trainer",
+        "your own training function, run by run, on the study's data, labels and techniques",
+        track="smoothflip.engine.trainer:TRACK",
+        read_model=read_trainer_model,
+        model_key="trainer",
+        probes=False,
     ),
 ):
     register_kind(_kind)
@@ -157,6 +174,15 @@ KINDS: Mapping[str, StudyKind] = _KINDS
 
 def kind_names() -> tuple[str, ...]:
     return tuple(_KINDS)
+
+
+def default_kind(model_table: Any) -> str:
+    """The kind of a study file that names none: the kind whose ``model_key`` its ``[model]`` has."""
+    if isinstance(model_table, Mapping):
+        for kind in _KINDS.values():
+            if kind.model_key is not None and kind.model_key in model_table:
+                return kind.name
+    return "standard"
 
 
 def get_kind(name: str) -> StudyKind:

@@ -21,7 +21,7 @@ from smoothflip.errors import SmoothflipError
 from smoothflip.study.conditions import LabelCondition, study_conditions
 from smoothflip.study.kinds import StudyKind, get_kind
 from smoothflip.study.spec import StudySpec, load_study
-from smoothflip.study.store import RunResult, Store
+from smoothflip.study.store import RunFailure, RunResult, Store
 from smoothflip.techniques import get_technique
 
 EXPORT_FORMATS = ("csv", "parquet")
@@ -37,6 +37,8 @@ class StudyData:
         conditions: the study's label conditions, in file order (clean first when present).
         arms: arm names in file order, the baseline included.
         results: stored runs of those arms and conditions, in store order.
+        failures: runs of those arms and conditions whose last attempt failed (a user's training
+            function raised); a rerun retries them.
     """
 
     directory: Path
@@ -44,6 +46,7 @@ class StudyData:
     conditions: tuple[LabelCondition, ...]
     arms: tuple[str, ...]
     results: tuple[RunResult, ...]
+    failures: tuple[RunFailure, ...] = ()
     _groups: dict[tuple[str, str], list[RunResult]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,7 @@ def load_study_data(directory: str | Path) -> StudyData:
     directory = Path(directory)
     with Store.open(directory, readonly=True) as store:
         results = store.results()
+        failures = store.failures()
     toml = directory / "study.toml"
     if not toml.is_file():
         raise FileNotFoundError(f"no study.toml in {directory}; was the study written by `smoothflip run`?")
@@ -152,7 +156,13 @@ def load_study_data(directory: str | Path) -> StudyData:
         for r in results
         if r.arm in arms and r.condition_id in labels
     )
-    return StudyData(directory=directory, spec=spec, conditions=conditions, arms=arms, results=kept)
+    done = {r.run_id for r in results}
+    failed = tuple(
+        f for f, _ in failures if f.arm in arms and f.condition_id in labels and f.run_id not in done
+    )
+    return StudyData(
+        directory=directory, spec=spec, conditions=conditions, arms=arms, results=kept, failures=failed
+    )
 
 
 def run_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from smoothflip.study.ids import condition_id
 
 DB_NAME = "smoothflip.sqlite"
 SCHEMA_VERSION = 2
-TABLES = frozenset({"meta", "runs", "artifacts"})
+TABLES = frozenset({"meta", "runs", "artifacts", "failures"})
 READABLE_SCHEMAS = (1, 2)
 
 _SCHEMA = """
@@ -71,6 +71,17 @@ CREATE TABLE IF NOT EXISTS artifacts (
     name   TEXT NOT NULL,
     data   BLOB NOT NULL,
     PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    run_id       TEXT PRIMARY KEY,
+    arm          TEXT NOT NULL,
+    condition    TEXT NOT NULL,
+    condition_id TEXT NOT NULL,
+    seed         INTEGER NOT NULL,
+    message      TEXT NOT NULL,
+    traceback    TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    failed_at    TEXT NOT NULL
 );
 """
 
@@ -117,6 +128,28 @@ class RunResult:
     def __post_init__(self) -> None:
         if not self.condition_id:
             object.__setattr__(self, "condition_id", run_condition_id(self.config, self.condition))
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A run that raised instead of finishing (a user's training function failed).
+
+    It is stored in the ``failures`` table, not among the runs: the run counts as not done, so
+    rerunning the study retries it; when it succeeds its failure row is removed.
+
+    Attributes:
+        run_id, arm, condition, condition_id, seed: which run.
+        message: one line naming the problem (the user's exception and where it was raised).
+        traceback: the full traceback, for ``--debug`` and the report.
+    """
+
+    run_id: str
+    arm: str
+    condition: str
+    condition_id: str
+    seed: int
+    message: str
+    traceback: str = ""
 
 
 def run_condition_id(config: dict[str, Any], label: str) -> str:
@@ -344,13 +377,18 @@ class Store:
     def finished_ids(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT run_id FROM runs")}
 
-    def write_pack(self, results: Iterable[RunResult]) -> int:
+    def write_pack(self, results: Iterable[RunResult | RunFailure]) -> int:
         """Store a finished pack in one transaction; runs already stored are left as they are.
 
+        A :class:`RunFailure` is recorded (or its attempt count raised) in the ``failures`` table;
+        a run that finishes removes its earlier failure.
+
         Returns:
-            The number of new rows.
+            The number of new run rows.
         """
-        results = list(results)
+        items = list(results)
+        failures = [r for r in items if isinstance(r, RunFailure)]
+        results = [r for r in items if not isinstance(r, RunFailure)]
         rows = [
             (
                 r.run_id,
@@ -376,7 +414,36 @@ class Store:
             db.executemany(f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", rows)
             added = db.total_changes - before
             db.executemany("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?)", blobs)
+            db.executemany("DELETE FROM failures WHERE run_id = ?", [(r.run_id,) for r in results])
+            for f in failures:
+                db.execute(
+                    "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT(run_id) "
+                    "DO UPDATE SET message = excluded.message, traceback = excluded.traceback, "
+                    "attempts = attempts + 1, "
+                    "failed_at = excluded.failed_at",
+                    (
+                        f.run_id,
+                        f.arm,
+                        f.condition,
+                        f.condition_id,
+                        int(f.seed),
+                        f.message,
+                        f.traceback,
+                        _now(),
+                    ),
+                )
             return added
+
+    def failures(self) -> list[tuple[RunFailure, int]]:
+        """Runs whose last attempt failed, with their number of attempts (oldest first)."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "failures" not in tables:
+            return []
+        rows = self._db.execute(
+            "SELECT run_id, arm, condition, condition_id, seed, message, traceback, attempts FROM failures "
+            "ORDER BY failed_at, run_id"
+        )
+        return [(RunFailure(*row[:7]), int(row[7])) for row in rows]
 
     def _json(self, text: Any, run_id: str, column: str) -> Any:
         try:

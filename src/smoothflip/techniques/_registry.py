@@ -1,10 +1,10 @@
 """The technique registry: what a study arm may name, and how the engines build it.
 
 A :class:`Technique` is one entry: its name (``loss = "..."`` in a study file), its parameters
-with their defaults, a one-line summary, how to build the per-example loss, the study kinds it
-works in, its family (the report groups smoothing-type arms by it), and whether it keeps state
-across epochs. The spec validates arms against the entry; both engines, the report and the
-command's ``--help`` read it; nothing else knows a technique by name.
+with their defaults, a one-line summary, how to build the per-example loss, the tasks it works
+on (classification, language modelling), its family (the report groups smoothing-type arms by
+it), and whether it keeps state across epochs. The spec validates arms against the entry; the
+engines, the report and ``smoothflip techniques`` read it; nothing else knows a technique by name.
 
 Adding a technique is a loss in :mod:`smoothflip.losses` plus one :func:`register` call in a module
 of this package (every module here is imported when the package is).
@@ -26,8 +26,9 @@ REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 FAMILIES = ("baseline", "smoothing", "robust", "correction", "distillation")
 """Families of techniques; ``"smoothing"`` arms are the ones the report compares as smoothing-type."""
 
-STUDY_KINDS_ALL = frozenset({"standard", "lm", "distillation"})
-"""Every study kind of smoothflip (see :mod:`smoothflip.study.kinds`)."""
+TASKS = frozenset({"classification", "language"})
+"""What a study predicts: a class per example, or the next token (each study kind names its task in
+:mod:`smoothflip.study.kinds`). A technique lists the tasks it applies to."""
 
 ARM_OPTIONS: Mapping[str, Any] = MappingProxyType(
     {"disturb_alpha": 0.0, "flip_rate": 0.0, "warmup_epochs": 0}
@@ -72,7 +73,8 @@ class Technique:
         summary: one line for the docs and ``smoothflip techniques``.
         build: makes the per-example loss module from the parameters and a :class:`LossContext`.
         family: one of :data:`FAMILIES`.
-        kinds: the study kinds whose arms may use it.
+        tasks: the tasks it applies to (:data:`TASKS`): arms of a study kind whose task is among them
+            may use it.
         reference: the paper, for the docs.
         needs_teacher: the module takes ``teacher=`` logits ``[B, K]`` (distillation).
         in_arms: may be named in ``[[arms]]`` (False for techniques a study kind generates itself).
@@ -90,7 +92,7 @@ class Technique:
     summary: str
     build: LossBuilder
     family: str
-    kinds: frozenset[str] = STUDY_KINDS_ALL
+    tasks: frozenset[str] = TASKS
     reference: str = ""
     needs_teacher: bool = False
     in_arms: bool = True

@@ -36,7 +36,7 @@ register(
         summary="distillation from a teacher's soft targets at a temperature (T^2 scaled)",
         build=_build,
         family="distillation",
-        kinds=frozenset({"distillation"}),
+        tasks=frozenset({"classification"}),
         reference="Hinton et al. 2015",
         needs_teacher=True,
         in_arms=False,

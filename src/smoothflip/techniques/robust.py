@@ -10,8 +10,8 @@ import torch
 from smoothflip import losses
 from smoothflip.techniques._registry import LossContext, Technique, register
 
-CLASSIFIERS = frozenset({"standard", "distillation"})
-"""Robust losses are for label noise: classifier studies only (a language model has no noisy labels)."""
+CLASSIFIERS = frozenset({"classification"})
+"""Robust losses are for label noise: classifiers only (a language model's next tokens are not noisy)."""
 
 
 def _forward(params: Mapping[str, Any], context: LossContext) -> torch.nn.Module:
@@ -28,7 +28,7 @@ register(
         summary="generalized cross-entropy",
         build=lambda p, c: losses.GeneralizedCrossEntropy(p["q"], reduction="none"),
         family="robust",
-        kinds=CLASSIFIERS,
+        tasks=CLASSIFIERS,
         reference="Zhang and Sabuncu 2018",
         order=40,
     )
@@ -42,7 +42,7 @@ register(
             p["alpha"], p["beta"], clamp=p["clamp"], reduction="none"
         ),
         family="robust",
-        kinds=CLASSIFIERS,
+        tasks=CLASSIFIERS,
         reference="Wang et al. 2019",
         order=50,
     )
@@ -54,7 +54,7 @@ register(
         summary="bootstrapping: mix the label with the model's own prediction",
         build=lambda p, c: losses.BootstrappingLoss(p["mode"], p["beta"], reduction="none"),
         family="robust",
-        kinds=CLASSIFIERS,
+        tasks=CLASSIFIERS,
         reference="Reed et al. 2014",
         order=60,
     )
@@ -66,7 +66,7 @@ register(
         summary="forward-corrected cross-entropy with the run's realized (oracle) transition matrix",
         build=_forward,
         family="correction",
-        kinds=CLASSIFIERS,
+        tasks=CLASSIFIERS,
         reference="Patrini et al. 2017",
         per_member=lambda params: True,
         order=70,

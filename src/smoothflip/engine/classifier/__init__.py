@@ -70,6 +70,11 @@ class ClassifierTrack:
         n = data.y_train.shape[0]
         if n - validation_count(n, spec.data.validation_fraction) < 1:
             raise SmoothflipError(f"data.validation_fraction leaves no training examples out of {n}")
+        if spec.train.augment != "none" and len(data.input_shape) not in (2, 3):
+            raise SmoothflipError(
+                f"train.augment = {spec.train.augment!r} crops and flips images; the data's examples have "
+                f"shape {tuple(data.input_shape)} (images are [H, W] or [C, H, W])"
+            )
         with user_input("model"):
             build_member(runs[0], data, base_dir=spec.base_dir)
         for arm in spec.arms:

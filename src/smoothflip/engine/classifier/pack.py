@@ -19,9 +19,11 @@ import torch
 from torch import Tensor
 
 from smoothflip.data import Dataset
+from smoothflip.data.augment import random_crop_flip_members
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.probes import Probe
 from smoothflip.engine.classifier.run_data import (
+    augmenter,
     epoch_targets,
     epoch_visit,
     flip_generator,
@@ -96,6 +98,8 @@ def train_pack(
     losses = MemberLosses(runs, LossContext(k), lambda m: loss_context(datas[m], k), device)
 
     orders = [np.random.default_rng(r.seed_for("order")) for r in runs]
+    augmenters = [augmenter(r) for r in runs]
+    padding = int(train_cfg.get("augment_padding", 2))
     generators = [flip_generator(d, device) for d in datas]
     flippers = [m for m, g in enumerate(generators) if g is not None]
     trackers = [Tracker(d, dataset) for d in datas]
@@ -117,7 +121,10 @@ def train_pack(
         for idx, target in batches(epoch):
             if loop.done:
                 break
-            logits = model.each(x_all[idx])  # [P, B, K]
+            x = x_all[idx]  # [P, B, *input]
+            if augmenters[0] is not None:
+                x = random_crop_flip_members(x, padding=padding, generators=augmenters)
+            logits = model.each(x)  # [P, B, K]
             teacher = None if teacher_train is None else teacher_train[rows, idx]
             member_loss = grouped_member_losses(logits, target, groups, teacher)
             loop.step(member_loss, logits.detach().abs().amax(dim=(1, 2)), idx.shape[1])

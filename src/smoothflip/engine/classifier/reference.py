@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from smoothflip.data import Dataset
+from smoothflip.data.augment import random_crop_flip
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.probes import Probe
 from smoothflip.engine.classifier.run_data import (
+    augmenter,
     epoch_targets,
     epoch_visit,
     flip_generator,
@@ -72,6 +74,8 @@ def train_reference(
     scheduler = make_lr_schedule(optimizer, train_cfg, schedule.total_steps)
     losses = MemberLosses([run], LossContext(k), lambda m: loss_context(data, k), device)
     order = np.random.default_rng(run.seed_for("order"))
+    augment = augmenter(run)
+    padding = int(train_cfg.get("augment_padding", 2))
     generator = flip_generator(data, device)
     teacher_train = None
     if run.teacher_run is not None:
@@ -93,7 +97,10 @@ def train_reference(
                 break
             batch = slice(b * batch_size, (b + 1) * batch_size)
             idx, target = visit[batch], targets[batch]
-            logits = model(x_all[idx])
+            x = x_all[idx]
+            if augment is not None:
+                x = random_crop_flip(x, padding=padding, generator=augment)
+            logits = model(x)
             extra = {"teacher": teacher_train[idx]} if needs_teacher else {}
             loss = loss_fn(logits, target, **extra).mean()
             if bool(diverged(loss.detach(), logits.detach().abs().amax())):

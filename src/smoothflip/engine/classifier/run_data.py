@@ -189,3 +189,11 @@ def flip_generator(data: RunData, device: torch.device) -> torch.Generator | Non
     gen = torch.Generator(device=device)
     gen.manual_seed(data.run.seed_for("flip"))
     return gen
+
+
+def augmenter(run: RunConfig) -> torch.Generator | None:
+    """The run's augmentation generator (a CPU generator seeded by its ``augment`` seed, also for CUDA
+    tensors, so CPU and CUDA runs draw alike), or None when ``[train] augment`` is ``"none"``."""
+    if run.shared["train"].get("augment", "none") == "none":
+        return None
+    return torch.Generator().manual_seed(run.seed_for("augment") % (2**63))

@@ -65,24 +65,35 @@ class Tracker:
         self,
         epoch: int,
         train_loss: float,
-        train_logits: Tensor,
+        train_logits: Tensor | None,
         val_logits: Tensor,
         test_logits: Tensor,
         mi: float = math.nan,
     ) -> bool:
-        """Record one epoch; returns True when this epoch becomes the selected one."""
+        """Record one epoch; returns True when this epoch becomes the selected one.
+
+        ``train_logits`` (on the run's training-curve subset) may be None: the training-accuracy
+        curves are then NaN for the epoch (a user's training function need not report them).
+        """
         d, ds = self.data, self.dataset
-        train_pred = train_logits.argmax(-1).cpu().numpy()  # on d.train_eval_idx
         labels, flipped = d.noisy.labels[d.train_eval_idx], d.noisy.flipped[d.train_eval_idx]
         true = d.noisy.true_labels[d.train_eval_idx]
         val_labels = d.val_labels
+        if train_logits is None:
+            train = dict.fromkeys(("train_acc", "train_acc_unflipped", "train_acc_flipped"), math.nan)
+            train["train_acc_flipped_true"] = math.nan
+        else:
+            train_pred = train_logits.argmax(-1).cpu().numpy()  # on d.train_eval_idx
+            train = {
+                "train_acc": _acc(train_pred, labels),
+                "train_acc_unflipped": _acc(train_pred, labels, ~flipped),
+                "train_acc_flipped": _acc(train_pred, labels, flipped),
+                "train_acc_flipped_true": _acc(train_pred, true, flipped),
+            }
         row = {
             "epoch": float(epoch),
             "train_loss": float(train_loss),
-            "train_acc": _acc(train_pred, labels),
-            "train_acc_unflipped": _acc(train_pred, labels, ~flipped),
-            "train_acc_flipped": _acc(train_pred, labels, flipped),
-            "train_acc_flipped_true": _acc(train_pred, true, flipped),
+            **train,
             "test_acc": _acc(test_logits.argmax(-1).cpu().numpy(), ds.y_test),
             "test_nll": metrics.nll_from_logits(test_logits, ds.y_test),
             "test_ece": metrics.expected_calibration_error(_probs(test_logits), ds.y_test, n_bins=ECE_BINS),

@@ -47,6 +47,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(name)
 
+
 __all__ = [
     "TOP_LEVEL_KEYS",
     "ArmSpec",

@@ -1,7 +1,7 @@
 """Reading ``[[arms]]``: a technique with its parameters, training-time flipping, warm-up, defence.
 
 An arm's ``loss`` names a technique of the registry (:mod:`smoothflip.techniques`); its parameters,
-their defaults and the study kinds it works in come from that entry, so this reader knows no
+their defaults and the tasks it applies to come from that entry, so this reader knows no
 technique by name.
 """
 
@@ -16,13 +16,16 @@ from smoothflip.study.tables import Table, show
 from smoothflip.techniques import ARM_OPTIONS, REQUIRED, check_arm, get_technique, techniques
 
 
-def read_arm(raw: Any, index: int, *, kind: str = "standard", label_flipping: bool = True) -> ArmSpec:
+def read_arm(
+    raw: Any, index: int, *, kind: str = "standard", task: str = "classification", label_flipping: bool = True
+) -> ArmSpec:
     """One ``[[arms]]`` table of a study of ``kind``.
 
     Args:
         raw: the table.
         index: its position (for error messages: ``arms[2]``).
-        kind: the study kind; the technique must list it among its kinds.
+        kind: the study kind (for messages).
+        task: the kind's task; the technique must apply to it.
         label_flipping: whether the kind's arms may flip labels while training (``disturb_alpha``,
             ``flip_rate``) and clean them first (``defense``).
     """
@@ -31,7 +34,7 @@ def read_arm(raw: Any, index: int, *, kind: str = "standard", label_flipping: bo
     name = t.str("name")
     if not name.strip():
         raise SpecError(f"{path}.name must not be empty")
-    allowed = tuple(n for n, tech in techniques().items() if tech.in_arms and kind in tech.kinds)
+    allowed = tuple(n for n, tech in techniques().items() if tech.in_arms and task in tech.tasks)
     loss = t.raw("loss", "ce")
     if not isinstance(loss, str) or loss not in allowed:
         choices = ", ".join(map(repr, allowed))
@@ -104,11 +107,13 @@ def _read_defense(t: Table, path: str) -> tuple[str | None, dict[str, Any]]:
     return name, dict(options)
 
 
-def read_arms(top: Table, *, kind: str, label_flipping: bool) -> tuple[ArmSpec, ...]:
+def read_arms(top: Table, *, kind: str, task: str, label_flipping: bool) -> tuple[ArmSpec, ...]:
     """The ``[[arms]]`` list of a study whose arms the user writes."""
     if top.has("distillation"):
         raise SpecError('distillation: only for kind = "distillation"')
     raw = top.raw("arms")
     if not isinstance(raw, list) or not raw:
         raise SpecError("arms: give at least one [[arms]] table (name, loss, parameters)")
-    return tuple(read_arm(a, i, kind=kind, label_flipping=label_flipping) for i, a in enumerate(raw))
+    return tuple(
+        read_arm(a, i, kind=kind, task=task, label_flipping=label_flipping) for i, a in enumerate(raw)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from smoothflip.errors import SpecError
 from smoothflip.study.conditions import read_condition
-from smoothflip.study.kinds import get_kind, kind_names
+from smoothflip.study.kinds import default_kind, get_kind, kind_names
 from smoothflip.study.spec.schema import ConditionSpec, StudySpec, frozen
 from smoothflip.study.spec.sections import read_data, read_probes, read_seeds, read_train
 from smoothflip.study.tables import Table, show
@@ -62,7 +63,7 @@ def parse_study(
     description = top.str("description", "")
     seeds = read_seeds(top.raw("seeds", 3))
     data = read_data(top.raw("data"))
-    kind = get_kind(top.str("kind", "standard", choices=kind_names()))
+    kind = get_kind(top.str("kind", default_kind(top.data.get("model")), choices=kind_names()))
     model = kind.read_model(top.raw("model", {}), "model")
     train = read_train(top.raw("train", {}), default_selection=kind.default_selection)
     arms, extra = kind.read_arms(top, kind)
@@ -77,6 +78,12 @@ def parse_study(
         )
     conditions = read_conditions(raw_conditions)
     probes = read_probes(top.raw("probes", {}))
+    if not kind.probes:
+        if top.has("probes") and probes.seeds > 0:
+            raise SpecError(
+                f'probes: a study of kind = "{kind.name}" records no representation probes; remove it'
+            )
+        probes = dataclasses.replace(probes, seeds=0)
     baseline = kind.read_baseline(top, arms)
     top.finish(TOP_LEVEL_KEYS)
     return StudySpec(

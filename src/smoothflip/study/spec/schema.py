@@ -7,9 +7,10 @@ read-only (:class:`FrozenDict`), so a spec can be hashed, pickled to Ray workers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from smoothflip.study.ids import plain
@@ -50,13 +51,45 @@ class DataSpec:
     options: Mapping[str, Any] = field(default_factory=lambda: frozen({}))
 
 
+def as_dict(value: Any) -> Any:
+    """The plain JSON-able form of a spec dataclass (recursively), as study identities and run ids
+    hash it. Fields a class lists in ``_NEW_FIELDS`` (added after smoothflip 0.1) are left out while
+    they hold their default, so adding an option never changes the ids of existing studies."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        new = getattr(type(value), "_NEW_FIELDS", ())
+        out = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if f.name in new and item == _default(f):
+                continue
+            out[f.name] = as_dict(item)
+        return out
+    if isinstance(value, Mapping):
+        return {str(k): as_dict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_dict(v) for v in value]
+    return value
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """``[model]``: a built-in model name and its options, or a user factory ``"module:function"``."""
+    """``[model]``: a built-in model name and its options, a user factory ``"module:function"``, or
+    (``kind = "trainer"``) the user's training function ``trainer = "file.py:function"``."""
 
     name: str
     factory: str | None = None
     options: Mapping[str, Any] = field(default_factory=lambda: frozen({}))
+    trainer: str | None = None
+
+    _NEW_FIELDS = ("trainer",)
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,10 @@ class TrainSpec:
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"
     selection: str = "val_accuracy"
+    augment: str = "none"
+    augment_padding: int = 2
+
+    _NEW_FIELDS = ("augment", "augment_padding")
 
 
 @dataclass(frozen=True)
@@ -180,7 +217,7 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (mappings as dicts, tuples as lists); ``base_dir`` left out."""
-        return plain({k: v for k, v in asdict(self).items() if k != "base_dir"})
+        return {k: v for k, v in as_dict(self).items() if k != "base_dir"}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

@@ -18,6 +18,9 @@ from smoothflip.study.tables import Table, number, show
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 SELECTION_METRICS = ("val_accuracy", "val_nll")
+AUGMENTATIONS = ("none", "crop_flip")
+"""``[train] augment``: ``crop_flip`` is the standard image augmentation (random crop of the image
+zero-padded by ``augment_padding`` pixels, horizontal flip with probability 1/2), seeded per run."""
 
 
 def read_data(raw: Any) -> DataSpec:
@@ -102,6 +105,21 @@ def read_model(raw: Any, path: str = "model") -> ModelSpec:
     return ModelSpec(name=name, options=frozen({**defaults, **options}))
 
 
+def read_trainer_model(raw: Any, path: str = "model") -> ModelSpec:
+    """``[model]`` of a ``kind = "trainer"`` study: ``trainer = "file.py:function"`` (or
+    ``"package.module:function"``), every other key an option handed to the function as ``run.options``."""
+    t = Table(raw, path)
+    trainer = t.str("trainer")
+    module, sep, attribute = trainer.partition(":")
+    if not sep or not module.strip() or not attribute.strip():
+        raise SpecError(
+            f'{path}.trainer = {show(trainer)}: write "file.py:function" or "package.module:function"'
+        )
+    name = t.str("name", "trainer")
+    options = {k: v for k, v in t.data.items() if k not in ("name", "trainer")}
+    return ModelSpec(name=name, trainer=trainer, options=frozen(options))
+
+
 def read_train(raw: Any, *, default_selection: str = "val_accuracy") -> TrainSpec:
     t = Table(raw, "train")
     epochs = t.int("epochs", None, low=1)
@@ -121,6 +139,8 @@ def read_train(raw: Any, *, default_selection: str = "val_accuracy") -> TrainSpe
         weight_decay=t.float("weight_decay", 0.0, low=0.0),
         lr_schedule=t.str("lr_schedule", TrainSpec.lr_schedule, choices=LR_SCHEDULES),
         selection=t.str("selection", default_selection, choices=SELECTION_METRICS),
+        augment=t.str("augment", TrainSpec.augment, choices=AUGMENTATIONS),
+        augment_padding=t.int("augment_padding", TrainSpec.augment_padding, low=0, high=64),
     )
     t.finish()
     return spec

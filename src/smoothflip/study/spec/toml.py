@@ -63,7 +63,12 @@ def dumps_study(spec: StudySpec) -> str:
     if options:
         out += ["", "[data.options]", *_toml_lines(dict(options))]
     out += ["", "[model]"]
-    model = {"name": spec.model.name, "factory": spec.model.factory, **dict(spec.model.options)}
+    model = {
+        "name": spec.model.name,
+        "factory": spec.model.factory,
+        "trainer": spec.model.trainer,
+        **dict(spec.model.options),
+    }
     out += _toml_lines(model)
     out += ["", "[train]", *_toml_lines(asdict(spec.train))]
     if kind.name != "standard":
