@@ -1,16 +1,26 @@
-"""The ``local`` executor: a plan's packs trained one after another in this process (CPU or CUDA).
+"""The ``local`` executor: a plan's packs trained on this machine (CPU or CUDA).
 
-Every finished pack is committed to the store at once, so a killed study loses at most the pack in
-flight, and rerunning the same command resumes where it stopped. Packs come in stage order
-(teachers before the students distilled from them), so every student's teacher is in the store by
-the time its pack starts.
+By default the packs train one after another in this process; with ``workers > 1`` up to that many
+packs train at once, each in a worker process (spawned, with ``cpu_count // workers`` torch threads
+each) — what a study of the user-trainer track, whose packs are single runs, wants on a machine with
+cores or GPUs to spare. Either way only this process writes the store: every finished pack is
+committed at once, so a killed study loses at most the packs in flight, and rerunning the same
+command resumes where it stopped. Packs come in stage order (teachers before the students distilled
+from them), and a stage's packs are submitted only when every earlier stage is stored, so every
+student's teacher is in the store by the time its pack starts. Worker processes end with this one
+(on Linux they receive SIGKILL when their parent dies).
 """
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
 
-from smoothflip.engine.planning import Progress, StudyPlan, check_device, pack_job
+from smoothflip.engine.planning import PackJob, Progress, StudyPlan, check_device, pack_job
 from smoothflip.errors import SmoothflipError
 from smoothflip.study.store import Store
 
@@ -21,8 +31,12 @@ def run_local(
     *,
     device: str = "cpu",
     progress: Callable[[Progress], None] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Train the plan's packs here, one after another, storing each as it finishes."""
+    """Train the plan's packs here, storing each as it finishes (``workers`` packs at once)."""
+    if workers > 1 and len(study.packs) > 1:
+        _run_workers(study, store, device=device, progress=progress, workers=workers)
+        return
     total = len(study.runs)
     done = float(len(study.done))
     for index, pack in enumerate(study.packs):
@@ -48,6 +62,84 @@ def run_local(
             progress(Progress(done, total, index + 1, len(study.packs)))
 
 
+# --------------------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(dataset: Any, kind: str, threads: int) -> None:
+    import torch
+
+    from smoothflip.engine.tracks import track_for
+
+    _die_with_parent()
+    torch.set_num_threads(threads)
+    _WORKER.update(dataset=dataset, track=track_for(kind))
+
+
+def _die_with_parent() -> None:
+    """Linux: receive SIGKILL when the parent process dies (a ``kill -9`` of ``smoothflip run``)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def _pack_task(job: PackJob, device: str, base_dir: str) -> list[Any]:
+    results = _WORKER["track"].train_pack(
+        job.trainable, _WORKER["dataset"], device=device, base_dir=base_dir, teachers=job.teachers or None
+    )
+    return list(results) + job.skipped
+
+
+def _run_workers(
+    study: StudyPlan,
+    store: Store,
+    *,
+    device: str,
+    progress: Callable[[Progress], None] | None,
+    workers: int,
+) -> None:
+    total, done, packs_done = len(study.runs), len(study.done), 0
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(study.dataset, study.spec.kind, threads),
+    ) as pool:
+        try:
+            for _stage, packs in itertools.groupby(study.packs, key=lambda p: p[0].arm.stage):
+                queue = list(packs)
+                queue.reverse()
+                in_flight: dict[Future, int] = {}
+                while queue or in_flight:
+                    while queue and len(in_flight) < 2 * workers:
+                        pack = queue.pop()
+                        job = pack_job(study, store, pack)
+                        if not job.trainable:
+                            store.write_pack(job.skipped)
+                            done, packs_done = done + len(pack), packs_done + 1
+                            continue
+                        in_flight[pool.submit(_pack_task, job, device, study.spec.base_dir)] = len(pack)
+                    if not in_flight:
+                        continue
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        size = in_flight.pop(future)
+                        store.write_pack(future.result())
+                        done, packs_done = done + size, packs_done + 1
+                        if progress is not None:
+                            progress(Progress(done, total, packs_done, len(study.packs)))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
 class LocalExecutor:
     """The executor registry's entry for ``local`` (see :mod:`smoothflip.engine.runner`)."""
 
@@ -60,22 +152,29 @@ class LocalExecutor:
         address: str | None = None,
         cpus_per_pack: float | None = None,
         gpus_per_pack: float | None = None,
-    ) -> str:
+        workers: int = 1,
+    ) -> dict[str, Any]:
         if address is not None or cpus_per_pack is not None or gpus_per_pack is not None:
             raise SmoothflipError(
                 "address, cpus_per_pack and gpus_per_pack apply to executor 'ray' only (executor is 'local')"
             )
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise SmoothflipError(f"workers must be a whole number >= 1, got {workers!r}")
         check_device(device)
-        return device
+        return {"device": device, "workers": workers}
 
-    def pack_size(self, study_runs: list, data: object, *, options: str, spec: object) -> int | None:
+    def pack_size(
+        self, study_runs: list, data: object, *, options: dict[str, Any], spec: object
+    ) -> int | None:
         return None  # the plan sizes packs to this machine's device
 
-    def device(self, options: str) -> str:
-        return options
+    def device(self, options: dict[str, Any]) -> str:
+        return options["device"]
 
-    def run(self, study: StudyPlan, store: Store, *, options: str, progress: Callable | None) -> None:
-        run_local(study, store, device=options, progress=progress)
+    def run(
+        self, study: StudyPlan, store: Store, *, options: dict[str, Any], progress: Callable | None
+    ) -> None:
+        run_local(study, store, device=options["device"], progress=progress, workers=options["workers"])
 
 
 EXECUTOR = LocalExecutor()

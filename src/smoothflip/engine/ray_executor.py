@@ -419,7 +419,13 @@ class RayExecutor:
         address: str | None = None,
         cpus_per_pack: float | None = None,
         gpus_per_pack: float | None = None,
+        workers: int = 1,
     ) -> RayOptions:
+        if workers != 1:
+            raise SmoothflipError(
+                "workers applies to executor 'local'; with executor 'ray' packs run as tasks on the cluster "
+                "(use cpus_per_pack / gpus_per_pack to size them)"
+            )
         return ray_options(
             address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack, device=device
         )

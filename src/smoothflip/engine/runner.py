@@ -41,6 +41,7 @@ def run_study(
     address: str | None = None,
     cpus_per_pack: float | None = None,
     gpus_per_pack: float | None = None,
+    workers: int = 1,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
 ) -> Path:
@@ -60,14 +61,17 @@ def run_study(
         cpus_per_pack: ``"ray"`` only: CPUs reserved per pack (default 1; torch uses that many threads).
         gpus_per_pack: ``"ray"`` only: GPUs reserved per pack, ``0 <= G <= 1`` (0.25: four packs share
             a GPU); default 0, or 1 with ``device="cuda"``.
+        workers: ``"local"`` only: packs trained at once, each in a worker process (default 1: one
+            after another in this process).
         progress: called after every epoch of every pack (``"ray"``: after every stored pack).
         on_plan: called once with the plan before training starts.
     """
     runner = get_executor(executor)
     if pack_size is not None and pack_size < 1:
         raise SmoothflipError(f"pack_size must be >= 1, got {pack_size}")
+    extra = {"workers": workers} if workers != 1 else {}
     options = runner.options(
-        device=device, address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack
+        device=device, address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack, **extra
     )
     dataset, runs = resolve_study(spec)
     if pack_size is None:

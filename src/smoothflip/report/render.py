@@ -343,6 +343,12 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
         runs += f", {data.diverged} diverged"
     else:
         runs += ", none diverged"
+    if data.failures:
+        first = data.failures[0]
+        runs += (
+            f"; {len(data.failures)} failed and will be retried by a rerun "
+            f"(e.g. {first.arm} / {first.condition} / seed {first.seed}: {first.message})"
+        )
     return [
         {"label": "data", "value": spec.data.source},
         {"label": "model", "value": model},
