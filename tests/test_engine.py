@@ -483,3 +483,19 @@ def test_epoch_visit_tops_up_kept_examples_to_a_full_epoch():
     assert visit.size == data.train_idx.size
     assert set(visit.tolist()) == set(data.pool.tolist())  # every kept example, nothing dropped
     assert data.pool.size < data.train_idx.size
+
+
+def test_eval_every_evaluates_every_n_epochs_and_the_last_in_pack_and_reference():
+    spec = study(TINY.replace("epochs = 2", "epochs = 5\neval_every = 2"))
+    dataset, runs = resolve_study(spec)
+    runs = runs[::5]
+    pack = train_pack(runs, dataset)
+    for result, run in zip(pack, runs, strict=True):
+        assert result.curves["epoch"] == [2.0, 4.0, 5.0]
+        assert result.metrics["selected"]["epoch"] in (2.0, 4.0, 5.0)
+        assert result.timings["train_seconds"] > 0
+        assert result.timings["eval_seconds"] > 0
+        assert_same_result(result, train_reference(run, dataset))
+    plain_data, plain_runs = resolve_study(study(TINY.replace("epochs = 2", "epochs = 5")))
+    every = train_pack(plain_runs[:1], plain_data)
+    assert every[0].curves["epoch"] == [1.0, 2.0, 3.0, 4.0, 5.0]

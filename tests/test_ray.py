@@ -8,6 +8,7 @@ The cluster tests are skipped when Ray is not installed (``pip install 'smoothfl
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import math
 import os
@@ -438,3 +439,42 @@ def test_in_flight_limit_counts_what_the_nodes_can_run():
     assert limit(FakeRay(nodes), options(cpus_per_pack=4, gpus_per_pack=1)) == 2 * 2
     with pytest.raises(ValueError, match="no node of the Ray cluster"):
         limit(FakeRay(nodes), options(cpus_per_pack=16))
+
+
+def test_a_ray_task_resumes_a_pack_from_the_checkpoint_the_driver_keeps(cluster, tmp_path, monkeypatch):
+    """A pack interrupted after its first checkpoint (here by the local executor) is resumed by a
+    Ray task through the keeper actor: the stored results are bitwise those of an uninterrupted
+    study, the checkpoint is deleted, and progress moved in fractions of the pack."""
+    from smoothflip.engine.checkpoint import FilePackCheckpoint
+
+    spec = study(SMALL.replace("epochs = 2", "epochs = 4"))
+    run_study(spec, tmp_path / "whole", pack_size=100, checkpoint_seconds=-1)
+
+    class Interrupted(Exception):
+        pass
+
+    original = FilePackCheckpoint.save
+
+    def dying_save(self, state):
+        original(self, state)
+        raise Interrupted
+
+    monkeypatch.setattr(FilePackCheckpoint, "save", dying_save)
+    with pytest.raises(Interrupted):
+        run_study(spec, tmp_path / "cut", pack_size=100, checkpoint_seconds=0)
+    monkeypatch.setattr(FilePackCheckpoint, "save", original)
+    assert len(list((tmp_path / "cut" / "checkpoints").glob("*.pt"))) == 1
+    seen: list[float] = []
+    run_study(
+        spec,
+        tmp_path / "cut",
+        executor="ray",
+        pack_size=100,
+        checkpoint_seconds=0,
+        progress=lambda p: seen.append(p.done),
+    )
+    assert not (tmp_path / "cut" / "checkpoints").exists()
+    whole = {r.run_id: json.dumps([r.metrics, r.curves], sort_keys=True) for r in stored(tmp_path / "whole")}
+    cut = {r.run_id: json.dumps([r.metrics, r.curves], sort_keys=True) for r in stored(tmp_path / "cut")}
+    assert cut == whole
+    assert seen[-1] == len(whole)

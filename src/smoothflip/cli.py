@@ -26,6 +26,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -48,6 +49,7 @@ out = Console(width=None if sys.stdout.isatty() else 140)  # tables stay readabl
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_RUNS_DIR = Path("smoothflip-runs")
+DEFAULT_CHECKPOINT_SECONDS = 60.0  # = smoothflip.engine.checkpoint.DEFAULT_SECONDS (a test holds them equal)
 
 
 def _clean_errors(fn: F) -> F:
@@ -99,6 +101,7 @@ def _run(
     cpus_per_pack: float | None = None,
     gpus_per_pack: float | None = None,
     workers: int = 1,
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
 ) -> None:
     from smoothflip.engine.planning import describe_data
     from smoothflip.engine.runner import run_study
@@ -106,6 +109,7 @@ def _run(
     columns = (
         TextColumn("[bold]{task.description}"),  # the description is escaped below
         BarColumn(),
+        TaskProgressColumn(),  # moves with every epoch of the pack in training, not only per stored pack
         MofNCompleteColumn(),
         TextColumn("runs"),
         TimeElapsedColumn(),
@@ -139,6 +143,7 @@ def _run(
             cpus_per_pack=cpus_per_pack,
             gpus_per_pack=gpus_per_pack,
             workers=workers,
+            checkpoint_seconds=checkpoint_seconds,
             progress=on_progress,
             on_plan=on_plan,
         )
@@ -275,6 +280,14 @@ def run(
             "your own training function a pack is one run.",
         ),
     ] = 1,
+    checkpoint_seconds: Annotated[
+        float,
+        typer.Option(
+            "--checkpoint-seconds",
+            help="Least seconds between two checkpoints of a pack, saved at the end of an epoch so a "
+            "rerun after a kill resumes the pack (default 60; 0: every epoch; -1: no checkpoints).",
+        ),
+    ] = DEFAULT_CHECKPOINT_SECONDS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
@@ -310,6 +323,7 @@ def run(
         cpus_per_pack=cpus_per_pack,
         gpus_per_pack=gpus_per_pack,
         workers=workers,
+        checkpoint_seconds=checkpoint_seconds,
     )
 
 

@@ -55,8 +55,10 @@ def run_local(
                 base_dir=study.spec.base_dir,
                 progress=report,
                 teachers=job.teachers or None,
+                checkpoint=study.checkpoint(job.trainable),
             )
         store.write_pack(results + job.skipped)
+        study.discard_checkpoint(job.trainable)
         done += len(pack)
         if progress is not None:
             progress(Progress(done, total, index + 1, len(study.packs)))
@@ -88,9 +90,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _pack_task(job: PackJob, device: str, base_dir: str) -> list[Any]:
+def _pack_task(job: PackJob, device: str, base_dir: str, checkpoint: Any) -> list[Any]:
     results = _WORKER["track"].train_pack(
-        job.trainable, _WORKER["dataset"], device=device, base_dir=base_dir, teachers=job.teachers or None
+        job.trainable,
+        _WORKER["dataset"],
+        device=device,
+        base_dir=base_dir,
+        teachers=job.teachers or None,
+        checkpoint=checkpoint,
     )
     return list(results) + job.skipped
 
@@ -116,7 +123,7 @@ def _run_workers(
             for _stage, packs in itertools.groupby(study.packs, key=lambda p: p[0].arm.stage):
                 queue = list(packs)
                 queue.reverse()
-                in_flight: dict[Future, int] = {}
+                in_flight: dict[Future, PackJob] = {}
                 while queue or in_flight:
                     while queue and len(in_flight) < 2 * workers:
                         pack = queue.pop()
@@ -125,14 +132,18 @@ def _run_workers(
                             store.write_pack(job.skipped)
                             done, packs_done = done + len(pack), packs_done + 1
                             continue
-                        in_flight[pool.submit(_pack_task, job, device, study.spec.base_dir)] = len(pack)
+                        future = pool.submit(
+                            _pack_task, job, device, study.spec.base_dir, study.checkpoint(job.trainable)
+                        )
+                        in_flight[future] = job
                     if not in_flight:
                         continue
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        size = in_flight.pop(future)
+                        finished_job = in_flight.pop(future)
                         store.write_pack(future.result())
-                        done, packs_done = done + size, packs_done + 1
+                        study.discard_checkpoint(finished_job.trainable)
+                        done, packs_done = done + len(finished_job.pack), packs_done + 1
                         if progress is not None:
                             progress(Progress(done, total, packs_done, len(study.packs)))
         except BaseException:

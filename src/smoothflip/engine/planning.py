@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from smoothflip.engine.checkpoint import DEFAULT_SECONDS, FileCheckpoints, FilePackCheckpoint, resumed_packs
 from smoothflip.engine.teachers import TEACHER_MISSING, load_teachers
 from smoothflip.engine.tracks import Track, track_for
 from smoothflip.errors import SmoothflipError
@@ -33,6 +34,7 @@ class StudyPlan:
         packs: the runs still to train, cut into packs (stage by stage).
         pack_size: the largest pack.
         track: the study kind's track.
+        checkpoints: where packs save their state between epochs (None: no checkpoints).
     """
 
     spec: StudySpec
@@ -42,6 +44,18 @@ class StudyPlan:
     packs: list[list[RunConfig]]
     pack_size: int
     track: Track = field(repr=False, default=None)  # type: ignore[assignment]
+    checkpoints: FileCheckpoints | None = field(repr=False, default=None)
+
+    def checkpoint(self, runs: Sequence[RunConfig]) -> FilePackCheckpoint | None:
+        """The checkpoint of the pack of ``runs`` (None when checkpoints are off)."""
+        if self.checkpoints is None or not self.checkpoints.enabled or not runs:
+            return None
+        return self.checkpoints.for_pack([r.run_id for r in runs])
+
+    def discard_checkpoint(self, runs: Sequence[RunConfig]) -> None:
+        """Delete the checkpoint of a pack once its results are stored."""
+        if self.checkpoints is not None and runs:
+            self.checkpoints.discard([r.run_id for r in runs])
 
     @property
     def remaining(self) -> int:
@@ -89,26 +103,37 @@ def plan_study(
     *,
     device: str = "cpu",
     pack_size: int | None = None,
+    checkpoint_seconds: float = DEFAULT_SECONDS,
 ) -> StudyPlan:
     """Bind the store to the study (refusing another study) and plan the packs still to train.
 
     Everything that can fail on the study itself (the pack-size probe included) runs before the
-    store is claimed, so a bad study never binds its output directory.
+    store is claimed, so a bad study never binds its output directory. A pack that was interrupted
+    after a checkpoint is planned again with the same members, so it resumes where it stopped;
+    ``checkpoint_seconds`` is the least interval between a pack's checkpoints (0: every epoch,
+    negative: none).
     """
     if pack_size is not None and pack_size < 1:
         raise SmoothflipError(f"pack_size must be >= 1, got {pack_size}")
     track = track_for(spec)
     if pack_size is None:
         pack_size = track.auto_pack_size(runs, dataset, device=torch.device(device), base_dir=spec.base_dir)
+    identity = study_identity(spec, dataset)
     store.claim(
         name=spec.name,
-        identity=study_identity(spec, dataset),
+        identity=identity,
         study_json=spec.to_json(),
         study_toml=dumps_study(spec),
     )
     done = store.finished_ids() & {r.run_id for r in runs}
     todo = [r for r in runs if r.run_id not in done]
-    return StudyPlan(spec, dataset, runs, done, make_packs(todo, pack_size), pack_size, track)
+    checkpoints = None
+    packs = make_packs(todo, pack_size)
+    if not store.readonly:
+        checkpoints = FileCheckpoints(store.directory, identity, checkpoint_seconds)
+        checkpoints.clear_stale(done)
+        packs = resumed_packs(packs, checkpoints.pending(), lambda rest: make_packs(rest, pack_size))
+    return StudyPlan(spec, dataset, runs, done, packs, pack_size, track, checkpoints)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from smoothflip.engine.planning import Progress, StudyPlan, pack_job
+from smoothflip.engine.ray_checkpoints import RemotePackCheckpoint, start_keeper
 from smoothflip.engine.tracks import track_for
 from smoothflip.errors import SmoothflipError
 from smoothflip.study.grid import RunConfig
@@ -203,7 +204,7 @@ def driver_pack_size(
 
     With GPUs per pack and a GPU on the driver, a pack is sized to a quarter of the driver's free GPU
     memory times the GPU fraction (``0.25`` of a GPU: a quarter of that); otherwise to the driver's
-    free RAM, at most 64 members. Workers with other memory need ``--pack-size``.
+    free RAM, at most 256 members. Workers with other memory need ``--pack-size``.
     """
     use_gpu = options.gpus_per_pack > 0 and torch.cuda.is_available()
     track = track_for(spec)
@@ -221,8 +222,11 @@ def _train_pack_task(
     base_dir: str,
     teachers: Mapping[str, Any] | None,
     kind: str = "standard",
+    checkpoint: Any = None,
 ) -> list[RunResult]:
-    """What a Ray worker runs for one pack (a plain function; wrapped with ``ray.remote`` on use)."""
+    """What a Ray worker runs for one pack (a plain function; wrapped with ``ray.remote`` on use);
+    ``checkpoint`` (a :class:`~smoothflip.engine.ray_checkpoints.RemotePackCheckpoint`) lets a
+    retried pack resume where its dead worker stopped and relays the pack's progress."""
     torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
@@ -232,7 +236,15 @@ def _train_pack_task(
         # Arrays from Ray's object store are read-only; train_pack only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         track = track_for(kind)
-        return track.train_pack(runs, dataset, device=device, base_dir=base_dir, teachers=teachers)
+        return track.train_pack(
+            runs,
+            dataset,
+            device=device,
+            base_dir=base_dir,
+            teachers=teachers,
+            checkpoint=checkpoint,
+            progress=None if checkpoint is None else checkpoint.report,
+        )
 
 
 @contextmanager
@@ -269,7 +281,8 @@ def run_ray(
         study: the plan (:func:`~smoothflip.engine.local.plan_study`).
         store: the study's store; written here only, one transaction per finished pack.
         options: from :func:`ray_options` (default: 1 CPU and no GPU per pack).
-        progress: called after every stored pack (whole packs only: no per-epoch progress).
+        progress: called after every stored pack, and while packs train with the fraction of each
+            pack done (relayed through the checkpoint keeper).
         max_in_flight: packs submitted but not yet stored; default twice the packs the cluster can
             run at once.
 
@@ -329,11 +342,16 @@ class _Driver:
         )
         self.in_flight: dict[Any, tuple[list[RunConfig], list[RunResult]]] = {}
         self.failure: BaseException | None = None
+        self.keeper: Any = None
+        self.keys: dict[Any, str] = {}
 
     def run(self) -> None:
         if not self.study.packs:
             return
         dataset = self.ray.put(self.study.dataset)  # once; every task gets the reference
+        checkpoints = self.study.checkpoints
+        if checkpoints is not None and checkpoints.enabled:
+            self.keeper = start_keeper(self.ray, checkpoints)
         try:
             for _stage, packs in itertools.groupby(self.study.packs, key=lambda p: p[0].arm.stage):
                 # Every pack of a stage is stored before the next stage starts: a distilled student's
@@ -358,6 +376,14 @@ class _Driver:
         if not job.trainable:
             self._store(pack, job.skipped)
             return
+        checkpoint = None
+        if self.keeper is not None:
+            checkpoint = RemotePackCheckpoint(
+                self.keeper,
+                self.study.checkpoints.identity,
+                [r.run_id for r in job.trainable],
+                self.study.checkpoints.seconds,
+            )
         ref = self.task.remote(
             job.trainable,
             dataset,
@@ -366,13 +392,23 @@ class _Driver:
             base_dir=self.study.spec.base_dir,
             teachers=job.teachers or None,
             kind=self.study.spec.kind,
+            checkpoint=checkpoint,
         )
         self.in_flight[ref] = (pack, job.skipped)
+        if checkpoint is not None:
+            self.keys[ref] = checkpoint.key
 
     def _collect_one(self) -> None:
-        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1)
+        ready: list[Any] = []
+        while not ready:
+            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=1.0)
+            if not ready:
+                self._report_partial()
         for ref in ready:
             pack, skipped = self.in_flight.pop(ref)
+            key = self.keys.pop(ref, None)
+            if key is not None:
+                self.keeper.forget.remote(key)
             try:
                 results = self.ray.get(ref)
             except self.ray.exceptions.RayError as err:
@@ -382,8 +418,23 @@ class _Driver:
                 continue
             self._store(pack, list(results) + skipped)
 
+    def _report_partial(self) -> None:
+        """Progress while packs train: runs stored plus the fraction done of each pack in flight."""
+        if self.progress is None or self.keeper is None:
+            return
+        fractions = self.ray.get(self.keeper.progress.remote())
+        partial = sum(
+            fractions.get(self.keys.get(ref, ""), 0.0) * len(pack)
+            for ref, (pack, _) in self.in_flight.items()
+        )
+        self.progress(
+            Progress(self.done + partial, len(self.study.runs), self.packs_done, len(self.study.packs))
+        )
+
     def _store(self, pack: list[RunConfig], results: list[RunResult]) -> None:
         self.store.write_pack(results)
+        skipped = {r.run_id for r in results if "skipped" in getattr(r, "extras", {})}
+        self.study.discard_checkpoint([r for r in pack if r.run_id not in skipped])
         self.done += len(pack)
         self.packs_done += 1
         if self.progress is not None:

@@ -52,10 +52,19 @@ def run_result(
     )
 
 
-def pack_timings(seconds: float, size: int, steps: int) -> dict[str, Any]:
-    return {
+def pack_timings(
+    seconds: float, size: int, steps: int, clock: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """A pack's timings as stored with each of its runs; ``clock`` splits the pack's seconds into
+    training (``train_seconds``) and evaluation (``eval_seconds``), summed over every process that
+    worked on the pack (a pack resumed from a checkpoint counts the time before the kill too)."""
+    out: dict[str, Any] = {
         "pack_seconds": seconds,
         "pack_size": size,
         "seconds_per_run": seconds / max(size, 1),
         "steps": steps,
     }
+    if clock is not None:
+        out["train_seconds"] = float(clock.get("train", 0.0))
+        out["eval_seconds"] = float(clock.get("eval", 0.0))
+    return out

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from smoothflip.engine.checkpoint import DEFAULT_SECONDS
 from smoothflip.engine.planning import Progress, StudyPlan, plan_study, resolve_study
 from smoothflip.errors import SmoothflipError
 from smoothflip.study.spec.schema import StudySpec
@@ -42,6 +43,7 @@ def run_study(
     cpus_per_pack: float | None = None,
     gpus_per_pack: float | None = None,
     workers: int = 1,
+    checkpoint_seconds: float = DEFAULT_SECONDS,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
 ) -> Path:
@@ -63,7 +65,10 @@ def run_study(
             a GPU); default 0, or 1 with ``device="cuda"``.
         workers: ``"local"`` only: packs trained at once, each in a worker process (default 1: one
             after another in this process).
-        progress: called after every epoch of every pack (``"ray"``: after every stored pack).
+        checkpoint_seconds: the least interval between two checkpoints of a pack (saved at the end
+            of an epoch; 0: every epoch; negative: none). A rerun after a kill resumes an
+            interrupted pack from its last checkpoint (see :mod:`smoothflip.engine.checkpoint`).
+        progress: called after every epoch of every pack.
         on_plan: called once with the plan before training starts.
     """
     runner = get_executor(executor)
@@ -77,7 +82,15 @@ def run_study(
     if pack_size is None:
         pack_size = runner.pack_size(runs, dataset, options=options, spec=spec)
     with Store.open(out_dir) as store:
-        study = plan_study(spec, dataset, runs, store, device=runner.device(options), pack_size=pack_size)
+        study = plan_study(
+            spec,
+            dataset,
+            runs,
+            store,
+            device=runner.device(options),
+            pack_size=pack_size,
+            checkpoint_seconds=checkpoint_seconds,
+        )
         if on_plan is not None:
             on_plan(study)
         runner.run(study, store, options=options, progress=progress)

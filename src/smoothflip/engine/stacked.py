@@ -116,25 +116,24 @@ def pack_step(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     params: Mapping[str, Tensor],
-) -> tuple[Tensor, list[int]]:
-    """One optimizer step of a pack: the updated ``[P]`` mask of members still training, and the
-    members that diverged in this step.
+) -> Tensor:
+    """One optimizer step of a pack; returns the updated ``[P]`` mask of members still training.
 
     Members whose loss or logits blow up this step (:func:`~smoothflip.engine.schedule.diverged`)
-    are frozen out: their loss leaves the sum and their gradients are zeroed.
+    are frozen out: their loss leaves the sum and their gradients are zeroed. Nothing here reads a
+    value back to the host (no synchronization with an accelerator inside a step): the mask stays
+    on the device and :class:`PackLoop` reads it once per epoch.
     """
-    bad = diverged(member_loss.detach(), max_abs_logit) & alive
-    newly = torch.nonzero(bad).flatten().tolist() if bool(bad.any()) else []
-    if newly:
-        alive = alive & ~bad
+    alive = alive & ~diverged(member_loss.detach(), max_abs_logit)
     optimizer.zero_grad(set_to_none=False)
     torch.where(alive, member_loss, torch.zeros_like(member_loss)).sum().backward()
-    if not bool(alive.all()):
-        for p in params.values():
-            p.grad[~alive] = 0.0
+    dead = ~alive
+    for p in params.values():
+        # where, not a product: a diverged member's gradient may hold NaN (and NaN * 0 is NaN)
+        p.grad.masked_fill_(dead.view(-1, *([1] * (p.dim() - 1))), 0.0)
     optimizer.step()
     scheduler.step()
-    return alive, newly
+    return alive
 
 
 class PackLoop:
@@ -142,7 +141,8 @@ class PackLoop:
 
     The track writes the loop (its batches, its evaluation); this object counts steps against the
     schedule, steps the optimizer with divergence handling, accumulates each member's training loss,
-    chooses the members' losses per epoch and runs the stateful losses' epoch hooks::
+    chooses the members' losses per epoch, runs the stateful losses' epoch hooks, and saves and
+    restores the loop's share of a pack checkpoint::
 
         loop = PackLoop(model, losses, schedule, optimizer, scheduler)
         for epoch, groups in loop.epochs():
@@ -152,7 +152,7 @@ class PackLoop:
                 member_loss, max_logit = ...  # the track's forward pass and grouped losses
                 loop.step(member_loss, max_logit, count)
             train_losses = loop.end_epoch()
-            ...  # evaluate the members still alive (loop.alive), mark loop.diverged ones
+            ...  # evaluate the members still alive (loop.alive), mark loop.take_diverged() ones
     """
 
     def __init__(
@@ -167,9 +167,10 @@ class PackLoop:
         self.optimizer, self.scheduler = optimizer, scheduler
         device = model.parameters()[0].device
         self.alive = torch.ones(model.size, dtype=torch.bool, device=device)
+        self._marked = self.alive.clone()  # alive when divergence was last read
         self.steps = 0
         self.epoch = 0
-        self.diverged: list[int] = []
+        self._start = 0
         self._loss_sum = torch.zeros(model.size, dtype=torch.float64, device=device)
         self._seen = 0
 
@@ -179,8 +180,11 @@ class PackLoop:
         return self.steps >= self.schedule.total_steps
 
     def epochs(self) -> Iterator[tuple[int, list[LossGroup]]]:
-        """``(epoch, loss groups)`` for each epoch to train (stops once the steps are spent)."""
-        for epoch in range(1, self.schedule.epochs + 1):
+        """``(epoch, loss groups)`` for each epoch to train (stops once the steps are spent; after
+        :meth:`load_state_dict`, starts after the checkpointed epoch)."""
+        if self.done:
+            return
+        for epoch in range(self._start + 1, self.schedule.epochs + 1):
             self.epoch = epoch
             self._loss_sum.zero_()
             self._seen = 0
@@ -190,10 +194,9 @@ class PackLoop:
 
     def step(self, member_loss: Tensor, max_abs_logit: Tensor, count: int) -> None:
         """One optimizer step on ``[P]`` mean losses of ``count`` examples per member."""
-        self.alive, newly = pack_step(
+        self.alive = pack_step(
             member_loss, max_abs_logit, self.alive, self.optimizer, self.scheduler, self.model.params
         )
-        self.diverged += newly
         self.steps += 1
         self._loss_sum += member_loss.detach().to(torch.float64) * count
         self._seen += count
@@ -204,6 +207,43 @@ class PackLoop:
         return (self._loss_sum / max(self._seen, 1)).tolist()
 
     def take_diverged(self) -> list[int]:
-        """Members that diverged since the last call (to mark on their trackers)."""
-        out, self.diverged = self.diverged, []
-        return out
+        """Members that diverged since the last call (to mark on their trackers); reads the device."""
+        newly = torch.nonzero(self._marked & ~self.alive).flatten().tolist()
+        self._marked = self.alive.clone()
+        return newly
+
+    def alive_list(self) -> list[bool]:
+        """Which members still train, read once (one synchronization)."""
+        return self.alive.tolist()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's share of a pack checkpoint, taken at the end of an epoch (after
+        :meth:`take_diverged`): parameters, buffers, optimizer, schedule, stateful losses, counters."""
+        return {
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "alive": self.alive.cpu(),
+            "params": {k: v.detach().cpu() for k, v in self.model.params.items()},
+            "buffers": {k: v.detach().cpu() for k, v in self.model.buffers.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "losses": self.losses.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint: :meth:`epochs` then starts after its epoch."""
+        with torch.no_grad():
+            for group, saved in (
+                (self.model.params, state["params"]),
+                (self.model.buffers, state["buffers"]),
+            ):
+                if set(group) != set(saved):
+                    raise ValueError("the checkpoint holds other parameters than this pack's model")
+                for name, tensor in group.items():
+                    tensor.copy_(saved[name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.losses.load_state_dict(state["losses"])
+        self.alive = state["alive"].to(self.alive.device)
+        self._marked = self.alive.clone()
+        self.steps, self.epoch, self._start = int(state["steps"]), int(state["epoch"]), int(state["epoch"])

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
+from smoothflip.engine.checkpoint import PackCheckpoint
 from smoothflip.engine.schedule import ProgressFn
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.kinds import get_kind
@@ -54,8 +55,10 @@ class Track(Protocol):
         base_dir: str = ".",
         progress: ProgressFn | None = None,
         teachers: Mapping[str, Any] | None = None,
+        checkpoint: PackCheckpoint | None = None,
     ) -> list[RunResult]:
-        """Train runs that share a pack key together; one result per run, in order."""
+        """Train runs that share a pack key together; one result per run, in order; a pack track
+        saves its state through ``checkpoint`` between epochs and resumes from it."""
 
     def train_reference(
         self,

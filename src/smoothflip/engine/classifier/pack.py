@@ -20,6 +20,13 @@ from torch import Tensor
 
 from smoothflip.data import Dataset
 from smoothflip.data.augment import random_crop_flip_members
+from smoothflip.engine.checkpoint import (
+    PackCheckpoint,
+    load_numpy_states,
+    load_torch_states,
+    numpy_states,
+    torch_states,
+)
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.probes import Probe
 from smoothflip.engine.classifier.run_data import (
@@ -55,6 +62,7 @@ def train_pack(
     base_dir: str = ".",
     progress: ProgressFn | None = None,
     teachers: Mapping[str, TeacherState] | None = None,
+    checkpoint: PackCheckpoint | None = None,
 ) -> list[RunResult]:
     """Train ``runs`` (which must share data, model and schedule) together; one result per run.
 
@@ -65,6 +73,8 @@ def train_pack(
         base_dir: folder a model factory reference resolves against.
         progress: called with the fraction of the pack done after each epoch.
         teachers: for distilled students, their teachers by run id (``run.teacher_run``).
+        checkpoint: where to save the pack's state between epochs and to resume from
+            (:mod:`smoothflip.engine.checkpoint`); None trains without checkpoints.
 
     Returns:
         The members' results, in the order of ``runs``.
@@ -117,7 +127,32 @@ def train_pack(
             yield visit[:, batch], targets[:, batch]  # [P, B] each
 
     loop = PackLoop(model, losses, schedule, optimizer, scheduler)
+    eval_every = int(train_cfg.get("eval_every", 1))
+    clock = {"train": 0.0, "eval": 0.0}
+
+    def state() -> dict:
+        return {
+            **loop.state_dict(),
+            "orders": numpy_states(orders),
+            "augmenters": torch_states(augmenters),
+            "flips": torch_states(generators),
+            "trackers": [t.state_dict() for t in trackers],
+            "clock": dict(clock),
+        }
+
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        loop.load_state_dict(saved)
+        load_numpy_states(orders, saved["orders"])
+        load_torch_states(augmenters, saved["augmenters"])
+        load_torch_states(generators, saved["flips"])
+        for tracker, tracker_state in zip(trackers, saved["trackers"], strict=True):
+            tracker.load_state_dict(tracker_state)
+        clock.update(saved["clock"])
+        if progress is not None:
+            progress(loop.epoch / schedule.epochs)
     for epoch, groups in loop.epochs():
+        tick = time.perf_counter()
         for idx, target in batches(epoch):
             if loop.done:
                 break
@@ -131,30 +166,15 @@ def train_pack(
         train_losses = loop.end_epoch()
         for m in loop.take_diverged():
             trackers[m].mark_diverged(epoch)
-        alive = loop.alive
-        with torch.no_grad(), model.evaluating():
-            test_logits = model.shared(x_test)
-            train_logits = model.each_indexed(x_all, eval_idx["train"])
-            val_logits = model.each_indexed(x_all, eval_idx["val"])
-            mi = {
-                m: probe.mutual_information(functools.partial(model.member, m), device)
-                for m, probe in probes.items()
-                if bool(alive[m])
-            }
-        for m, tracker in enumerate(trackers):
-            if bool(alive[m]):
-                selected = tracker.record(
-                    epoch,
-                    train_losses[m],
-                    train_logits[m],
-                    val_logits[m],
-                    test_logits[m],
-                    mi.get(m, math.nan),
-                )
-                if selected and tracker.keeps_state:
-                    tracker.artifacts["state"] = state_to_bytes(model.member_state(m))
+        tock = time.perf_counter()
+        clock["train"] += tock - tick
+        if epoch % eval_every == 0 or loop.done or epoch == schedule.epochs:
+            _evaluate(epoch, model, loop, trackers, probes, train_losses, x_all, x_test, eval_idx, device)
+        clock["eval"] += time.perf_counter() - tock
         if progress is not None:
             progress(epoch / schedule.epochs)
+        if checkpoint is not None and not loop.done and checkpoint.due():
+            checkpoint.save(state())
     alive, steps = loop.alive, loop.steps
     with torch.no_grad(), model.evaluating():
         for m, probe in probes.items():
@@ -171,8 +191,40 @@ def train_pack(
                         device,
                     ),
                 )
-    timings = pack_timings(time.perf_counter() - started, size, steps)
+    timings = pack_timings(time.perf_counter() - started, size, steps, clock)
     return [t.result(timings) for t in trackers]
+
+
+def _evaluate(
+    epoch: int,
+    model: Stacked,
+    loop: PackLoop,
+    trackers: Sequence[Tracker],
+    probes: Mapping[int, Probe],
+    train_losses: Sequence[float],
+    x_all: Tensor,
+    x_test: Tensor,
+    eval_idx: Mapping[str, Tensor],
+    device: torch.device,
+) -> None:
+    """Score every member still training on its curve subsets and the test set, for its tracker."""
+    alive = loop.alive_list()
+    with torch.no_grad(), model.evaluating():
+        test_logits = model.shared(x_test)
+        train_logits = model.each_indexed(x_all, eval_idx["train"])
+        val_logits = model.each_indexed(x_all, eval_idx["val"])
+        mi = {
+            m: probe.mutual_information(functools.partial(model.member, m), device)
+            for m, probe in probes.items()
+            if alive[m]
+        }
+    for m, tracker in enumerate(trackers):
+        if alive[m]:
+            selected = tracker.record(
+                epoch, train_losses[m], train_logits[m], val_logits[m], test_logits[m], mi.get(m, math.nan)
+            )
+            if selected and tracker.keeps_state:
+                tracker.artifacts["state"] = state_to_bytes(model.member_state(m))
 
 
 def _teacher_logits(

@@ -87,6 +87,7 @@ def train_reference(
     tracker = Tracker(data, dataset)
     probe = Probe(data, dataset) if run.probe is not None else None
     step = 0
+    eval_every = int(train_cfg.get("eval_every", 1))
     for epoch in range(1, schedule.epochs + 1):
         loss_fn, needs_teacher = losses.module(0, epoch)
         visit = torch.as_tensor(epoch_visit(order, data), device=device)
@@ -117,6 +118,9 @@ def train_reference(
         if failed:
             break
         losses.end_epoch(epoch)
+        last = step >= schedule.total_steps or epoch == schedule.epochs
+        if epoch % eval_every and not last:
+            continue
         model.eval()
         with torch.no_grad():
             mi = probe.mutual_information(model, device) if probe is not None else math.nan

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from smoothflip import metrics
 from smoothflip.data import Dataset
+from smoothflip.engine.checkpoint import Checkpointed
 from smoothflip.engine.classifier.run_data import RunData
 from smoothflip.engine.results import run_result
 from smoothflip.study.store import RunResult
@@ -45,8 +46,10 @@ def _probs(logits: Tensor) -> np.ndarray:
     return torch.softmax(logits.detach().to(torch.float64), dim=-1).cpu().numpy()
 
 
-class Tracker:
+class Tracker(Checkpointed):
     """Per-epoch curves, model selection on validation data, and final metrics of one run."""
+
+    CHECKPOINTED = ("curves", "best_score", "selected", "last", "diverged_epoch", "extras", "artifacts")
 
     def __init__(self, data: RunData, dataset: Dataset) -> None:
         self.data = data

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from smoothflip.engine.checkpoint import PackCheckpoint, load_numpy_states, numpy_states
 from smoothflip.engine.language.evaluation import evaluate, truth
 from smoothflip.engine.language.members import build_lm_member, lm_loss_context
 from smoothflip.engine.language.tracking import LMTracker, finish
@@ -47,8 +48,10 @@ def train_lm_pack(
     base_dir: str = ".",
     progress: ProgressFn | None = None,
     teachers: Mapping[str, Any] | None = None,
+    checkpoint: PackCheckpoint | None = None,
 ) -> list[RunResult]:
-    """Train language-model runs that share corpus, model and schedule together; one result per run."""
+    """Train language-model runs that share corpus, model and schedule together; one result per run
+    (saving and resuming the pack's state through ``checkpoint``, as the classifier packs do)."""
     if not runs:
         return []
     if len({r.pack_key for r in runs}) != 1:
@@ -76,7 +79,17 @@ def train_lm_pack(
             yield tokens[perms[:, b * batch_size : (b + 1) * batch_size]]  # [P, B, T]
 
     loop = PackLoop(model, losses, schedule, optimizer, scheduler)
+    eval_every = int(train_cfg.get("eval_every", 1))
+    clock = {"train": 0.0, "eval": 0.0}
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        loop.load_state_dict(saved)
+        load_numpy_states(orders, saved["orders"])
+        for tracker, tracker_state in zip(trackers, saved["trackers"], strict=True):
+            tracker.load_state_dict(tracker_state)
+        clock.update(saved["clock"])
     for epoch, groups in loop.epochs():
+        tick = time.perf_counter()
         for ids in batches():
             if loop.done:
                 break
@@ -86,19 +99,33 @@ def train_lm_pack(
         train_losses = loop.end_epoch()
         for m in loop.take_diverged():
             trackers[m].mark_diverged(epoch)
-        for m, tracker in enumerate(trackers):
-            if not bool(loop.alive[m]):
-                continue
-            fn = model.member_fn(m)
-            with model.evaluating():
-                val = evaluate(fn, corpus.validation, truth_val, device)
-                test = evaluate(fn, corpus.test, truth_test, device)
-            if tracker.record(epoch, train_losses[m], val, test):
-                tracker.selected_state = model.member_params(m)
+        tock = time.perf_counter()
+        clock["train"] += tock - tick
+        if epoch % eval_every == 0 or loop.done or epoch == schedule.epochs:
+            alive = loop.alive_list()
+            for m, tracker in enumerate(trackers):
+                if not alive[m]:
+                    continue
+                fn = model.member_fn(m)
+                with model.evaluating():
+                    val = evaluate(fn, corpus.validation, truth_val, device)
+                    test = evaluate(fn, corpus.test, truth_test, device)
+                if tracker.record(epoch, train_losses[m], val, test):
+                    tracker.selected_state = model.member_params(m)
+        clock["eval"] += time.perf_counter() - tock
         if progress is not None:
             progress(epoch / schedule.epochs)
+        if checkpoint is not None and not loop.done and checkpoint.due():
+            checkpoint.save(
+                {
+                    **loop.state_dict(),
+                    "orders": numpy_states(orders),
+                    "trackers": [t.state_dict() for t in trackers],
+                    "clock": dict(clock),
+                }
+            )
     alive, steps = loop.alive, loop.steps
-    timings = pack_timings(time.perf_counter() - started, size, steps)
+    timings = pack_timings(time.perf_counter() - started, size, steps, clock)
     results = []
     with model.evaluating():
         for m, tracker in enumerate(trackers):

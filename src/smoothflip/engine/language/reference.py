@@ -53,6 +53,7 @@ def train_lm_reference(
     tracker = LMTracker(run)
     truth_val, truth_test = truth(corpus, "validation"), truth(corpus, "test")
     step, failed = 0, False
+    eval_every = int(train_cfg.get("eval_every", 1))
     for epoch in range(1, schedule.epochs + 1):
         loss_fn, _ = losses.module(0, epoch)
         perm = torch.as_tensor(order.permutation(n_train), device=device)
@@ -77,6 +78,8 @@ def train_lm_reference(
         if failed:
             break
         losses.end_epoch(epoch)
+        if epoch % eval_every and step < schedule.total_steps and epoch < schedule.epochs:
+            continue
         model.eval()
         val = evaluate(model, corpus.validation, truth_val, device)
         test = evaluate(model, corpus.test, truth_test, device)

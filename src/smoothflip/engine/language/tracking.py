@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from smoothflip.engine.checkpoint import Checkpointed
 from smoothflip.engine.language.evaluation import final_metrics, next_token_examples
 from smoothflip.engine.results import run_result
 from smoothflip.study.grid import RunConfig
@@ -28,8 +29,10 @@ LM_CURVE_KEYS = (
 )
 
 
-class LMTracker:
+class LMTracker(Checkpointed):
     """Per-epoch curves and model selection (lowest validation NLL) for one language-model run."""
+
+    CHECKPOINTED = ("curves", "best", "selected_epoch", "selected_state", "diverged_epoch")
 
     def __init__(self, run: RunConfig) -> None:
         self.run = run

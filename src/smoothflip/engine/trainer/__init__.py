@@ -160,7 +160,9 @@ class TrainerTrack:
         base_dir: str = ".",
         progress: ProgressFn | None = None,
         teachers: Mapping[str, Any] | None = None,
+        checkpoint: Any = None,
     ) -> list[RunResult | RunFailure]:
+        # a pack here is one run of the user's own loop, which owns its state: no pack checkpoint
         out = []
         for i, run in enumerate(runs):
             out.append(train_one(run, data, device=device, base_dir=base_dir))

@@ -112,8 +112,9 @@ class TrainSpec:
     selection: str = "val_accuracy"
     augment: str = "none"
     augment_padding: int = 2
+    eval_every: int = 1
 
-    _NEW_FIELDS = ("augment", "augment_padding")
+    _NEW_FIELDS = ("augment", "augment_padding", "eval_every")
 
 
 @dataclass(frozen=True)

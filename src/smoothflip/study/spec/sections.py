@@ -141,6 +141,7 @@ def read_train(raw: Any, *, default_selection: str = "val_accuracy") -> TrainSpe
         selection=t.str("selection", default_selection, choices=SELECTION_METRICS),
         augment=t.str("augment", TrainSpec.augment, choices=AUGMENTATIONS),
         augment_padding=t.int("augment_padding", TrainSpec.augment_padding, low=0, high=64),
+        eval_every=t.int("eval_every", TrainSpec.eval_every, low=1),
     )
     t.finish()
     return spec
