@@ -1,21 +1,34 @@
-"""Pack engine vs training the same runs one after another, side by side in one process.
+"""The pack engine against the practical floor and against one run at a time, side by side in one run.
 
-For each model, the same 30-run grid on MNIST-1D (3 arms x 2 label conditions x 5 seeds) is trained
+The grid is the one of issue 16: 75 runs on MNIST-1D (ce, label smoothing 0.1, negative smoothing
+-0.2 after 5 warm-up epochs, confidence penalty 0.5, DisturbLabel 0.1 x 0/20/40% symmetric noise x
+5 seeds), batch 100, ``--steps`` steps per run. For each model it times
 
-1. by ``train_pack`` (all 30 members stacked under ``torch.vmap``, one optimizer),
-2. by ``train_reference`` run after run (a plain PyTorch loop per run doing the same work:
-   same model, steps, per-epoch evaluation and metrics), and
-3. by a bare sequential loop (model, Adam, ``F.cross_entropy``; no evaluation at all) — the
-   cheapest possible sequential baseline, so its ratio is a lower bound for the pack.
+1. **floor**: a plain stacked-weights ensemble written here in a few dozen lines (parameters
+   ``[P, in, out]``, ``torch.baddbmm``, one ``torch.optim.Adam`` with its defaults, one
+   ``F.cross_entropy`` for all members, every member on its own batch; no evaluation, no noise, no
+   techniques) — the cheapest code that trains the same P models for the same steps. Only for the
+   models it can write this way (logistic, MLP); for the others the engine's own stacked model is
+   the floor (``Stacked`` + one Adam + one cross-entropy: what the engine adds on top is measured).
+2. **pack**: ``train_pack`` on all runs as one pack; its training seconds (``train_seconds``: the
+   steps, the techniques, flipping, divergence checks) apart from its evaluation
+   (``eval_seconds``, after every ``eval_every`` epochs and the last).
+3. **reference** and **bare**: ``train_reference`` (the per-run loop the pack is tested against)
+   and a bare sequential loop (model, Adam, ``F.cross_entropy``), timed on ``--sample`` runs and
+   scaled to the whole grid.
 
-It prints seconds and the speed-up ratios, plus the machine. Usage::
+It prints one table (seconds, ratios) and the machine. Usage::
 
-    python benchmarks/study_engine.py [--epochs 5] [--models logistic mlp-32 mlp cnn1d] [--device cpu]
+    python benchmarks/study_engine.py [--steps 3000] [--models logistic mlp cnn1d resnet8]
+        [--eval-every 1] [--sample 5] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
+import os
 import platform
 import textwrap
 import time
@@ -28,26 +41,29 @@ from smoothflip.engine import resolve_study
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.pack import train_pack
 from smoothflip.engine.classifier.reference import train_reference
-from smoothflip.engine.classifier.run_data import epoch_targets, prepare_run
+from smoothflip.engine.classifier.run_data import prepare_run
 from smoothflip.engine.schedule import training_schedule
+from smoothflip.engine.stacked import Stacked
 from smoothflip.study.spec import loads_study
 
 MODELS = {
-    "logistic": 'name = "logistic"',
-    "mlp-32": 'name = "mlp"\nhidden = [32]',
-    "mlp": 'name = "mlp"',
-    "cnn1d": 'name = "cnn1d"',
+    "logistic": ("mnist1d", 'name = "logistic"'),
+    "mlp": ("mnist1d", 'name = "mlp"\nhidden = [100, 100]'),
+    "cnn1d": ("mnist1d", 'name = "cnn1d"'),
+    "resnet8": ("digits", 'name = "resnet"\ndepth = 8\nwidth = 8'),
 }
 
 STUDY = """
 name = "bench"
 seeds = 5
 [data]
-source = "mnist1d"
+source = "{source}"
 [model]
 {model}
 [train]
-epochs = {epochs}
+steps = {steps}
+batch_size = 100
+eval_every = {eval_every}
 [[arms]]
 name = "ce"
 [[arms]]
@@ -55,17 +71,89 @@ name = "ls"
 loss = "smoothed_ce"
 eps = 0.1
 [[arms]]
+name = "nls"
+loss = "smoothed_ce"
+eps = -0.2
+warmup_epochs = 5
+[[arms]]
+name = "cp"
+loss = "confidence_penalty"
+beta = 0.5
+[[arms]]
 name = "disturb"
 disturb_alpha = 0.1
 [[conditions]]
 noise = "symmetric"
-rates = [0.0, 0.2]
+rates = [0.0, 0.2, 0.4]
 """
 
 
-def bare_loop(runs, dataset, device: torch.device) -> None:
-    """Train each run alone with the simplest loop: no evaluation, no bookkeeping."""
+def _batches(x: torch.Tensor, y: torch.Tensor, members: int, steps: int, batch: int, seed: int = 0):
+    """Every member on its own random batch, fresh permutations per epoch (as the engine visits data)."""
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    per_epoch = n // batch
+    step = 0
+    while step < steps:
+        perms = torch.stack([torch.randperm(n, generator=gen) for _ in range(members)]).to(x.device)
+        for b in range(per_epoch):
+            if step >= steps:
+                return
+            idx = perms[:, b * batch : (b + 1) * batch]
+            yield x[idx], y[idx]
+            step += 1
+
+
+def floor_ensemble(x: torch.Tensor, y: torch.Tensor, sizes: list[int], members: int, steps: int) -> float:
+    """The plain stacked ensemble: ``[P, in, out]`` weights, ``baddbmm``, one Adam, one loss."""
+    torch.manual_seed(0)
+    weights, biases = [], []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        bound = 1 / math.sqrt(fan_in)
+        weights.append(torch.empty(members, fan_in, fan_out, device=x.device).uniform_(-bound, bound))
+        biases.append(torch.empty(members, 1, fan_out, device=x.device).uniform_(-bound, bound))
+    params = [p.requires_grad_() for p in weights + biases]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    k = sizes[-1]
+    batches = _batches(x, y, members, steps, 100)
+    start = time.perf_counter()
+    for xb, yb in batches:
+        h = xb
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < len(weights) - 1:
+                h = torch.relu(h)
+        loss = F.cross_entropy(h.reshape(-1, k), yb.reshape(-1)) * members
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+    _sync(x.device)
+    return time.perf_counter() - start
+
+
+def floor_stacked(runs, dataset, device: torch.device, steps: int) -> float:
+    """The engine's own ``Stacked`` model with one Adam and one cross-entropy (models the plain
+    ensemble cannot write as matrix products)."""
+    model = Stacked([build_member(r, dataset) for r in runs], device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.as_tensor(dataset.x_train, device=device)
+    y = torch.as_tensor(dataset.y_train, device=device)
+    k = dataset.num_classes
+    start = time.perf_counter()
+    for xb, yb in _batches(x, y, len(runs), steps, 100):
+        logits = model.each(xb)
+        loss = F.cross_entropy(logits.reshape(-1, k), yb.reshape(-1)) * len(runs)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def bare_loop(runs, dataset, device: torch.device) -> float:
+    """Each run alone with the simplest loop (model, Adam, ``F.cross_entropy``; no evaluation)."""
     x_all = torch.as_tensor(dataset.x_train, device=device)
+    start = time.perf_counter()
     for run in runs:
         data = prepare_run(run, dataset)
         cfg = run.shared["train"]
@@ -76,56 +164,79 @@ def bare_loop(runs, dataset, device: torch.device) -> None:
         train_idx = torch.as_tensor(data.train_idx, device=device)
         order = np.random.default_rng(run.seed_for("order"))
         eps = float(run.arm.params.get("eps", 0.0))
-        gen = torch.Generator(device=device).manual_seed(run.seed_for("flip"))
-        batch_size = cfg["batch_size"]
-        for _ in range(schedule.epochs):
+        batch, step = cfg["batch_size"], 0
+        while step < schedule.total_steps:
             visit = train_idx[torch.as_tensor(order.permutation(train_idx.numel()), device=device)]
-            targets = labels[visit]
-            if run.arm.disturb_alpha > 0:
-                targets = epoch_targets(targets, data, dataset.num_classes, gen, batch_size)
             for b in range(schedule.batches):
-                idx, target = (
-                    visit[b * batch_size : (b + 1) * batch_size],
-                    targets[b * batch_size : (b + 1) * batch_size],
-                )
-                loss = F.cross_entropy(model(x_all[idx]), target, label_smoothing=eps)
+                if step >= schedule.total_steps:
+                    break
+                idx = visit[b * batch : (b + 1) * batch]
+                loss = F.cross_entropy(model(x_all[idx]), labels[idx], label_smoothing=max(eps, 0.0))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
+                step += 1
+    _sync(device)
     return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--sample", type=int, default=5, help="runs timed one at a time (scaled up)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(
-        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, device {device}"
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
-    print(f"# 30 runs (3 arms x 2 conditions x 5 seeds), MNIST-1D, {args.epochs} epochs of 36 steps each")
-    print("| model | pack s | reference loop s | bare loop s | pack vs reference | pack vs bare |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"# 75 runs (5 arms x 3 conditions x 5 seeds), batch 100, {args.steps} steps, "
+        f"eval_every {args.eval_every}"
+    )
+    print(
+        "| model | floor s | pack train s | pack eval s | pack train / floor | reference s (scaled) "
+        "| bare loop s (scaled) | pack vs reference | pack vs bare |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        spec = loads_study(textwrap.dedent(STUDY.format(model=MODELS[name], epochs=args.epochs)))
-        dataset, runs = resolve_study(spec)
-        train_pack(runs[:2], dataset, device=device)  # warm up (imports, allocator)
-        t_pack = timed(lambda runs=runs, dataset=dataset: train_pack(runs, dataset, device=device))
-        t_ref = timed(
-            lambda runs=runs, dataset=dataset: [train_reference(r, dataset, device=device) for r in runs]
+        source, model = MODELS[name]
+        text = STUDY.format(source=source, model=model, steps=args.steps, eval_every=args.eval_every)
+        dataset, runs = resolve_study(loads_study(textwrap.dedent(text)))
+        warm = loads_study(textwrap.dedent(text.replace(f"steps = {args.steps}", "steps = 20")))
+        train_pack(resolve_study(warm)[1][:3], dataset, device=device)  # warm up (allocator, kernels)
+        if name in ("logistic", "mlp"):
+            sizes = [int(np.prod(dataset.input_shape))]
+            sizes += [100, 100] if name == "mlp" else []
+            sizes += [dataset.num_classes]
+            x = torch.as_tensor(dataset.x_train, device=device).reshape(len(dataset.x_train), -1)
+            y = torch.as_tensor(dataset.y_train, device=device)
+            floor = floor_ensemble(x, y, sizes, len(runs), args.steps)
+        else:
+            floor = floor_stacked(runs, dataset, device, args.steps)
+        results = train_pack(runs, dataset, device=device)
+        t_train, t_eval = results[0].timings["train_seconds"], results[0].timings["eval_seconds"]
+        sample = runs[:: max(1, len(runs) // args.sample)][: args.sample]
+        start = time.perf_counter()
+        for r in sample:
+            train_reference(r, dataset, device=device)
+        t_ref = (time.perf_counter() - start) * len(runs) / len(sample)
+        t_bare = bare_loop(sample, dataset, device) * len(runs) / len(sample)
+        pack = t_train + t_eval
+        print(
+            f"| {name} | {floor:.1f} | {t_train:.1f} | {t_eval:.1f} | {t_train / floor:.2f}x | {t_ref:.0f} "
+            f"| {t_bare:.0f} | {t_ref / pack:.1f}x | {t_bare / pack:.1f}x |",
+            flush=True,
         )
-        t_bare = timed(lambda runs=runs, dataset=dataset: bare_loop(runs, dataset, device))
-        ratios = f"{t_ref / t_pack:.1f}x | {t_bare / t_pack:.1f}x"
-        print(f"| {name} | {t_pack:.2f} | {t_ref:.2f} | {t_bare:.2f} | {ratios} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ from torch import nn
 
 from smoothflip.engine.stacked import EVAL_CHUNK
 
-MAX_PACK = {"cpu": 64, "cuda": 1024}
-"""Upper bound on a pack's size per device type (bigger packs lose more work to a kill)."""
+MAX_PACK = {"cpu": 256, "cuda": 1024}
+"""Upper bound on a pack's size per device type. On the CPU a pack of 256 small models is still
+compute-bound (bigger packs gain nothing); a kill costs at most the work since the pack's last
+checkpoint, whatever its size."""
 
 MEMORY_SHARE = 0.25
 """Fraction of the free memory a pack may plan to use."""
@@ -66,4 +68,4 @@ def auto_pack_size(
     """The largest pack that fits :data:`MEMORY_SHARE` of free memory, capped by :data:`MAX_PACK`."""
     budget = MEMORY_SHARE * free_memory(device)
     fit = int(budget // member_bytes(model, input_shape, batch_size))
-    return max(1, min(MAX_PACK.get(device.type, 64), fit))
+    return max(1, min(MAX_PACK.get(device.type, MAX_PACK["cpu"]), fit))

@@ -59,6 +59,9 @@ class LossContext:
     key: str = ""
 
 
+CETerms = Callable[[Mapping[str, Any], LossContext], tuple[float, float, float] | None]
+"""``ce_terms(params, context) -> (eps, beta, z)`` or None (see :attr:`Technique.ce_terms`)."""
+
 LossBuilder = Callable[[Mapping[str, Any], LossContext], nn.Module]
 """``build(params, context) -> module``; ``module(logits [B, K], target [B], **extra) -> [B]``."""
 
@@ -85,6 +88,11 @@ class Technique:
             a pack's checkpoint.
         check: extra validation ``check(params, num_classes)`` (raises ``ValueError``).
         order: position in listings.
+        ce_terms: for a loss that equals, per example, ``(1 - eps) * CE + eps * mean_k(-log p_k)
+            - beta * H(p) + z * logsumexp(logits)^2`` with these parameters in this context:
+            ``ce_terms(params, context) -> (eps, beta, z)``, else None. Packs then compute all such
+            members' losses in one fused call (:func:`smoothflip.engine.member_losses.ce_family_losses`)
+            instead of one call per distinct loss.
     """
 
     name: str
@@ -100,6 +108,7 @@ class Technique:
     stateful: bool = False
     check: Callable[[Mapping[str, Any], int], None] | None = field(default=None, repr=False)
     order: int = 100
+    ce_terms: CETerms | None = field(default=None, repr=False)
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in; unknown or missing parameters refused (``ValueError`` naming them)."""

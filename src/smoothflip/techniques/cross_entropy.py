@@ -75,6 +75,23 @@ def _build_confidence_penalty(params: Mapping[str, Any], context: LossContext) -
     )
 
 
+def _ce_terms(params: Mapping[str, Any], context: LossContext) -> tuple[float, float, float]:
+    return 0.0, 0.0, float(params["z_loss"])
+
+
+def _smoothed_terms(params: Mapping[str, Any], context: LossContext) -> tuple[float, float, float] | None:
+    uniform = params["convention"] == "uniform" and params["prior"] == "uniform"
+    if params["eps"] != 0.0 and (not uniform or context.no_smoothing is not None):
+        return None  # another smoothing distribution than the uniform one over every class
+    return float(params["eps"]), 0.0, float(params["z_loss"])
+
+
+def _penalty_terms(params: Mapping[str, Any], context: LossContext) -> tuple[float, float, float] | None:
+    if params["hinge"] is not None:
+        return None
+    return 0.0, float(params["beta"]), float(params["z_loss"])
+
+
 register(
     Technique(
         name="ce",
@@ -83,6 +100,7 @@ register(
         build=_build_ce,
         family="baseline",
         order=0,
+        ce_terms=_ce_terms,
     )
 )
 register(
@@ -97,6 +115,7 @@ register(
         per_member=lambda params: params.get("prior") == "train",
         check=_check_prior_length,
         order=10,
+        ce_terms=_smoothed_terms,
     )
 )
 register(
@@ -108,5 +127,6 @@ register(
         family="smoothing",
         reference="Pereyra et al. 2017",
         order=20,
+        ce_terms=_penalty_terms,
     )
 )
