@@ -357,9 +357,15 @@ def verdict(
         raise SmoothflipError(f"--at must be 'selected' or 'last', got {at!r}")
     data = load_study_data(directory)
     result = study_verdict(data, at=at)
+    incomplete = (
+        f"; {len(data.incomplete)} stored run(s) are incomplete (no final metrics) and left out"
+        if data.incomplete
+        else ""
+    )
     if result.note is not None:
         raise SmoothflipError(
             f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
+            + incomplete
         )
     spec, metrics, arms, conditions, baselines = (
         data.spec,
@@ -407,7 +413,7 @@ def verdict(
     out.print(table)
     out.print(
         "n.d. = no detectable effect (the interval contains 0); n = paired seeds; "
-        "NLL, ECE and Brier: lower is better"
+        "NLL, ECE and Brier: lower is better" + incomplete
     )
 
 
