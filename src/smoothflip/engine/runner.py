@@ -14,6 +14,7 @@ from typing import Any
 
 from smoothflip.engine.planning import Progress, StudyPlan, plan_study, resolve_study
 from smoothflip.errors import SmoothflipError
+from smoothflip.study.lock import study_lock
 from smoothflip.study.spec.schema import StudySpec
 from smoothflip.study.store import Store
 
@@ -49,7 +50,8 @@ def run_study(
 
     Args:
         spec: the validated study.
-        out_dir: the study directory (created; refused if it holds another study).
+        out_dir: the study directory (created; refused if it holds another study, or while another
+            process trains into it: see :mod:`smoothflip.study.lock`).
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.). With ``executor="ray"``, ``"cuda"`` means
             one GPU per pack unless ``gpus_per_pack`` says otherwise.
         pack_size: members per pack; None chooses the largest that fits memory (with ``"ray"``: the
@@ -76,7 +78,7 @@ def run_study(
     dataset, runs = resolve_study(spec)
     if pack_size is None:
         pack_size = runner.pack_size(runs, dataset, options=options, spec=spec)
-    with Store.open(out_dir) as store:
+    with study_lock(out_dir), Store.open(out_dir) as store:  # one writer per study directory
         study = plan_study(spec, dataset, runs, store, device=runner.device(options), pack_size=pack_size)
         if on_plan is not None:
             on_plan(study)
