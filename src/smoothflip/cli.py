@@ -84,6 +84,7 @@ def _run(
     cpus_per_pack: float | None = None,
     gpus_per_pack: float | None = None,
     workers: int = 1,
+    allow_long: bool = False,
 ) -> None:
     from smoothflip.engine.planning import describe_data
     from smoothflip.engine.runner import run_study
@@ -109,6 +110,7 @@ def _run(
                     f"{'on a Ray cluster' if executor == 'ray' else 'on ' + device}"
                     f"{f', {workers} at once' if workers > 1 else ''}; data "
                     f"{shown(describe_data(spec, plan.dataset))}"
+                    + (f"; {plan.estimate.describe()}" if plan.estimate is not None and plan.packs else "")
                 )
 
         def on_progress(p: Any) -> None:
@@ -124,6 +126,7 @@ def _run(
             cpus_per_pack=cpus_per_pack,
             gpus_per_pack=gpus_per_pack,
             workers=workers,
+            allow_long=allow_long,
             progress=on_progress,
             on_plan=on_plan,
         )
@@ -261,6 +264,12 @@ def run(
         ),
     ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Train even when the study is estimated to take longer than the ceiling (24 h)."
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
     from smoothflip.study.spec import load_study
@@ -295,6 +304,7 @@ def run(
         cpus_per_pack=cpus_per_pack,
         gpus_per_pack=gpus_per_pack,
         workers=workers,
+        allow_long=yes,
     )
 
 

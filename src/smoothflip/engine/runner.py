@@ -43,6 +43,7 @@ def run_study(
     cpus_per_pack: float | None = None,
     gpus_per_pack: float | None = None,
     workers: int = 1,
+    allow_long: bool = False,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
 ) -> Path:
@@ -65,6 +66,8 @@ def run_study(
             a GPU); default 0, or 1 with ``device="cuda"``.
         workers: ``"local"`` only: packs trained at once, each in a worker process (default 1: one
             after another in this process).
+        allow_long: train even when the packs are estimated to take longer than the ceiling
+            (:data:`~smoothflip.engine.planning.MAX_HOURS`; ``smoothflip run --yes``).
         progress: called after every epoch of every pack (``"ray"``: after every stored pack).
         on_plan: called once with the plan before training starts.
     """
@@ -79,7 +82,15 @@ def run_study(
     if pack_size is None:
         pack_size = runner.pack_size(runs, dataset, options=options, spec=spec)
     with study_lock(out_dir), Store.open(out_dir) as store:  # one writer per study directory
-        study = plan_study(spec, dataset, runs, store, device=runner.device(options), pack_size=pack_size)
+        study = plan_study(
+            spec,
+            dataset,
+            runs,
+            store,
+            device=runner.device(options),
+            pack_size=pack_size,
+            allow_long=allow_long,
+        )
         if on_plan is not None:
             on_plan(study)
         runner.run(study, store, options=options, progress=progress)

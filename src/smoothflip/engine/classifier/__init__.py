@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from smoothflip.data import Dataset, load_dataset
+from smoothflip.engine.classifier.estimate import estimate_packs
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.pack import train_pack
 from smoothflip.engine.classifier.reference import train_reference
@@ -95,6 +96,11 @@ class ClassifierTrack:
         model = build_member(runs[0], data, base_dir=base_dir)
         check_fits(sum(p.numel() for p in model.parameters()), device, what="the model")
         return auto_pack_size(model, data.input_shape, int(runs[0].shared["train"]["batch_size"]), device)
+
+    def estimate(
+        self, packs: Sequence[Sequence[RunConfig]], data: Dataset, *, device: torch.device, base_dir: str
+    ) -> tuple[int, float]:
+        return estimate_packs(packs, data, device=device, base_dir=base_dir)
 
     def train_pack(self, runs: Sequence[RunConfig], data: Dataset, **options: Any) -> list[RunResult]:
         return train_pack(runs, data, **options)

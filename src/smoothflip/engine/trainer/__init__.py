@@ -154,6 +154,9 @@ class TrainerTrack:
     ) -> int:
         return 1  # every run is the user's own loop
 
+    def estimate(self, packs: Sequence[Sequence[RunConfig]], data: Dataset, **_: Any) -> None:
+        return None  # the user's own loop: its steps are its own
+
     def train_pack(
         self,
         runs: Sequence[RunConfig],
