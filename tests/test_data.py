@@ -578,7 +578,10 @@ def test_npz_object_array_is_refused_without_unpickling(tmp_path: Path) -> None:
         ({"x": np.zeros((4, 3)), "y": np.array([0.0, 1.5, 1.0, 0.0])}, r"integer or string labels.*1\.5"),
         ({"x": np.zeros((4, 3)), "y": np.zeros((4, 1), dtype=int)}, r"must be a 1-D array of labels \[N\]"),
         ({"x": np.array(["a", "b"]), "y": np.arange(2)}, r"must be numeric .*got dtype <U1"),
-        ({"x": np.zeros((6, 2)), "y": np.zeros(6, dtype=int)}, r"every label is the same class, 0; at least 2 different classes"),
+        (
+            {"x": np.zeros((6, 2)), "y": np.zeros(6, dtype=int)},
+            r"every label is the same class, 0; at least 2 different classes",
+        ),
     ],
 )
 def test_bad_npz(tmp_path: Path, arrays: dict, match: str) -> None:

@@ -80,7 +80,9 @@ def clean_errors(fn: F) -> F:
         except typer.Exit:
             raise
         except KeyboardInterrupt:
-            typer.echo("interrupted: finished packs are stored; run the same command again to resume", err=True)
+            typer.echo(
+                "interrupted: finished packs are stored; run the same command again to resume", err=True
+            )
             raise typer.Exit(130) from None
         except (SmoothflipError, OSError, sqlite3.DatabaseError) as err:
             if debugging():

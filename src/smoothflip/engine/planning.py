@@ -20,7 +20,6 @@ from smoothflip.study.spec.schema import StudySpec
 from smoothflip.study.spec.toml import dumps_study
 from smoothflip.study.store import RunResult, Store
 
-
 MAX_HOURS = 24.0
 """The ceiling on a study's estimated training time: a longer study needs ``--yes`` (``allow_long``)."""
 

@@ -227,7 +227,9 @@ def _load_file(reference: str, file: str, base_dir: Path | None) -> Any:
         raise ValueError(f"model factory {reference!r}: importing {str(path)!r} failed: {exc}") from exc
     except Exception as exc:  # the user's file raised (a syntax error, an exception at import)
         del sys.modules[module_name]
-        raise user_code_error(f"model factory {reference!r}: importing {str(path)!r}", exc, prefer=path) from exc
+        raise user_code_error(
+            f"model factory {reference!r}: importing {str(path)!r}", exc, prefer=path
+        ) from exc
     except BaseException:
         del sys.modules[module_name]
         raise

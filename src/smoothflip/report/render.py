@@ -58,8 +58,9 @@ def md_escape(value: Any, *, line_start: bool = False) -> str:
     ``&``, ``<`` and ``>`` become HTML entities (no raw HTML gets through); ``\\ ` * _ [ ] { } | ~``
     are backslash-escaped (no emphasis, code, links, images or table cells); whitespace runs,
     newlines included, become one space; control characters are written as their escapes
-    (``\\x1b``), so that showing the file in a terminal cannot drive the terminal. With ``line_start`` (the string begins a line), a leading
-    ``#``, ``+``, ``-``, ``=`` or ``1.`` is escaped too, so it cannot start a heading or a list.
+    (``\\x1b``), so that showing the file in a terminal cannot drive the terminal. With
+    ``line_start`` (the string begins a line), a leading ``#``, ``+``, ``-``, ``=`` or ``1.`` is
+    escaped too, so it cannot start a heading or a list.
 
     Example:
         >>> md_escape("<b>a|b</b> & [x](y)")
@@ -277,7 +278,10 @@ def _attack_table(data: StudyData) -> dict[str, Any] | None:
         cells = []
         for condition in columns:
             values = np.array(
-                [float(r.metrics.get("selected", {}).get("test_acc", math.nan)) for r in data.runs(arm, condition)]
+                [
+                    float(r.metrics.get("selected", {}).get("test_acc", math.nan))
+                    for r in data.runs(arm, condition)
+                ]
             )
             values = values[np.isfinite(values)] * 100.0
             if not values.size:

@@ -75,7 +75,11 @@ def study_lock(directory: str | Path) -> Iterator[Path]:
                     "finish or stop it, or choose another --out directory (verdict, report and export "
                     "work meanwhile)"
                 ) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
         yield path

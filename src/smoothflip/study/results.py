@@ -239,7 +239,9 @@ def summarize(
                 continue
             row: dict[str, Any] = {"arm": arm, "condition": condition, "n": len(runs)}
             for key in ("test_acc", "test_nll", "test_ece", "test_ece_ts"):
-                values = np.array([r.metrics.get("selected", {}).get(key, math.nan) for r in runs], dtype=float)
+                values = np.array(
+                    [r.metrics.get("selected", {}).get(key, math.nan) for r in runs], dtype=float
+                )
                 finite = values[np.isfinite(values)]
                 row[key] = float(finite.mean()) if finite.size else math.nan
                 row[f"{key}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else math.nan

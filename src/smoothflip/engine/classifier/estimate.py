@@ -4,8 +4,9 @@ For each distinct pack shape (pack key and size) the probe stacks the pack's mem
 trainer does (:class:`~smoothflip.engine.stacked.Stacked`), times :data:`PROBE_STEPS` training steps
 (forward, cross-entropy, backward, optimizer step) on one batch after a warm-up step; the estimate
 is ``steps x step time + epochs x evaluation time`` per pack (an evaluation pass over the data taken
-as :data:`FORWARD_SHARE` of a step per batch), summed over packs. It ignores the techniques' own costs (a second forward for distillation, label
-flipping) and is meant to tell minutes from days, not to the second.
+as :data:`FORWARD_SHARE` of a step per batch), summed over packs, for one pack at a time on the
+device. It ignores the techniques' own costs (a teacher's forward pass for distillation, label
+flipping) and the load of other processes, and is meant to tell minutes from days, not to the second.
 """
 
 from __future__ import annotations
