@@ -674,7 +674,9 @@ def test_table_errors(tmp_path: Path) -> None:
         load_dataset(tmp_path / "ok.csv", label_column="target")
 
     frame.assign(color=["red"] * len(frame)).to_parquet(tmp_path / "text.parquet")
-    with pytest.raises(ValueError, match=r"column 'color' of .* is not numeric \(dtype .*, e\.g\. 'red'\)"):
+    with pytest.raises(
+        ValueError, match=r"column 'color' of .* is not numeric \(dtype .*, e\.g\. 'red' in row 1\)"
+    ):
         load_dataset(tmp_path / "text.parquet", label_column="label")
 
     frame.iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
