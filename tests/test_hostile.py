@@ -264,9 +264,16 @@ def test_a_run_without_metrics_is_shown_as_incomplete_by_the_report(finished, tm
 # --------------------------------------------------------------------------- 6. probe classes
 
 
-def test_probe_classes_outside_the_data_are_refused(tmp_path):
-    study = write_study(tmp_path, model='name = "mlp"\nhidden = [8]', probes="[probes]\nclasses = [0, 1, 99]")
-    assert_one_line(invoke("run", study, "--out", tmp_path / "o", "-q"), "probes.classes", "[99]", "0 to 9")
+@pytest.mark.parametrize(
+    ("probes", "fragment"),
+    [
+        ("classes = [0, 1, 99]", "probes.classes = [0, 1, 99]: class(es) [99]"),
+        ("mi_classes = [0, 10]", "[10]"),
+    ],
+)
+def test_probe_classes_outside_the_data_are_refused(tmp_path, probes, fragment):
+    study = write_study(tmp_path, model='name = "mlp"\nhidden = [8]', probes=f"[probes]\n{probes}")
+    assert_one_line(invoke("run", study, "--out", tmp_path / "o", "-q"), fragment, "0 to 9")
     assert not (tmp_path / "o" / "study.toml").exists()
 
 
@@ -368,6 +375,10 @@ def test_names_read_from_a_store_are_escaped_where_they_are_shown(finished, tmp_
     assert "\x1b" not in markdown
     assert "\x07" not in markdown
     assert r"\x1b" in markdown
+    html = (study / "report" / "index.html").read_text()
+    assert "\x1b" not in html
+    assert "\x07" not in html
+    assert r"\x1b]0;pwned" in html
     assert not [w for w in recwarn if "Glyph" in str(w.message)]  # matplotlib's glyph warnings stay quiet
 
 

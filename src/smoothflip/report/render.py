@@ -422,6 +422,14 @@ def _context(
     }
 
 
+def _no_controls(value: Any) -> Any:
+    """Every string a template prints loses its control characters (written as ``\\x1b``); markup the
+    report made itself (figures, marked safe) passes as it is."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return printable(value)
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -430,6 +438,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_no_controls,
     )
     env.filters["md"] = md_escape
     env.filters["md_line"] = lambda value: md_escape(value, line_start=True)

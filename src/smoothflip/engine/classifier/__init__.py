@@ -30,7 +30,7 @@ from smoothflip.engine.sizing import auto_pack_size, check_fits, meta_parameter_
 from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study.conditions import get_noise_model
 from smoothflip.study.grid import RunConfig
-from smoothflip.study.spec.schema import StudySpec
+from smoothflip.study.spec.schema import ProbeSpec, StudySpec
 from smoothflip.study.store import RunResult
 from smoothflip.techniques import LossContext, build_loss
 
@@ -115,11 +115,16 @@ class ClassifierTrack:
 
 
 def _check_probes(spec: StudySpec, data: Dataset) -> None:
-    """Refuse probe classes the data does not have (class ``i`` is the ``i``-th sorted label)."""
+    """Refuse probe classes the data does not have (class ``i`` is the ``i``-th sorted label).
+
+    The defaults are left alone: on data with fewer classes than they name, the probe is skipped.
+    """
     if spec.probes.seeds <= 0:
         return
     k = data.num_classes
     for key in ("classes", "mi_classes"):
+        if getattr(spec.probes, key) == getattr(ProbeSpec, key):
+            continue
         outside = [c for c in getattr(spec.probes, key) if not 0 <= c < k]
         if outside:
             names = ", ".join(map(str, data.class_names[:12])) + (", ..." if k > 12 else "")
