@@ -522,3 +522,45 @@ def test_os_errors_are_sentences_naming_the_path(finished, tmp_path):
     assert "already exists" in line
     denied = os_error_sentence(PermissionError(errno.EACCES, "Permission denied", "/data/x.csv"))
     assert denied == "cannot use '/data/x.csv': permission denied (this user may not read or write it)"
+
+
+LM_STUDY = """
+name = "lm-hostile"
+kind = "lm"
+seeds = 1
+[data]
+source = "language"
+[data.options]
+vocab_size = 40
+num_train = 100
+num_validation = 20
+num_test = 20
+length = 8
+[model]
+name = "mlp"
+hidden = [{hidden}]
+[train]
+epochs = {epochs}
+batch_size = 50
+[[arms]]
+name = "ce"
+loss = "ce"
+[[arms]]
+name = "ls"
+loss = "smoothed_ce"
+eps = 0.1
+"""
+
+
+@pytest.mark.parametrize(
+    ("hidden", "epochs", "fragments"),
+    [
+        (10**12, 1, ("language model 'mlp' has ", "parameters", "free")),
+        (8, 10**9, ("optimizer steps, beyond the ceiling of 100,000,000 steps", "--yes")),
+    ],
+)
+def test_language_model_studies_get_the_size_check_and_the_step_ceiling(tmp_path, hidden, epochs, fragments):
+    study = tmp_path / "lm.toml"
+    study.write_text(LM_STUDY.format(hidden=hidden, epochs=epochs))
+    assert_one_line(invoke("run", study, "--out", tmp_path / "o", "-q"), *fragments)
+    assert not (tmp_path / "o" / "study.toml").exists()
