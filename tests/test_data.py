@@ -578,7 +578,10 @@ def test_npz_object_array_is_refused_without_unpickling(tmp_path: Path) -> None:
         ({"x": np.zeros((4, 3)), "y": np.array([0.0, 1.5, 1.0, 0.0])}, r"integer or string labels.*1\.5"),
         ({"x": np.zeros((4, 3)), "y": np.zeros((4, 1), dtype=int)}, r"must be a 1-D array of labels \[N\]"),
         ({"x": np.array(["a", "b"]), "y": np.arange(2)}, r"must be numeric .*got dtype <U1"),
-        ({"x": np.zeros((6, 2)), "y": np.zeros(6, dtype=int)}, r"needs at least 2 classes, found only 0"),
+        (
+            {"x": np.zeros((6, 2)), "y": np.zeros(6, dtype=int)},
+            r"every label is the same class, 0; at least 2 different classes",
+        ),
     ],
 )
 def test_bad_npz(tmp_path: Path, arrays: dict, match: str) -> None:
@@ -628,7 +631,7 @@ def test_non_finite_features_are_counted_and_located(tmp_path: Path) -> None:
 def test_one_class_and_rare_class_and_tiny_test_split(tmp_path: Path) -> None:
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
     path = _write(tmp_path, "one.npz", x=x, y=np.full(10, 3))
-    with pytest.raises(ValueError, match=r"needs at least 2 classes, found only 3"):
+    with pytest.raises(ValueError, match=r"every label is the same class, 3; at least 2 different"):
         load_dataset(path)
     path = _write(tmp_path, "rare.npz", x=x, y=np.array(["a"] * 5 + ["b"] * 4 + ["c"]))
     with pytest.raises(ValueError, match=r"class\(es\) 'c' with only 1 example; a stratified"):
@@ -642,7 +645,7 @@ def test_training_with_one_class_via_test_source(tmp_path: Path) -> None:
     x, _ = _table()
     train = _write(tmp_path, "train.npz", x=x, y=np.zeros(len(x), dtype=int))
     test = _write(tmp_path, "test.npz", x=x[:4], y=np.array([0, 1, 0, 1]))
-    with pytest.raises(ValueError, match=r"training split of .* needs at least 2 classes, found only 0"):
+    with pytest.raises(ValueError, match=r"training split of .*: every label is the same class, 0"):
         load_dataset(train, test_source=test)
 
 
@@ -671,7 +674,9 @@ def test_table_errors(tmp_path: Path) -> None:
         load_dataset(tmp_path / "ok.csv", label_column="target")
 
     frame.assign(color=["red"] * len(frame)).to_parquet(tmp_path / "text.parquet")
-    with pytest.raises(ValueError, match=r"column 'color' of .* is not numeric \(dtype .*, e\.g\. 'red'\)"):
+    with pytest.raises(
+        ValueError, match=r"column 'color' of .* is not numeric \(dtype .*, e\.g\. 'red' in row 1\)"
+    ):
         load_dataset(tmp_path / "text.parquet", label_column="label")
 
     frame.iloc[:0].to_csv(tmp_path / "empty.csv", index=False)

@@ -305,7 +305,7 @@ def test_attack_and_defense_errors_pass_through(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="defense must be one of"):
         clean_file(tmp_path / "d.npz", tmp_path / "o.npz", defense="roni")
     np.savez(tmp_path / "one.npz", x=x, y=np.zeros(30, dtype=int))
-    with pytest.raises(ValueError, match="only one class"):
+    with pytest.raises(ValueError, match="every label is the same class, 0; at least 2 different"):
         attack_file(tmp_path / "one.npz", tmp_path / "o.npz", strategy="random", budget=2)
     np.savez(tmp_path / "nan.npz", x=np.where(np.eye(30, 2) > 0, np.nan, x[:, :2]), y=y)
     with pytest.raises(ValueError, match="non-finite feature value"):

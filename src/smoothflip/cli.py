@@ -9,15 +9,11 @@ command runs again.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-import sqlite3
 import sys
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -34,6 +30,8 @@ from rich.progress import (
 from rich.table import Table
 
 from smoothflip import __version__
+from smoothflip._cli_errors import DEBUG, OneLineGroup, clean_errors
+from smoothflip._text import printable
 from smoothflip.errors import SmoothflipError, user_input
 
 app = typer.Typer(
@@ -42,36 +40,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineGroup,
 )
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 140)  # tables stay readable in logs and pipes
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 DEFAULT_RUNS_DIR = Path("smoothflip-runs")
 DEFAULT_CHECKPOINT_SECONDS = 60.0  # = smoothflip.engine.checkpoint.DEFAULT_SECONDS (a test holds them equal)
-
-
-def _clean_errors(fn: F) -> F:
-    """Turn bad input into one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except KeyboardInterrupt:
-            console.print("interrupted: finished packs are stored; run the same command again to resume")
-            raise typer.Exit(130) from None
-        except (SmoothflipError, OSError, sqlite3.DatabaseError) as err:
-            if os.environ.get("SMOOTHFLIP_DEBUG"):
-                raise
-            message = " ".join(str(err).split()) or type(err).__name__
-            typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -85,8 +60,18 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the full traceback of an error (also: SMOOTHFLIP_DEBUG=1)."),
+    ] = False,
 ) -> None:
     """Do label smoothing and label flipping help your model? Measure it."""
+    DEBUG["on"] = debug
+
+
+def shown(name: Any) -> str:
+    """A name read from a study file or a store, safe to print: no markup, no control characters."""
+    return escape(printable(name))
 
 
 def _run(
@@ -102,6 +87,7 @@ def _run(
     gpus_per_pack: float | None = None,
     workers: int = 1,
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+    allow_long: bool = False,
 ) -> None:
     from smoothflip.engine.planning import describe_data
     from smoothflip.engine.runner import run_study
@@ -117,17 +103,18 @@ def _run(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
-        task = bar.add_task(escape(spec.name), total=None)
+        task = bar.add_task(shown(spec.name), total=None)
 
         def on_plan(plan: Any) -> None:
             bar.update(task, total=len(plan.runs), completed=len(plan.done))
             if not quiet:
                 console.print(
-                    f"{escape(spec.name)}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
+                    f"{shown(spec.name)}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
                     f"{len(plan.packs)} pack(s) of up to {plan.pack_size} "
                     f"{'on a Ray cluster' if executor == 'ray' else 'on ' + device}"
                     f"{f', {workers} at once' if workers > 1 else ''}; data "
-                    f"{escape(describe_data(spec, plan.dataset))}"
+                    f"{shown(describe_data(spec, plan.dataset))}"
+                    + (f"; {plan.estimate.describe()}" if plan.estimate is not None and plan.packs else "")
                 )
 
         def on_progress(p: Any) -> None:
@@ -144,6 +131,7 @@ def _run(
             gpus_per_pack=gpus_per_pack,
             workers=workers,
             checkpoint_seconds=checkpoint_seconds,
+            allow_long=allow_long,
             progress=on_progress,
             on_plan=on_plan,
         )
@@ -160,7 +148,7 @@ def _fail_on_failures(out_dir: Path) -> None:
     if not failed:
         return
     for f in failed[:5]:
-        console.print(f"failed: {escape(f.arm)} / {escape(f.condition)} / seed {f.seed}: {escape(f.message)}")
+        console.print(f"failed: {shown(f.arm)} / {shown(f.condition)} / seed {f.seed}: {shown(f.message)}")
     more = f" ({len(failed) - 5} more listed in the report)" if len(failed) > 5 else ""
     raise SmoothflipError(
         f"{len(failed)} run(s) failed{more}; the other runs are stored — fix the problem and run the same "
@@ -191,7 +179,7 @@ def _print_summary(spec: Any, out_dir: Path) -> None:
     data = load_study_data(out_dir)
     rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
     table = Table(
-        title=f"{escape(spec.name)}: test metrics at the validation-selected epoch (mean ± sd over seeds)"
+        title=f"{shown(spec.name)}: test metrics at the validation-selected epoch (mean ± sd over seeds)"
     )
     for column in ("condition", "arm", "n", "accuracy %", "NLL", "ECE %", "ECE % (temp. scaled)", "diverged"):
         named = column in ("condition", "arm")
@@ -199,8 +187,8 @@ def _print_summary(spec: Any, out_dir: Path) -> None:
         table.add_column(column, justify=justify, overflow=overflow)
     for row in rows:
         table.add_row(
-            escape(row["condition"]),
-            escape(row["arm"]),
+            shown(row["condition"]),
+            shown(row["arm"]),
             str(row["n"]),
             _fmt(row["test_acc"], row["test_acc_sd"], 100),
             _fmt(row["test_nll"], row["test_nll_sd"], 1, 3),
@@ -222,7 +210,7 @@ PACK_HELP = "Runs trained together per pack (default: as many as fit memory)."
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def run(
     study: Annotated[Path, typer.Argument(help="The study file (TOML).")],
     out_dir: Annotated[
@@ -289,6 +277,12 @@ def run(
         ),
     ] = DEFAULT_CHECKPOINT_SECONDS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Train even when the study is estimated to take longer than the ceiling (24 h)."
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
     from smoothflip.study.spec import load_study
@@ -324,11 +318,12 @@ def run(
         gpus_per_pack=gpus_per_pack,
         workers=workers,
         checkpoint_seconds=checkpoint_seconds,
+        allow_long=yes,
     )
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Study directory.")] = DEFAULT_RUNS_DIR
     / "demo",
@@ -345,7 +340,7 @@ def demo(
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def export(
     directory: Annotated[Path, typer.Argument(help="A study directory.")],
     format: Annotated[str, typer.Option("--format", "-f", help="csv or parquet.")] = "csv",
@@ -370,7 +365,7 @@ VERDICT_SHORT = {
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def verdict(
     directory: Annotated[Path, typer.Argument(help="A study directory.")],
     at: Annotated[
@@ -386,9 +381,15 @@ def verdict(
         raise SmoothflipError(f"--at must be 'selected' or 'last', got {at!r}")
     data = load_study_data(directory)
     result = study_verdict(data, at=at)
+    incomplete = (
+        f"; {len(data.incomplete)} stored run(s) are incomplete (no final metrics) and left out"
+        if data.incomplete
+        else ""
+    )
     if result.note is not None:
         raise SmoothflipError(
             f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
+            + incomplete
         )
     spec, metrics, arms, conditions, baselines = (
         data.spec,
@@ -399,17 +400,17 @@ def verdict(
     )
     comparisons = result.comparisons
     against = (
-        f"the baseline [bold]{escape(spec.baseline)}[/]"
+        f"the baseline [bold]{shown(spec.baseline)}[/]"
         if result.single_baseline
         else "its hard-label counterpart (shown in the table)"
     )
     out.print(
-        f"[bold]{escape(spec.name)}[/]: each arm vs {against}, paired by seed; "
+        f"[bold]{shown(spec.name)}[/]: each arm vs {against}, paired by seed; "
         f"mean difference [95% bootstrap interval] at the {at} epoch"
     )
     for arm, texts in result.headlines.items():
         if texts:
-            out.print(f"\n[bold]{escape(arm)}[/]: {escape(' '.join(texts))}", highlight=False)
+            out.print(f"\n[bold]{shown(arm)}[/]: {shown(' '.join(texts))}", highlight=False)
     table = Table(title="verdicts", show_lines=False)
     table.add_column("condition", overflow="fold")
     table.add_column("arm", overflow="fold")
@@ -431,17 +432,17 @@ def verdict(
                 text = f"{format_diff(c.mean_diff, metric)} [{low}, {high}] {VERDICT_SHORT[c.verdict]}"
                 cells.append(f"[{VERDICT_STYLE[c.verdict]}]{text.replace(' pts', '')}[/]")
             label = arm if result.single_baseline else f"{arm} vs {baselines[arm]}"
-            table.add_row(escape(condition), escape(label), str(n), *cells)
+            table.add_row(shown(condition), shown(label), str(n), *cells)
     out.print()
     out.print(table)
     out.print(
         "n.d. = no detectable effect (the interval contains 0); n = paired seeds; "
-        "NLL, ECE and Brier: lower is better"
+        "NLL, ECE and Brier: lower is better" + incomplete
     )
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def report(
     directory: Annotated[Path, typer.Argument(help="A study directory.")],
 ) -> None:
@@ -455,7 +456,7 @@ def report(
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def techniques() -> None:
     """List what a study file can name: techniques (arm losses), noise models and study kinds."""
     from smoothflip.study.conditions import NOISE_MODELS
@@ -526,7 +527,7 @@ OPTION_HELP = "A strategy or defense option as key=value (repeatable), e.g. --op
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def attack(
     data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz file of examples and labels.")],
     strategy: Annotated[
@@ -559,7 +560,7 @@ def attack(
 
 
 @app.command()
-@_clean_errors
+@clean_errors
 def clean(
     data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz file of examples and labels.")],
     defense: Annotated[str, typer.Option("--defense", "-d", help="knn, confident_learning or small_loss.")],

@@ -23,10 +23,21 @@ Example:
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-__all__ = ["DataError", "SmoothflipError", "SpecError", "StoreError", "UserCodeError", "user_input"]
+__all__ = [
+    "DataError",
+    "SmoothflipError",
+    "SpecError",
+    "StoreError",
+    "UserCodeError",
+    "code_location",
+    "user_code_error",
+    "user_input",
+]
 
 
 class SmoothflipError(ValueError):
@@ -78,3 +89,37 @@ def user_input(
     except (ValueError, TypeError) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         raise error(f"{prefix}: {message}" if prefix else message) from err
+
+
+def code_location(err: BaseException, *, prefer: str | Path | None = None) -> str:
+    """``"file.py, line 12"``: where ``err`` was raised, or ``""``.
+
+    A ``SyntaxError`` names its own file and line. Otherwise the innermost frame of the traceback in
+    the file ``prefer`` (the user's file) is taken, else the innermost frame.
+    """
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"{err.filename}, line {err.lineno}"
+    frames = traceback.extract_tb(err.__traceback__)
+    if prefer is not None:
+        wanted = str(Path(prefer).resolve())
+        mine = [f for f in frames if f.filename and str(Path(f.filename).resolve()) == wanted]
+        frames = mine or frames
+    return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+
+
+def user_code_error(prefix: str, err: BaseException, *, prefer: str | Path | None = None) -> UserCodeError:
+    """A one-line :class:`UserCodeError` for an exception raised by the user's own code.
+
+    Raise it ``from err``: ``SMOOTHFLIP_DEBUG=1`` / ``--debug`` then shows the user's traceback.
+
+    Example:
+        >>> try:
+        ...     raise RuntimeError("boom")
+        ... except RuntimeError as err:
+        ...     print(user_code_error("model.factory 'net.py:make'", err).args[0])  # doctest: +ELLIPSIS
+        model.factory 'net.py:make': RuntimeError: boom (..., line 2)
+    """
+    where = code_location(err, prefer=prefer)
+    detail = err.msg if isinstance(err, SyntaxError) and err.msg else str(err)
+    message = " ".join(f"{prefix}: {type(err).__name__}: {detail}".split())
+    return UserCodeError(f"{message} ({where})" if where else message, where=where)

@@ -60,7 +60,13 @@ from typing import Any
 import numpy as np
 
 from smoothflip.attacks import label_flip
-from smoothflip.data._common import FILE_TYPES, as_features, as_labels
+from smoothflip.data._common import (
+    FILE_TYPES,
+    as_features,
+    as_labels,
+    non_numeric_example,
+    raise_unless_two_classes,
+)
 from smoothflip.data.files import _column_labels, _list_columns, _read_npz, _read_table
 from smoothflip.defenses import DefenseResult, DetectionScore, apply_defense, score_detection
 from smoothflip.noise import NoisyLabels
@@ -239,10 +245,7 @@ def attack_file(
     src, dst = _check_paths(path, out)
     data = _read(src, label_column=label_column, sep=sep, role="attack", flip_mask_column=None)
     classes, encoded = np.unique(data.labels, return_inverse=True)
-    if classes.size < 2:
-        raise ValueError(
-            f"labels of '{src}': only one class ({_plain(classes[0])!r}); an attack needs at least 2"
-        )
+    raise_unless_two_classes(classes, what=f"'{src}'", rows=len(data.labels))
     options = {
         key: _class_index(key, value, classes, src) if key in CLASS_OPTIONS else value
         for key, value in options.items()
@@ -312,10 +315,7 @@ def clean_file(
     src, dst = _check_paths(path, out)
     data = _read(src, label_column=label_column, sep=sep, role="clean", flip_mask_column=flip_mask_column)
     classes, encoded = np.unique(data.labels, return_inverse=True)
-    if classes.size < 2:
-        raise ValueError(
-            f"labels of '{src}': only one class ({_plain(classes[0])!r}); a defense needs at least 2"
-        )
+    raise_unless_two_classes(classes, what=f"'{src}'", rows=len(data.labels))
     result = apply_defense(defense, data.x, encoded, seed=seed, **options)
     columns: dict[str, np.ndarray] = {"labels": classes[result.labels], "flagged": result.flagged}
     if data.original is None:
@@ -458,7 +458,8 @@ def _read_table_file(
         dtype = table[column].dtype
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
             raise ValueError(
-                f"column {column!r} of '{src}' is not numeric (dtype {dtype}); every column except "
+                f"column {column!r} of '{src}' is not numeric (dtype {dtype}"
+                f"{non_numeric_example(table[column])}); every column except "
                 f"label_column {label_column!r} must hold numbers — encode or drop it"
             )
     what = f"'{src}'"

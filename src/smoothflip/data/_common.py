@@ -304,7 +304,7 @@ def stratified_split(
     from sklearn.model_selection import train_test_split
 
     classes, counts = np.unique(y, return_counts=True)
-    _require_two_classes(classes, what=what)
+    _require_two_classes(classes, what=what, rows=len(y))
     rare = counts < 2
     if rare.any():
         listed = _format_labels(classes[rare])
@@ -331,10 +331,44 @@ def stratified_split(
     return np.asarray(train), np.asarray(test)
 
 
-def _require_two_classes(classes: np.ndarray, *, what: str) -> None:
-    if len(classes) < 2:
-        found = f"only {_format_labels(classes)}" if len(classes) else "none"
-        raise ValueError(f"data: {what} needs at least 2 classes, found {found}")
+def _require_two_classes(classes: np.ndarray, *, what: str, rows: int | None = None) -> None:
+    raise_unless_two_classes(classes, what=f"data: {what}", rows=rows)
+
+
+def raise_unless_two_classes(classes: np.ndarray, *, what: str, rows: int | None = None) -> None:
+    """Raise a one-line ``ValueError`` saying which single class (or how few rows) ``what`` holds.
+
+    Example:
+        >>> raise_unless_two_classes(np.array([0]), what="'a.csv'", rows=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: 'a.csv' holds only 1 row (of class 0); at least 2 rows of 2 different classes are needed
+    """
+    if len(classes) >= 2:
+        return
+    if rows is not None and rows < 2:
+        held = "no rows" if rows == 0 else f"only 1 row (of class {_format_labels(classes)})"
+        raise ValueError(f"{what} holds {held}; at least 2 rows of 2 different classes are needed")
+    if not len(classes):
+        raise ValueError(f"{what} holds no labels; at least 2 different classes are needed")
+    raise ValueError(
+        f"{what}: every label is the same class, {_format_labels(classes)}; at least 2 different "
+        "classes are needed"
+    )
+
+
+def non_numeric_example(column: Any) -> str:
+    """``", e.g. '4x' in row 2"``: the first value of a pandas column that is not a number, or ``""``."""
+    import pandas as pd
+
+    present = column.dropna()
+    if not len(present):
+        return ""
+    numbers = pd.to_numeric(present.astype(str), errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy())
+    at = int(bad[0]) if bad.size else 0
+    row = int(np.flatnonzero(column.notna().to_numpy())[at]) + 1
+    return f", e.g. {present.iloc[at]!r} in row {row}"
 
 
 def encode_labels(

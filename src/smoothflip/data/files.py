@@ -46,7 +46,15 @@ from typing import Any
 
 import numpy as np
 
-from smoothflip.data._common import SOURCE_FILE_TYPES, Dataset, as_features, check_options, finish, one_line
+from smoothflip.data._common import (
+    SOURCE_FILE_TYPES,
+    Dataset,
+    as_features,
+    check_options,
+    finish,
+    non_numeric_example,
+    one_line,
+)
 from smoothflip.data._npy import check_npz_members, read_npy
 from smoothflip.data.images import image_array_layout, to_channels_first
 from smoothflip.errors import DataError
@@ -444,8 +452,7 @@ def _table_arrays(table: Any, *, label_column: str, what: str) -> tuple[np.ndarr
     for column in features:
         dtype = table[column].dtype
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
-            present = table[column].dropna()
-            example = f", e.g. {present.iloc[0]!r}" if len(present) else ""
+            example = non_numeric_example(table[column])
             raise ValueError(
                 f"data: column {column!r} of {what} is not numeric (dtype {dtype}{example}); every column "
                 f"except label_column {label_column!r} must hold numbers — encode or drop it"

@@ -21,6 +21,41 @@ from smoothflip.study.spec.schema import StudySpec
 from smoothflip.study.spec.toml import dumps_study
 from smoothflip.study.store import RunResult, Store
 
+MAX_HOURS = 24.0
+"""The ceiling on a study's estimated training time: a longer study needs ``--yes`` (``allow_long``)."""
+
+MAX_UNTIMED_STEPS = 10**8
+"""The ceiling on planned optimizer steps where no time can be estimated (language-model packs)."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What is left to train: optimizer steps over all packs, and the estimated seconds (or None)."""
+
+    steps: int
+    seconds: float | None
+
+    def describe(self) -> str:
+        text = f"{self.steps:,} optimizer steps"
+        return text + (f", estimated {format_duration(self.seconds)}" if self.seconds is not None else "")
+
+    def too_long(self) -> bool:
+        if self.seconds is not None:
+            return self.seconds > MAX_HOURS * 3600
+        return self.steps > MAX_UNTIMED_STEPS
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"5 h 12 min"``, ``"1.2e+07 days"``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else "under a second"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    if seconds < 86400 * 3:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+    days = seconds / 86400
+    return f"{days:,.0f} days" if days < 1e6 else f"{days:.1e} days"
+
 
 @dataclass(frozen=True)
 class StudyPlan:
@@ -35,6 +70,7 @@ class StudyPlan:
         pack_size: the largest pack.
         track: the study kind's track.
         checkpoints: where packs save their state between epochs (None: no checkpoints).
+        estimate: steps and estimated time of the packs still to train (None: the track cannot tell).
     """
 
     spec: StudySpec
@@ -44,6 +80,7 @@ class StudyPlan:
     packs: list[list[RunConfig]]
     pack_size: int
     track: Track = field(repr=False, default=None)  # type: ignore[assignment]
+    estimate: Estimate | None = None
     checkpoints: FileCheckpoints | None = field(repr=False, default=None)
 
     def checkpoint(self, runs: Sequence[RunConfig]) -> FilePackCheckpoint | None:
@@ -104,20 +141,34 @@ def plan_study(
     device: str = "cpu",
     pack_size: int | None = None,
     checkpoint_seconds: float = DEFAULT_SECONDS,
+    allow_long: bool = False,
 ) -> StudyPlan:
     """Bind the store to the study (refusing another study) and plan the packs still to train.
 
-    Everything that can fail on the study itself (the pack-size probe included) runs before the
-    store is claimed, so a bad study never binds its output directory. A pack that was interrupted
-    after a checkpoint is planned again with the same members, so it resumes where it stopped;
-    ``checkpoint_seconds`` is the least interval between a pack's checkpoints (0: every epoch,
-    negative: none).
+    Everything that can fail on the study itself (the pack-size probe, the time estimate included)
+    runs before the store is claimed, so a bad study never binds its output directory. A pack that
+    was interrupted after a checkpoint is planned again with the same members, so it resumes where
+    it stopped; ``checkpoint_seconds`` is the least interval between a pack's checkpoints (0: every
+    epoch, negative: none).
+
+    Raises:
+        SmoothflipError: the packs still to train are estimated to take longer than :data:`MAX_HOURS`
+            (or, untimed, more than :data:`MAX_UNTIMED_STEPS` steps) and ``allow_long`` is False.
     """
     if pack_size is not None and pack_size < 1:
         raise SmoothflipError(f"pack_size must be >= 1, got {pack_size}")
     track = track_for(spec)
     if pack_size is None:
         pack_size = track.auto_pack_size(runs, dataset, device=torch.device(device), base_dir=spec.base_dir)
+    done = store.finished_ids() & {r.run_id for r in runs}
+    packs = make_packs([r for r in runs if r.run_id not in done], pack_size)
+    estimate = _estimate(track, packs, dataset, device=torch.device(device), base_dir=spec.base_dir)
+    if estimate is not None and estimate.too_long() and not allow_long:
+        limit = f"{MAX_HOURS:g} h" if estimate.seconds is not None else f"{MAX_UNTIMED_STEPS:,} steps"
+        raise SmoothflipError(
+            f"{spec.name}: {len(runs) - len(done)} runs to train plan {estimate.describe()}, beyond the "
+            f"ceiling of {limit}; check [train] epochs/steps, or pass --yes to train anyway"
+        )
     identity = study_identity(spec, dataset)
     store.claim(
         name=spec.name,
@@ -125,15 +176,19 @@ def plan_study(
         study_json=spec.to_json(),
         study_toml=dumps_study(spec),
     )
-    done = store.finished_ids() & {r.run_id for r in runs}
-    todo = [r for r in runs if r.run_id not in done]
     checkpoints = None
-    packs = make_packs(todo, pack_size)
     if not store.readonly:
         checkpoints = FileCheckpoints(store.directory, identity, checkpoint_seconds)
         checkpoints.clear_stale(done)
         packs = resumed_packs(packs, checkpoints.pending(), lambda rest: make_packs(rest, pack_size))
-    return StudyPlan(spec, dataset, runs, done, packs, pack_size, track, checkpoints)
+    return StudyPlan(spec, dataset, runs, done, packs, pack_size, track, estimate, checkpoints)
+
+
+def _estimate(
+    track: Track, packs: list[list[RunConfig]], dataset: Any, *, device: torch.device, base_dir: str
+) -> Estimate | None:
+    found = track.estimate(packs, dataset, device=device, base_dir=base_dir) if packs else (0, 0.0)
+    return None if found is None else Estimate(int(found[0]), found[1])
 
 
 @dataclass(frozen=True)

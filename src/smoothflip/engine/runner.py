@@ -15,6 +15,7 @@ from typing import Any
 from smoothflip.engine.checkpoint import DEFAULT_SECONDS
 from smoothflip.engine.planning import Progress, StudyPlan, plan_study, resolve_study
 from smoothflip.errors import SmoothflipError
+from smoothflip.study.lock import study_lock
 from smoothflip.study.spec.schema import StudySpec
 from smoothflip.study.store import Store
 
@@ -44,6 +45,7 @@ def run_study(
     gpus_per_pack: float | None = None,
     workers: int = 1,
     checkpoint_seconds: float = DEFAULT_SECONDS,
+    allow_long: bool = False,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
 ) -> Path:
@@ -51,7 +53,8 @@ def run_study(
 
     Args:
         spec: the validated study.
-        out_dir: the study directory (created; refused if it holds another study).
+        out_dir: the study directory (created; refused if it holds another study, or while another
+            process trains into it: see :mod:`smoothflip.study.lock`).
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"`` etc.). With ``executor="ray"``, ``"cuda"`` means
             one GPU per pack unless ``gpus_per_pack`` says otherwise.
         pack_size: members per pack; None chooses the largest that fits memory (with ``"ray"``: the
@@ -68,6 +71,8 @@ def run_study(
         checkpoint_seconds: the least interval between two checkpoints of a pack (saved at the end
             of an epoch; 0: every epoch; negative: none). A rerun after a kill resumes an
             interrupted pack from its last checkpoint (see :mod:`smoothflip.engine.checkpoint`).
+        allow_long: train even when the packs are estimated to take longer than the ceiling
+            (:data:`~smoothflip.engine.planning.MAX_HOURS`; ``smoothflip run --yes``).
         progress: called after every epoch of every pack.
         on_plan: called once with the plan before training starts.
     """
@@ -81,7 +86,7 @@ def run_study(
     dataset, runs = resolve_study(spec)
     if pack_size is None:
         pack_size = runner.pack_size(runs, dataset, options=options, spec=spec)
-    with Store.open(out_dir) as store:
+    with study_lock(out_dir), Store.open(out_dir) as store:  # one writer per study directory
         study = plan_study(
             spec,
             dataset,
@@ -90,6 +95,7 @@ def run_study(
             device=runner.device(options),
             pack_size=pack_size,
             checkpoint_seconds=checkpoint_seconds,
+            allow_long=allow_long,
         )
         if on_plan is not None:
             on_plan(study)

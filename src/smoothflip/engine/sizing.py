@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from smoothflip.engine.stacked import EVAL_CHUNK
+from smoothflip.errors import SmoothflipError
 
 MAX_PACK = {"cpu": 256, "cuda": 1024}
 """Upper bound on a pack's size per device type. On the CPU a pack of 256 small models is still
@@ -16,6 +18,9 @@ checkpoint, whatever its size."""
 
 MEMORY_SHARE = 0.25
 """Fraction of the free memory a pack may plan to use."""
+
+TRAIN_BYTES_PER_PARAMETER = 16
+"""float32 weights, their gradients and Adam's two moments: what one member needs per parameter."""
 
 
 def activation_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -69,3 +74,37 @@ def auto_pack_size(
     budget = MEMORY_SHARE * free_memory(device)
     fit = int(budget // member_bytes(model, input_shape, batch_size))
     return max(1, min(MAX_PACK.get(device.type, MAX_PACK["cpu"]), fit))
+
+
+def meta_parameter_count(build: Callable[[], nn.Module]) -> int | None:
+    """Parameters of the model ``build()`` makes, counted on the ``meta`` device (nothing allocated).
+
+    Returns None when the model cannot be built there (the caller then builds it for real).
+    """
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            model = build()
+    except Exception:
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_fits(parameters: int, device: torch.device, *, what: str) -> None:
+    """Refuse a model whose training state alone (:data:`TRAIN_BYTES_PER_PARAMETER` per parameter)
+    exceeds the free memory of ``device`` (one line naming the parameter count and the limit)."""
+    need = parameters * TRAIN_BYTES_PER_PARAMETER
+    free = free_memory(device)
+    if need > free:
+        raise SmoothflipError(
+            f"{what} has {parameters:,} parameters; training one needs about {_bytes(need)} "
+            f"({TRAIN_BYTES_PER_PARAMETER} bytes per parameter) but {device.type} has {_bytes(free)} free "
+            f"(at most {free // TRAIN_BYTES_PER_PARAMETER:,} parameters); make the model smaller"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover

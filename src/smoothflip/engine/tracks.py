@@ -46,6 +46,12 @@ class Track(Protocol):
     ) -> int:
         """Members per pack that fit the device's memory."""
 
+    def estimate(
+        self, packs: Sequence[Sequence[RunConfig]], data: Any, *, device: torch.device, base_dir: str
+    ) -> tuple[int, float] | None:
+        """``(optimizer steps, estimated seconds)`` to train ``packs``, from a short timing probe;
+        None when the track cannot tell (a user's own training loop)."""
+
     def train_pack(
         self,
         runs: Sequence[RunConfig],

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from smoothflip._validation import check_int
+from smoothflip.errors import user_code_error
 from smoothflip.models.classifier import _check_input_shape
 
 __all__ = ["build_from_factory", "load_factory"]
@@ -141,7 +142,11 @@ def build_from_factory(
         except TypeError as exc:
             names = ", ".join(kwargs)
             raise TypeError(f"model factory {label} cannot be called with ({names}): {exc}") from None
-    model = factory(**kwargs)
+    source = _source_file(factory)
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:  # the user's code raised: one line naming it, its file and line
+        raise user_code_error(f"model factory {label}", exc, prefer=source) from exc
     if not isinstance(model, nn.Module):
         raise TypeError(f"model factory {label} must return an nn.Module, got {type(model).__name__}")
     try:
@@ -152,6 +157,8 @@ def build_from_factory(
             f"model factory {label}: a batch of shape {[2, *shape]} (the data's input shape) "
             f"does not go through the model: {first}"
         ) from None
+    except Exception as exc:
+        raise user_code_error(f"model factory {label}: the model's forward", exc, prefer=source) from exc
     expected = (2, num_classes)
     if not isinstance(out, torch.Tensor):
         raise ValueError(
@@ -218,6 +225,11 @@ def _load_file(reference: str, file: str, base_dir: Path | None) -> Any:
     except ImportError as exc:
         del sys.modules[module_name]
         raise ValueError(f"model factory {reference!r}: importing {str(path)!r} failed: {exc}") from exc
+    except Exception as exc:  # the user's file raised (a syntax error, an exception at import)
+        del sys.modules[module_name]
+        raise user_code_error(
+            f"model factory {reference!r}: importing {str(path)!r}", exc, prefer=path
+        ) from exc
     except BaseException:
         del sys.modules[module_name]
         raise
@@ -225,11 +237,21 @@ def _load_file(reference: str, file: str, base_dir: Path | None) -> Any:
     return module
 
 
+def _source_file(factory: Callable[..., Any]) -> str | None:
+    try:
+        return inspect.getsourcefile(factory)
+    except TypeError:
+        return None
+
+
 def _describe(factory: Callable[..., Any]) -> str:
     name = getattr(factory, "__qualname__", None) or getattr(factory, "__name__", None)
     if name is None:
         return repr(factory)
     module = getattr(factory, "__module__", None)
+    if module and module.startswith("_smoothflip_factory_"):  # loaded from a file: name the file
+        source = _source_file(factory)
+        return f"{Path(source).name}:{name}" if source else name
     return f"{module}.{name}" if module else name
 
 

@@ -29,6 +29,7 @@ import jinja2
 import numpy as np
 
 from smoothflip import __version__
+from smoothflip._text import printable
 from smoothflip.report.data import StudyData, load_study_data
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
 from smoothflip.study.results import summarize
@@ -56,8 +57,10 @@ def md_escape(value: Any, *, line_start: bool = False) -> str:
 
     ``&``, ``<`` and ``>`` become HTML entities (no raw HTML gets through); ``\\ ` * _ [ ] { } | ~``
     are backslash-escaped (no emphasis, code, links, images or table cells); whitespace runs,
-    newlines included, become one space. With ``line_start`` (the string begins a line), a leading
-    ``#``, ``+``, ``-``, ``=`` or ``1.`` is escaped too, so it cannot start a heading or a list.
+    newlines included, become one space; control characters are written as their escapes
+    (``\\x1b``), so that showing the file in a terminal cannot drive the terminal. With
+    ``line_start`` (the string begins a line), a leading ``#``, ``+``, ``-``, ``=`` or ``1.`` is
+    escaped too, so it cannot start a heading or a list.
 
     Example:
         >>> md_escape("<b>a|b</b> & [x](y)")
@@ -65,7 +68,7 @@ def md_escape(value: Any, *, line_start: bool = False) -> str:
         >>> md_escape("# 1. not a heading", line_start=True)
         '\\\\# 1. not a heading'
     """
-    text = " ".join(str(value).split())
+    text = printable(" ".join(str(value).split()))  # no terminal control characters in report.md
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_PUNCT.sub(r"\\\1", text)
     match = _MD_LINE_START.match(text) if line_start else None
@@ -275,7 +278,10 @@ def _attack_table(data: StudyData) -> dict[str, Any] | None:
         cells = []
         for condition in columns:
             values = np.array(
-                [float(r.metrics["selected"].get("test_acc", math.nan)) for r in data.runs(arm, condition)]
+                [
+                    float(r.metrics.get("selected", {}).get("test_acc", math.nan))
+                    for r in data.runs(arm, condition)
+                ]
             )
             values = values[np.isfinite(values)] * 100.0
             if not values.size:
@@ -300,7 +306,7 @@ def _language_model(data: StudyData) -> dict[str, Any] | None:
                 continue
 
             def stat(key: str, digits: int, runs: list = runs) -> str:
-                values = np.array([float(r.metrics["selected"].get(key, math.nan)) for r in runs])
+                values = np.array([float(r.metrics.get("selected", {}).get(key, math.nan)) for r in runs])
                 values = values[np.isfinite(values)]
                 if not values.size:
                     return "—"
@@ -343,6 +349,12 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
         runs += f", {data.diverged} diverged"
     else:
         runs += ", none diverged"
+    if data.incomplete:
+        first_run = data.incomplete[0]
+        runs += (
+            f"; {len(data.incomplete)} incomplete (stored without final metrics, left out; e.g. "
+            f"{first_run.arm} / {first_run.condition} / seed {first_run.seed}, run {first_run.run_id})"
+        )
     if data.failures:
         first = data.failures[0]
         runs += (
@@ -410,6 +422,14 @@ def _context(
     }
 
 
+def _no_controls(value: Any) -> Any:
+    """Every string a template prints loses its control characters (written as ``\\x1b``); markup the
+    report made itself (figures, marked safe) passes as it is."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return printable(value)
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -418,6 +438,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_no_controls,
     )
     env.filters["md"] = md_escape
     env.filters["md_line"] = lambda value: md_escape(value, line_start=True)

@@ -39,6 +39,9 @@ class StudyData:
         results: stored runs of those arms and conditions, in store order.
         failures: runs of those arms and conditions whose last attempt failed (a user's training
             function raised); a rerun retries them.
+        incomplete: stored runs of those arms and conditions without final metrics (a damaged or
+            hand-edited row: ``metrics`` lacks its ``selected`` epoch); kept out of ``results``, shown
+            as incomplete.
     """
 
     directory: Path
@@ -47,6 +50,7 @@ class StudyData:
     arms: tuple[str, ...]
     results: tuple[RunResult, ...]
     failures: tuple[RunFailure, ...] = ()
+    incomplete: tuple[RunResult, ...] = ()
     _groups: dict[tuple[str, str], list[RunResult]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -147,7 +151,7 @@ def load_study_data(directory: str | Path) -> StudyData:
     toml = directory / "study.toml"
     if not toml.is_file():
         raise FileNotFoundError(f"no study.toml in {directory}; was the study written by `smoothflip run`?")
-    spec = load_study(toml)
+    spec = load_study(toml, stored=True)
     conditions = tuple(study_conditions(spec))
     arms = tuple(a.name for a in spec.arms)
     labels = {c.condition_id: c.label for c in conditions}
@@ -160,9 +164,21 @@ def load_study_data(directory: str | Path) -> StudyData:
     failed = tuple(
         f for f, _ in failures if f.arm in arms and f.condition_id in labels and f.run_id not in done
     )
+    complete = tuple(r for r in kept if is_complete(r))
     return StudyData(
-        directory=directory, spec=spec, conditions=conditions, arms=arms, results=kept, failures=failed
+        directory=directory,
+        spec=spec,
+        conditions=conditions,
+        arms=arms,
+        results=complete,
+        failures=failed,
+        incomplete=tuple(r for r in kept if not is_complete(r)),
     )
+
+
+def is_complete(run: RunResult) -> bool:
+    """Whether a stored run holds its final metrics (the ``selected`` and ``last`` epochs)."""
+    return all(isinstance(run.metrics.get(at), dict) for at in ("selected", "last"))
 
 
 def run_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:
@@ -223,7 +239,9 @@ def summarize(
                 continue
             row: dict[str, Any] = {"arm": arm, "condition": condition, "n": len(runs)}
             for key in ("test_acc", "test_nll", "test_ece", "test_ece_ts"):
-                values = np.array([r.metrics["selected"].get(key, math.nan) for r in runs], dtype=float)
+                values = np.array(
+                    [r.metrics.get("selected", {}).get(key, math.nan) for r in runs], dtype=float
+                )
                 finite = values[np.isfinite(values)]
                 row[key] = float(finite.mean()) if finite.size else math.nan
                 row[f"{key}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else math.nan

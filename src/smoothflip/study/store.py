@@ -4,6 +4,7 @@ Layout of a study directory::
 
     DIR/
       smoothflip.sqlite    runs (one row each), study identity
+      smoothflip.lock      who trains into it now (see smoothflip.study.lock; released by the OS)
       study.toml           the resolved study file (every default filled in); rerun it as is
       study.json           the same, as JSON
 
@@ -20,7 +21,8 @@ read as it is, ids computed on the fly, when it is opened read-only.
 
 **Read-only opening** (``Store.open(dir, readonly=True)``, what ``verdict``, ``report`` and
 ``export`` use) never creates, migrates or writes anything: it works while another process trains
-into the store, on a read-only directory, and it refuses a file that is not a smoothflip store
+into the store, on a read-only directory (the file read as immutable, or from a private copy when its
+journal still holds transactions), and it refuses a file that is not a smoothflip store
 (some other SQLite database, an empty file) without touching it.
 """
 
@@ -242,6 +244,14 @@ class Store:
     def _open_readonly(cls, directory: Path, path: Path) -> Store:
         if path.stat().st_size == 0:
             raise StoreError(f"{path} is an empty file, not a smoothflip store")
+        if not _writable(directory, path):
+            db = _open_unwritable(path)
+            try:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as err:
+                _close(db)
+                raise StoreError(f"{path} is not a smoothflip store ({err})") from None
+            return cls._readonly_store(directory, path, db, tables)
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -255,15 +265,19 @@ class Store:
                 raise StoreError(f"{path} cannot be read as a smoothflip store: {err}") from None
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path} is not a smoothflip store ({err})") from None
+        return cls._readonly_store(directory, path, db, tables)
+
+    @classmethod
+    def _readonly_store(cls, directory: Path, path: Path, db: sqlite3.Connection, tables: set[str]) -> Store:
         if not {"meta", "runs"} <= tables:
-            db.close()
+            _close(db)
             raise StoreError(
                 f"{path} is not a smoothflip store (no smoothflip tables in it); it was left as it is"
             )
         store = cls(directory, db, readonly=True, schema=1)
         version = store._schema_version()
         if version not in READABLE_SCHEMAS:
-            db.close()
+            _close(db)
             raise StoreError(f"{path} has store schema {version}; this smoothflip reads schemas 1 and 2")
         store.schema = version
         return store
@@ -316,7 +330,7 @@ class Store:
             )
 
     def close(self) -> None:
-        self._db.close()
+        _close(self._db)
 
     def __enter__(self) -> Store:
         return self
@@ -506,6 +520,49 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _writable(directory: Path, path: Path) -> bool:
+    """Whether SQLite may create and write the store's journal files (``-wal``, ``-shm``) here."""
+    if not os.access(directory, os.W_OK) or not os.access(path, os.W_OK):
+        return False
+    journals = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    return all(os.access(j, os.W_OK) for j in journals if j.exists())
+
+
+def _open_unwritable(path: Path) -> sqlite3.Connection:
+    """Read a store in a directory this process may not write (no writer can be at work there).
+
+    SQLite cannot make the shared-memory file a WAL reader needs, so the file is read as immutable;
+    when its ``-wal`` journal still holds transactions (the writer was killed before a checkpoint),
+    the store and its journal are read from a private copy instead, so that no stored run is missed.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not (wal.is_file() and wal.stat().st_size > 0):
+        return sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+    import shutil
+    import tempfile
+
+    copy = Path(tempfile.mkdtemp(prefix="smoothflip-store-")) / DB_NAME
+    shutil.copyfile(path, copy)
+    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+    db = sqlite3.connect(copy, isolation_level=None)
+    db.execute("PRAGMA query_only=ON")
+    _COPIES[id(db)] = copy.parent
+    return db
+
+
+_COPIES: dict[int, Path] = {}
+"""Private copies of unwritable stores (connection id -> folder), removed when the store closes."""
+
+
+def _close(db: sqlite3.Connection) -> None:
+    db.close()
+    folder = _COPIES.pop(id(db), None)
+    if folder is not None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _nan(value: Any) -> Any:

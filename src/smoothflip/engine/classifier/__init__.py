@@ -19,17 +19,18 @@ import numpy as np
 import torch
 
 from smoothflip.data import Dataset, load_dataset
+from smoothflip.engine.classifier.estimate import estimate_packs
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.pack import train_pack
 from smoothflip.engine.classifier.reference import train_reference
 from smoothflip.engine.classifier.run_data import prepare_run, validation_count
 from smoothflip.engine.classifier.tracking import Tracker
 from smoothflip.engine.results import pack_timings
-from smoothflip.engine.sizing import auto_pack_size
+from smoothflip.engine.sizing import auto_pack_size, check_fits, meta_parameter_count
 from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study.conditions import get_noise_model
 from smoothflip.study.grid import RunConfig
-from smoothflip.study.spec.schema import StudySpec
+from smoothflip.study.spec.schema import ProbeSpec, StudySpec
 from smoothflip.study.store import RunResult
 from smoothflip.techniques import LossContext, build_loss
 
@@ -75,6 +76,13 @@ class ClassifierTrack:
                 f"train.augment = {spec.train.augment!r} crops and flips images; the data's examples have "
                 f"shape {tuple(data.input_shape)} (images are [H, W] or [C, H, W])"
             )
+        _check_probes(spec, data)
+        model_cfg = runs[0].shared["model"]
+        if not model_cfg.get("factory"):  # count a built-in model before allocating it
+            with user_input("model"):
+                count = meta_parameter_count(lambda: build_member(runs[0], data, base_dir=spec.base_dir))
+            if count is not None:
+                check_fits(count, torch.device("cpu"), what=f"model {model_cfg['name']!r}")
         with user_input("model"):
             build_member(runs[0], data, base_dir=spec.base_dir)
         for arm in spec.arms:
@@ -86,7 +94,13 @@ class ClassifierTrack:
         self, runs: Sequence[RunConfig], data: Dataset, *, device: torch.device, base_dir: str
     ) -> int:
         model = build_member(runs[0], data, base_dir=base_dir)
+        check_fits(sum(p.numel() for p in model.parameters()), device, what="the model")
         return auto_pack_size(model, data.input_shape, int(runs[0].shared["train"]["batch_size"]), device)
+
+    def estimate(
+        self, packs: Sequence[Sequence[RunConfig]], data: Dataset, *, device: torch.device, base_dir: str
+    ) -> tuple[int, float]:
+        return estimate_packs(packs, data, device=device, base_dir=base_dir)
 
     def train_pack(self, runs: Sequence[RunConfig], data: Dataset, **options: Any) -> list[RunResult]:
         return train_pack(runs, data, **options)
@@ -98,6 +112,26 @@ class ClassifierTrack:
         tracker = Tracker(prepare_run(run, data), data)
         tracker.add_extra("skipped", reason)
         return tracker.result(pack_timings(0.0, 0, 0))
+
+
+def _check_probes(spec: StudySpec, data: Dataset) -> None:
+    """Refuse probe classes the data does not have (class ``i`` is the ``i``-th sorted label).
+
+    The defaults are left alone: on data with fewer classes than they name, the probe is skipped.
+    """
+    if spec.probes.seeds <= 0:
+        return
+    k = data.num_classes
+    for key in ("classes", "mi_classes"):
+        if getattr(spec.probes, key) == getattr(ProbeSpec, key):
+            continue
+        outside = [c for c in getattr(spec.probes, key) if not 0 <= c < k]
+        if outside:
+            names = ", ".join(map(str, data.class_names[:12])) + (", ..." if k > 12 else "")
+            raise SmoothflipError(
+                f"probes.{key} = {list(getattr(spec.probes, key))}: class(es) {outside} are not in the data, "
+                f"whose {k} classes are 0 to {k - 1} (labels {names})"
+            )
 
 
 def _check_conditions(dataset: Dataset, runs: Sequence[RunConfig]) -> None:

@@ -29,7 +29,8 @@ from smoothflip.engine.language.pack import train_lm_pack
 from smoothflip.engine.language.reference import train_lm_reference
 from smoothflip.engine.language.tracking import LMTracker, finish
 from smoothflip.engine.results import pack_timings
-from smoothflip.engine.sizing import MAX_PACK, MEMORY_SHARE, free_memory
+from smoothflip.engine.schedule import training_schedule
+from smoothflip.engine.sizing import MAX_PACK, MEMORY_SHARE, check_fits, free_memory, meta_parameter_count
 from smoothflip.errors import user_input
 from smoothflip.study.grid import RunConfig
 from smoothflip.study.spec.schema import StudySpec
@@ -58,12 +59,23 @@ class LanguageTrack:
         )
 
     def check(self, spec: StudySpec, data: Any, runs: Sequence[RunConfig]) -> None:
+        with user_input("model"):  # counted before it is allocated
+            count = meta_parameter_count(lambda: build_lm_member(runs[0], data))
+        if count is not None:
+            check_fits(count, torch.device("cpu"), what=f"language model {runs[0].shared['model']['name']!r}")
         with user_input("model"):
             build_lm_member(runs[0], data)
         context = lm_loss_context(data)
         for arm in spec.arms:
             with user_input(f"arm {arm.name!r}"):
                 build_loss(arm.loss, arm.params, context)
+
+    def estimate(
+        self, packs: Sequence[Sequence[RunConfig]], data: Any, *, device: torch.device, base_dir: str
+    ) -> tuple[int, float | None]:
+        """Planned optimizer steps (no timing probe for language models yet)."""
+        n_train = int(data.train.shape[0])
+        return sum(training_schedule(p[0].shared["train"], n_train).total_steps for p in packs if p), None
 
     def auto_pack_size(
         self, runs: Sequence[RunConfig], data: Any, *, device: torch.device, base_dir: str

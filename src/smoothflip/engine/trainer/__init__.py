@@ -46,6 +46,9 @@ def load_trainer(reference: str, *, base_dir: str = ".") -> Callable[[TrainerRun
 
     try:
         return load_factory(reference, base_dir=base_dir)
+    except UserCodeError as err:  # the user's file raised while it was imported
+        message = " ".join(str(err).split()).replace("model factory", "model.trainer", 1)
+        raise UserCodeError(message, where=err.where) from err.__cause__
     except (ValueError, TypeError) as err:
         message = " ".join(str(err).split()).replace("model factory", "training function", 1)
         raise UserCodeError(f"model.trainer: {message}") from None
@@ -150,6 +153,9 @@ class TrainerTrack:
         self, runs: Sequence[RunConfig], data: Dataset, *, device: torch.device, base_dir: str
     ) -> int:
         return 1  # every run is the user's own loop
+
+    def estimate(self, packs: Sequence[Sequence[RunConfig]], data: Dataset, **_: Any) -> None:
+        return None  # the user's own loop: its steps are its own
 
     def train_pack(
         self,

@@ -9,6 +9,7 @@ deterministic Agg render. Re-exported by :mod:`smoothflip.report.figures`.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,9 @@ def to_png(fig: Figure) -> bytes:
     """Render ``fig`` with Agg to PNG bytes (fixed DPI, no software/time metadata)."""
     buffer = io.BytesIO()
     FigureCanvasAgg(fig)
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    with warnings.catch_warnings():  # a name with a character the font lacks is drawn as a box, quietly
+        warnings.filterwarnings("ignore", message=r".*[Gg]lyph .* missing from")
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return buffer.getvalue()
 
 

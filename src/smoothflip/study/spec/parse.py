@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from smoothflip._text import control_characters, printable
 from smoothflip.errors import SpecError
 from smoothflip.study.conditions import read_condition
 from smoothflip.study.kinds import default_kind, get_kind, kind_names
@@ -43,8 +44,34 @@ def read_conditions(raw: Any) -> tuple[ConditionSpec, ...]:
     return tuple(out)
 
 
+def _refuse_control_characters(value: Any, key: str) -> None:
+    """A name or value holding terminal control characters (``"\\x1b[2J"``) is refused: it would reach
+    the terminal of whoever looks at the results. A ``description`` may hold newlines and tabs."""
+    if isinstance(value, str):
+        text = value.replace("\n", "").replace("\t", "") if key == "description" else value
+        found = control_characters(text)
+        if found:
+            raise SpecError(
+                f"{key or 'study file'} = '{printable(value)}' holds control characters ({found}); "
+                "names and values must be plain text"
+            )
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if control_characters(str(k)):
+                raise SpecError(f"key '{printable(sub)}' holds control characters; keys must be plain text")
+            _refuse_control_characters(v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_control_characters(v, f"{key}[{i}]")
+
+
 def parse_study(
-    document: Mapping[str, Any], *, base_dir: str | Path = ".", default_name: str = "study"
+    document: Mapping[str, Any],
+    *,
+    base_dir: str | Path = ".",
+    default_name: str = "study",
+    stored: bool = False,
 ) -> StudySpec:
     """Validate a parsed TOML document into a :class:`StudySpec`.
 
@@ -52,10 +79,15 @@ def parse_study(
         document: the parsed study file.
         base_dir: folder that relative paths (data files, model factories) resolve against.
         default_name: the study's name when the file gives none.
+        stored: the resolved study of a study directory (``DIR/study.toml``), read back as it is:
+            control characters in its names are not refused (a study written by an older smoothflip
+            may hold them); whatever shows those names escapes them.
 
     Raises:
         SpecError: one line naming the key, the value and what is allowed.
     """
+    if not stored:
+        _refuse_control_characters(document, "")
     top = Table(document, "")
     name = top.str("name", default_name)
     if not name.strip():
@@ -103,7 +135,7 @@ def parse_study(
     )
 
 
-def load_study(path: str | Path) -> StudySpec:
+def load_study(path: str | Path, *, stored: bool = False) -> StudySpec:
     """Read and validate a study file.
 
     Raises:
@@ -124,15 +156,22 @@ def load_study(path: str | Path) -> StudySpec:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SpecError(f"{path} is not a text (UTF-8) TOML file") from None
-    return loads_study(text, base_dir=path.resolve().parent, default_name=path.stem, origin=str(path))
+    return loads_study(
+        text, base_dir=path.resolve().parent, default_name=path.stem, origin=str(path), stored=stored
+    )
 
 
 def loads_study(
-    text: str, *, base_dir: str | Path = ".", default_name: str = "study", origin: str = "study file"
+    text: str,
+    *,
+    base_dir: str | Path = ".",
+    default_name: str = "study",
+    origin: str = "study file",
+    stored: bool = False,
 ) -> StudySpec:
     """Parse TOML text and validate it (see :func:`parse_study`)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{origin} is not valid TOML: {err}") from None
-    return parse_study(document, base_dir=base_dir, default_name=default_name)
+    return parse_study(document, base_dir=base_dir, default_name=default_name, stored=stored)
