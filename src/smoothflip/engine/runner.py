@@ -44,6 +44,7 @@ def run_study(
     workers: int = 1,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
+    select: Callable[[Any], bool] | None = None,
 ) -> Path:
     """Run (or resume) a study into ``out_dir``; returns the directory.
 
@@ -65,6 +66,7 @@ def run_study(
             after another in this process).
         progress: called after every epoch of every pack (``"ray"``: after every stored pack).
         on_plan: called once with the plan before training starts.
+        select: train only the runs of the grid it returns True for (the until-settled loop).
     """
     runner = get_executor(executor)
     if pack_size is not None and pack_size < 1:
@@ -77,7 +79,9 @@ def run_study(
     if pack_size is None:
         pack_size = runner.pack_size(runs, dataset, options=options, spec=spec)
     with Store.open(out_dir) as store:
-        study = plan_study(spec, dataset, runs, store, device=runner.device(options), pack_size=pack_size)
+        study = plan_study(
+            spec, dataset, runs, store, device=runner.device(options), pack_size=pack_size, select=select
+        )
         if on_plan is not None:
             on_plan(study)
         runner.run(study, store, options=options, progress=progress)

@@ -9,15 +9,16 @@ by label safely.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from smoothflip.errors import SmoothflipError
+from smoothflip.errors import SmoothflipError, StoreError
 from smoothflip.study.conditions import LabelCondition, study_conditions
 from smoothflip.study.kinds import StudyKind, get_kind
 from smoothflip.study.spec import StudySpec, load_study
@@ -39,6 +40,8 @@ class StudyData:
         results: stored runs of those arms and conditions, in store order.
         failures: runs of those arms and conditions whose last attempt failed (a user's training
             function raised); a rerun retries them.
+        design: the until-settled design the store records (``smoothflip run --until-settled``:
+            rounds, seeds per cell, why it stopped), or None for a study whose seeds were planned.
     """
 
     directory: Path
@@ -47,6 +50,7 @@ class StudyData:
     arms: tuple[str, ...]
     results: tuple[RunResult, ...]
     failures: tuple[RunFailure, ...] = ()
+    design: Mapping[str, Any] | None = None
     _groups: dict[tuple[str, str], list[RunResult]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +148,7 @@ def load_study_data(directory: str | Path) -> StudyData:
     with Store.open(directory, readonly=True) as store:
         results = store.results()
         failures = store.failures()
+        design = _design(store.get_meta(DESIGN_KEY))
     toml = directory / "study.toml"
     if not toml.is_file():
         raise FileNotFoundError(f"no study.toml in {directory}; was the study written by `smoothflip run`?")
@@ -161,8 +166,30 @@ def load_study_data(directory: str | Path) -> StudyData:
         f for f, _ in failures if f.arm in arms and f.condition_id in labels and f.run_id not in done
     )
     return StudyData(
-        directory=directory, spec=spec, conditions=conditions, arms=arms, results=kept, failures=failed
+        directory=directory,
+        spec=spec,
+        conditions=conditions,
+        arms=arms,
+        results=kept,
+        failures=failed,
+        design=design,
     )
+
+
+DESIGN_KEY = "design"
+"""The store's meta key of the recorded until-settled design (JSON)."""
+
+
+def _design(text: str | None) -> Mapping[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise StoreError(
+            f"the store's recorded design (meta {DESIGN_KEY!r}) is not valid JSON; it is damaged"
+        ) from None
+    return value if isinstance(value, dict) else None
 
 
 def run_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:
