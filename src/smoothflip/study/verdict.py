@@ -183,7 +183,9 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
     """
     spec = data.spec.analysis
     primary = primary_metric(spec, data.kind.metrics)
-    metrics = (primary, *(m for m in data.kind.metrics if m.key != primary.key))
+    stored = {key for r in data.results for key in (r.metrics.get(at) or {})}
+    # metrics no stored run has (runs stored before a metric existed) are left out, the primary never
+    metrics = (primary, *(m for m in data.kind.metrics if m.key != primary.key and m.key in stored))
     settle = data.design
     design = "sequential" if settle else "fixed"
     common = {"metrics": metrics, "at": at, "primary": primary, "alpha": spec.alpha, "power": spec.power}
