@@ -250,7 +250,8 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
             }
     comparisons = [dataclasses.replace(c, **found[(c.condition, c.arm, c.metric.key)]) for c in raw]
     sentences: dict[str, list[str]] = {arm: [] for arm in arms}
-    headline = [primary.key, *(k for k in data.kind.headline if k != primary.key)]
+    compared = {m.key for m in metrics}
+    headline = [primary.key, *(k for k in data.kind.headline if k != primary.key and k in compared)]
     for label in labels:
         subset = [c for c in comparisons if c.condition == label]
         for arm, text in analysis.headlines(subset, arms=arms, metrics=headline).items():
