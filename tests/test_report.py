@@ -271,6 +271,11 @@ def test_full_report_has_every_part(full_report: Path) -> None:
     assert "log 2" in html
     assert "log 40" in html
     assert "95% Student-t" in html
+    # how the verdicts were read, and the built-in findings (the synthetic runs store no E-AURC)
+    assert "Primary metric: accuracy" in html
+    assert "Design: fixed" in md
+    assert "Findings from the literature" in html
+    assert "<b>not measured</b>: Label smoothing hurts selective classification" in html
 
 
 def test_report_is_deterministic(full_report: Path, tmp_path: Path) -> None:

@@ -379,6 +379,9 @@ def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> 
     comparisons, headlines, analysis_note = verdict.comparisons, verdict.headlines, verdict.note
     rows = verdict_rows(verdict) if analysis_note is None else {"design": [], "primary": [], "secondary": []}
     primary = verdict.primary
+    from smoothflip.report.findings import check_findings
+
+    findings = [] if analysis_note is not None else check_findings(data, verdict)
     selection = "validation NLL" if data.spec.train.selection == "val_nll" else "validation accuracy"
     return {
         "name": data.spec.name,
@@ -391,6 +394,15 @@ def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> 
         "analysis_note": analysis_note,
         "verdicts": _verdict_table(data, comparisons),
         "design": rows["design"],
+        "findings": [
+            {
+                "claim": f.finding.claim,
+                "reference": f.finding.reference,
+                "status": f.status,
+                "evidence": list(f.evidence),
+            }
+            for f in findings
+        ],
         "primary_rows": [{**r, "css": VERDICT_CLASSES.get(r["verdict"], "v-none")} for r in rows["primary"]],
         "primary_label": primary.label + (f" ({primary.unit})" if primary.unit else ""),
         "figures": [
