@@ -102,7 +102,8 @@ def power(s: int) -> None:
         found.append(np.mean(v.verdict[planted] == "helps"))
     p = float(np.mean(found))
     print(
-        f"planted 1 sd at n={n} (MDE <= 1 sd): found {100 * p:.1f}% ± {100 * se(p, 5 * s):.1f}% of cells; promised {100 * promised:.1f}% ({s} studies)"
+        f"planted 1 sd at n={n} (MDE <= 1 sd): found {100 * p:.1f}% ± {100 * se(p, 5 * s):.1f}% of "
+        f"cells; promised {100 * promised:.1f}% ({s} studies)"
     )
 
 
