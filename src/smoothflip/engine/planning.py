@@ -135,7 +135,8 @@ def plan_study(
 
     A directory that holds an earlier version of the study accepts ``spec`` when it only grows it
     (:mod:`smoothflip.study.growth`); the stored runs are reused and only new ones train.
-    ``select`` (the until-settled loop) trains only the runs it returns True for.
+    ``select`` (the until-settled loop) trains only the runs it returns True for, and the teachers
+    those runs distil from.
 
     Everything that can fail on the study itself (the pack-size probe included) runs before the
     store is claimed, so a bad study never binds its output directory.
@@ -153,8 +154,10 @@ def plan_study(
         study_toml=dumps_study(recorded),
         accept=growth_check(recorded, dataset),
     )
-    if select is not None:
-        runs = [r for r in runs if select(r)]
+    if select is not None:  # a selected distilled student brings its teacher's run along
+        chosen = {r.run_id for r in runs if select(r)}
+        teachers = {r.teacher_run for r in runs if r.run_id in chosen and r.teacher_run}
+        runs = [r for r in runs if r.run_id in chosen or r.run_id in teachers]
     done = store.finished_ids() & {r.run_id for r in runs}
     todo = [r for r in runs if r.run_id not in done]
     return StudyPlan(spec, dataset, runs, done, make_packs(todo, pack_size), pack_size, track)
