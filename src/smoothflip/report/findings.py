@@ -130,7 +130,8 @@ def check_findings(data: Any, verdict: Any) -> list[FindingResult]:
                 words.append(c.verdict)
                 if c.n == 0:
                     continue
-                low, high = format_diff(c.ci_low, c.metric), format_diff(c.ci_high, c.metric)
+                unit = f" {c.metric.unit}" if c.metric.unit else ""
+                low, high = (format_diff(v, c.metric).removesuffix(unit) for v in (c.ci_low, c.ci_high))
                 evidence.append(
                     f"{arm}, {condition}: {c.metric.label} {format_diff(c.mean_diff, c.metric)} "
                     f"[{low}, {high}], {c.verdict} ({c.role}, {c.n} seeds)"
