@@ -217,8 +217,9 @@ class _NllSim(Sim):
         ("skewed (gamma k=4, skewness 1)", 5, 0.93),
         ("skewed (gamma k=4, skewness 1)", 10, 0.93),
         ("skewed (gamma k=4, skewness 1)", 30, 0.93),
-        # Strongly skewed differences (exponential): measured 88.4% at n = 5, 91.4% at n = 10, 92.7% at
-        # n = 30 (2000 cells each) - below 93%; the t interval's known weakness, documented in the README.
+        # Strongly skewed differences (exponential): measured 88.2% at n = 5, 89.2% at n = 10, 92.5% at
+        # n = 30 (10 000 cells each, benchmarks/study_verdicts.py) - below 93%; the t interval's known
+        # weakness, documented in the README.
         ("skewed (gamma k=1, skewness 2)", 5, 0.86),
         ("skewed (gamma k=1, skewness 2)", 30, 0.90),
     ],
