@@ -95,7 +95,7 @@ def run_until_settled(
         "max_seeds": max_seeds,
         "round_size": round_size,
         "rounds": 0,
-        "stopped": "running",
+        "stopped": "it was interrupted or is still running (the same command continues it)",
     }
     run_study(spec, out_dir, **run_options)
     grown = spec
