@@ -261,8 +261,9 @@ def test_full_report_has_every_part(full_report: Path) -> None:
     assert html.count("<li>At symmetric 20% noise: accuracy") == 3
     # Verdict cells carry their CSS class; every verdict word shown is a known one.
     cells = re.findall(r'<td class="v (v-\w+)">', html)
-    assert len(cells) == 3 * 3 * 5  # conditions x arms x metrics
-    assert set(cells) <= {"v-helps", "v-hurts", "v-neutral", "v-none"}
+    # conditions x arms x metrics in the verdict table, then the primary table's conditions x arms
+    assert len(cells) == 3 * 3 * 5 + 3 * 3
+    assert set(cells) <= {"v-helps", "v-hurts", "v-equiv", "v-neutral", "v-none"}
     assert "v-hurts" in cells  # ls / disturb raise the ECE in every synthetic seed
     assert "36 of 36 stored, 3 diverged" in html
     assert "torch 2.13.0" in html
@@ -270,6 +271,11 @@ def test_full_report_has_every_part(full_report: Path) -> None:
     assert "log 2" in html
     assert "log 40" in html
     assert "95% Student-t" in html
+    # how the verdicts were read, and the built-in findings (the synthetic runs store no E-AURC)
+    assert "Primary metric: accuracy" in html
+    assert "Design: fixed" in md
+    assert "Findings from the literature" in html
+    assert "<b>not measured</b>: Label smoothing hurts selective classification" in html
 
 
 def test_report_is_deterministic(full_report: Path, tmp_path: Path) -> None:
@@ -307,8 +313,8 @@ def test_user_strings_are_escaped(tmp_path: Path) -> None:
     assert "\n# not a heading" not in md
     rows = [line for line in md.splitlines() if line.startswith("| ") and "cp " in line]
     pipes = [len(re.findall(r"(?<!\\)\|", row)) for row in rows]
-    # summary and verdict tables have 8 columns (9 unescaped pipes), the representation table 7 (8 pipes)
-    assert pipes.count(9) == 3 * 2, rows  # summary rows + verdict rows of the "cp" arm
+    # summary, verdict and primary tables have 8 columns (9 unescaped pipes), the representation table 7
+    assert pipes.count(9) == 3 * 3, rows  # summary + verdict + primary-verdict rows of the "cp" arm
     assert set(pipes) <= {8, 9}, rows
 
 

@@ -176,12 +176,14 @@ def test_a_resnet_study_as_a_pack_and_as_a_user_loop_give_the_same_verdicts(tmp_
         verdict = study_verdict(load_study_data(tmp_path / directory))
         words.append(
             [
-                (c.condition, c.arm, c.metric.key, c.verdict, round(c.mean_diff, 6))
+                # 5 decimals: the smooth ECE (a self-consistent bandwidth) of the pack and of the user
+                # loop differ by ~1e-6 here (float rounding of the two paths), across a 6-decimal edge
+                (c.condition, c.arm, c.metric.key, c.verdict, round(c.mean_diff, 5))
                 for c in verdict.comparisons
             ]
         )
     assert words[0] == words[1]
-    assert len(words[0]) == 3 * 2 * 5
+    assert len(words[0]) == 3 * 2 * 9  # 5 metrics + AURC, E-AURC, class-wise and smooth ECE
 
 
 def test_a_failing_function_is_recorded_the_study_goes_on_and_a_rerun_retries_it(tmp_path):

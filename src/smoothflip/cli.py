@@ -88,9 +88,11 @@ def _run(
     workers: int = 1,
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
     allow_long: bool = False,
+    settle: tuple[int | None, int] | None = None,
 ) -> None:
     from smoothflip.engine.planning import describe_data
     from smoothflip.engine.runner import run_study
+    from smoothflip.engine.settle import run_until_settled
 
     columns = (
         TextColumn("[bold]{task.description}"),  # the description is escaped below
@@ -120,21 +122,32 @@ def _run(
         def on_progress(p: Any) -> None:
             bar.update(task, completed=p.done, total=p.total)
 
-        run_study(
-            spec,
-            out_dir,
-            device=device,
-            pack_size=pack_size,
-            executor=executor,
-            address=address,
-            cpus_per_pack=cpus_per_pack,
-            gpus_per_pack=gpus_per_pack,
-            workers=workers,
-            checkpoint_seconds=checkpoint_seconds,
-            allow_long=allow_long,
-            progress=on_progress,
-            on_plan=on_plan,
-        )
+        options = {
+            "device": device,
+            "pack_size": pack_size,
+            "executor": executor,
+            "address": address,
+            "cpus_per_pack": cpus_per_pack,
+            "gpus_per_pack": gpus_per_pack,
+            "workers": workers,
+            "checkpoint_seconds": checkpoint_seconds,
+            "allow_long": allow_long,
+            "progress": on_progress,
+            "on_plan": on_plan,
+        }
+        if settle is None:
+            run_study(spec, out_dir, **options)
+        else:
+
+            def on_round(r: Any) -> None:
+                if not quiet:
+                    what = r.stopped or f"{r.extended} open cell(s) get more seeds"
+                    console.print(f"look {r.round}: {r.open_cells} cell(s) inconclusive; {escape(what)}")
+
+            max_seeds, round_size = settle
+            run_until_settled(
+                spec, out_dir, max_seeds=max_seeds, round_size=round_size, on_round=on_round, **options
+            )
     _print_summary(spec, out_dir)
     _write_report(out_dir)
     _fail_on_failures(out_dir)
@@ -283,6 +296,20 @@ def run(
             "--yes", help="Train even when the study is estimated to take longer than the ceiling (24 h)."
         ),
     ] = False,
+    until_settled: Annotated[
+        bool,
+        typer.Option(
+            "--until-settled",
+            help="After the file's seeds, add seeds in rounds only to the cells whose primary verdict is "
+            "inconclusive (anytime-valid sequential tests), until all are settled or --max-seeds.",
+        ),
+    ] = False,
+    max_seeds: Annotated[
+        int | None, typer.Option("--max-seeds", help="--until-settled: the most seeds a cell may get.")
+    ] = None,
+    round_size: Annotated[
+        int, typer.Option("--round-size", help="--until-settled: seeds added per open cell and round.")
+    ] = 2,
 ) -> None:
     """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
     from smoothflip.study.spec import load_study
@@ -304,6 +331,10 @@ def run(
         from smoothflip.engine.ray_executor import ray_options
 
         ray_options(address=address, cpus_per_pack=cpus_per_pack, gpus_per_pack=gpus_per_pack, device=device)
+    if until_settled and max_seeds is None:
+        raise SmoothflipError("--until-settled needs --max-seeds N (the most seeds a cell may get)")
+    if not until_settled and max_seeds is not None:
+        raise SmoothflipError("--max-seeds is an option of --until-settled; add --until-settled")
     spec = load_study(study)
     target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / _safe_name(spec.name)
     _run(
@@ -319,6 +350,7 @@ def run(
         workers=workers,
         checkpoint_seconds=checkpoint_seconds,
         allow_long=yes,
+        settle=(max_seeds, round_size) if until_settled else None,
     )
 
 
@@ -355,15 +387,6 @@ def export(
         out.print(f"wrote {path}", markup=False)
 
 
-VERDICT_STYLE = {"helps": "green", "hurts": "red", "no detectable effect": "dim", "no verdict": "yellow"}
-VERDICT_SHORT = {
-    "helps": "helps",
-    "hurts": "hurts",
-    "no detectable effect": "n.d.",
-    "no verdict": "no verdict",
-}
-
-
 @app.command()
 @clean_errors
 def verdict(
@@ -372,8 +395,9 @@ def verdict(
         str, typer.Option("--at", help="Which epoch's metrics: selected (by validation) or last.")
     ] = "selected",
 ) -> None:
-    """Print each arm's verdict against the baseline, per label condition (paired by seed)."""
-    from smoothflip.analysis import format_diff
+    """Print each arm's verdict against the baseline, per label condition (paired by seed): the primary
+    metric with family-wise error control, the others as secondary (FDR), with intervals and MDEs."""
+    from smoothflip.report.terminal import print_verdict
     from smoothflip.study.results import load_study_data
     from smoothflip.study.verdict import study_verdict
 
@@ -391,54 +415,9 @@ def verdict(
             f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
             + incomplete
         )
-    spec, metrics, arms, conditions, baselines = (
-        data.spec,
-        result.metrics,
-        result.arms,
-        result.conditions,
-        result.baselines,
-    )
-    comparisons = result.comparisons
-    against = (
-        f"the baseline [bold]{shown(spec.baseline)}[/]"
-        if result.single_baseline
-        else "its hard-label counterpart (shown in the table)"
-    )
-    out.print(
-        f"[bold]{shown(spec.name)}[/]: each arm vs {against}, paired by seed; "
-        f"mean difference [95% bootstrap interval] at the {at} epoch"
-    )
-    for arm, texts in result.headlines.items():
-        if texts:
-            out.print(f"\n[bold]{shown(arm)}[/]: {shown(' '.join(texts))}", highlight=False)
-    table = Table(title="verdicts", show_lines=False)
-    table.add_column("condition", overflow="fold")
-    table.add_column("arm", overflow="fold")
-    table.add_column("n", justify="right")
-    for metric in metrics:
-        table.add_column(metric.label + (f" ({metric.unit})" if metric.unit else ""))
-    by_key = {(c.condition, c.arm, c.metric.key): c for c in comparisons}
-    for condition in conditions:
-        for arm in arms:
-            cells = []
-            n = 0
-            for metric in metrics:
-                c = by_key.get((condition, arm, metric.key))
-                if c is None:
-                    cells.append("-")
-                    continue
-                n = max(n, c.n)
-                low, high = format_diff(c.ci_low, metric), format_diff(c.ci_high, metric)
-                text = f"{format_diff(c.mean_diff, metric)} [{low}, {high}] {VERDICT_SHORT[c.verdict]}"
-                cells.append(f"[{VERDICT_STYLE[c.verdict]}]{text.replace(' pts', '')}[/]")
-            label = arm if result.single_baseline else f"{arm} vs {baselines[arm]}"
-            table.add_row(shown(condition), shown(label), str(n), *cells)
-    out.print()
-    out.print(table)
-    out.print(
-        "n.d. = no detectable effect (the interval contains 0); n = paired seeds; "
-        "NLL, ECE and Brier: lower is better" + incomplete
-    )
+    print_verdict(out, data, result)
+    if incomplete:
+        out.print(incomplete.removeprefix("; "), markup=False)
 
 
 @app.command()

@@ -45,6 +45,7 @@ Example:
 from smoothflip.analysis.compare import (
     LM_METRICS,
     METRICS,
+    SELECTIVE_METRICS,
     VERDICTS,
     Comparison,
     MetricSpec,
@@ -79,7 +80,7 @@ from smoothflip.analysis.sequential import (
     sequential_minimum_detectable_effect,
     t_e_process,
 )
-from smoothflip.analysis.text import format_diff, headline, headlines
+from smoothflip.analysis.text import format_diff, format_size, headline, headlines
 from smoothflip.analysis.verdicts import (
     CORRECTIONS,
     DESIGNS,
@@ -102,6 +103,7 @@ __all__ = [
     "METRICS",
     "MIN_SEEDS",
     "MIN_SEEDS_IQM",
+    "SELECTIVE_METRICS",
     "VERDICTS",
     "CellVerdict",
     "Comparison",
@@ -122,6 +124,7 @@ __all__ = [
     "expanded_level",
     "family_verdicts",
     "format_diff",
+    "format_size",
     "headline",
     "headlines",
     "holm",

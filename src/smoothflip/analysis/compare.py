@@ -48,6 +48,7 @@ __all__ = [
     "LM_METRICS",
     "METRICS",
     "MIN_SEEDS",
+    "SELECTIVE_METRICS",
     "VERDICTS",
     "Comparison",
     "MetricSpec",
@@ -68,6 +69,10 @@ class MetricSpec:
         higher_is_better: whether a larger value is an improvement.
         scale: factor applied for display (100 for accuracy, shown in percentage points).
         unit: display unit after scaling (``"pts"`` for accuracy, ``""`` otherwise).
+        name: the short name a study file uses for it (``[analysis] primary = "accuracy"``,
+            ``[analysis.margin] ece = 0.5``); default: the key without ``test_``.
+        margin: the default equivalence margin in *display* units (accuracy 0.5 points, ECE 0.5
+            points of calibration error = 0.005 raw); NaN: none.
     """
 
     key: str
@@ -75,25 +80,42 @@ class MetricSpec:
     higher_is_better: bool
     scale: float
     unit: str
+    name: str = ""
+    margin: float = math.nan
+
+    @property
+    def short(self) -> str:
+        """The study-file name of the metric (``name``, or the key without ``test_``)."""
+        return self.name or self.key.removeprefix("test_")
 
 
 #: The metrics compared by default, in report order.
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("test_acc", "accuracy", True, 100.0, "pts"),
-    MetricSpec("test_nll", "NLL", False, 1.0, ""),
-    MetricSpec("test_ece", "ECE", False, 1.0, ""),
-    MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, ""),
-    MetricSpec("test_brier", "Brier score", False, 1.0, ""),
+    MetricSpec("test_acc", "accuracy", True, 100.0, "pts", "accuracy", 0.5),
+    MetricSpec("test_nll", "NLL", False, 1.0, "", "nll", 0.01),
+    MetricSpec("test_ece", "ECE", False, 1.0, "", "ece", 0.005),
+    MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, "", "ece_ts", 0.005),
+    MetricSpec("test_brier", "Brier score", False, 1.0, "", "brier", 0.005),
+)
+#: Metrics a classifier run also stores (from smoothflip 0.3): selective classification (the area
+#: under the risk-coverage curve and its excess over the oracle ranking, Geifman & El-Yaniv 2017),
+#: class-wise ECE (Kull et al. 2019) and the binning-free smooth ECE (Błasiok & Nakkiran 2024).
+#: Runs stored before then lack them (their cells read "no verdict").
+SELECTIVE_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("test_aurc", "AURC (selective risk)", False, 1.0, "", "aurc", 0.005),
+    MetricSpec("test_eaurc", "E-AURC", False, 1.0, "", "eaurc", 0.005),
+    MetricSpec("test_classwise_ece", "class-wise ECE", False, 1.0, "", "classwise_ece", 0.002),
+    MetricSpec("test_smooth_ece", "smooth ECE", False, 1.0, "", "smooth_ece", 0.005),
 )
 #: Metrics of a language-model study (``kind = "lm"``): next-token accuracy, per-token NLL (log
 #: perplexity), next-token ECE before and after temperature scaling, and the KL divergence from the
 #: true next-token distribution (synthetic language only).
 LM_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("test_acc", "next-token accuracy", True, 100.0, "pts"),
-    MetricSpec("test_nll", "NLL per token", False, 1.0, ""),
-    MetricSpec("test_ece", "next-token ECE", False, 1.0, ""),
-    MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, ""),
-    MetricSpec("test_kl", "KL to the true distribution", False, 1.0, ""),
+    MetricSpec("test_acc", "next-token accuracy", True, 100.0, "pts", "accuracy", 0.5),
+    MetricSpec("test_nll", "NLL per token", False, 1.0, "", "nll", 0.01),
+    MetricSpec("test_ece", "next-token ECE", False, 1.0, "", "ece", 0.005),
+    MetricSpec("test_ece_ts", "ECE after temperature scaling", False, 1.0, "", "ece_ts", 0.005),
+    MetricSpec("test_kl", "KL to the true distribution", False, 1.0, "", "kl", 0.005),
 )
 
 
@@ -126,7 +148,13 @@ class Comparison:
         ci_low: lower end of the paired bootstrap interval of ``mean_diff`` (NaN when ``n < 2``).
         ci_high: upper end of that interval (NaN when ``n < 2``).
         prob_improvement: fraction of seeds where the arm is better (ties count 1/2; NaN when n = 0).
-        verdict: one of :data:`VERDICTS`.
+        verdict: one of :data:`VERDICTS` (:func:`compare`), or of
+            :data:`~smoothflip.analysis.FAMILY_VERDICTS` once a study's family verdicts are applied
+            (:func:`smoothflip.study.verdict.study_verdict`).
+        mde: minimum detectable effect at ``n`` seeds (raw units; NaN until family verdicts apply).
+        p_adjusted: the corrected p-value of ``arm = baseline`` (Holm or BH; NaN until then).
+        role: ``"primary"`` or ``"secondary"`` once family verdicts apply, else ``""``.
+        interval: what ``ci_low`` / ``ci_high`` are (``"bootstrap 95%"`` from :func:`compare`).
     """
 
     condition: str
@@ -146,6 +174,10 @@ class Comparison:
     ci_high: float
     prob_improvement: float
     verdict: str
+    mde: float = math.nan
+    p_adjusted: float = math.nan
+    role: str = ""
+    interval: str = "bootstrap 95%"
 
     @property
     def improvement(self) -> float:
@@ -356,7 +388,7 @@ def _value(run: RunResult, key: str, at: str) -> float:
 def _metric_specs(metrics: Sequence[MetricSpec | str]) -> list[MetricSpec]:
     if isinstance(metrics, str | MetricSpec):
         metrics = [metrics]
-    known = {m.key: m for m in (*LM_METRICS, *METRICS)}
+    known = {m.key: m for m in (*LM_METRICS, *SELECTIVE_METRICS, *METRICS)}
     specs = []
     for m in metrics:
         if isinstance(m, MetricSpec):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from smoothflip.analysis.compare import Comparison, MetricSpec, _names
 from smoothflip.analysis.intervals import MIN_SEEDS
 
-__all__ = ["format_diff", "headline", "headlines"]
+__all__ = ["format_diff", "format_size", "headline", "headlines"]
 
 _SUFFIX = re.compile(r"^(?P<head>.*?)\s*(?P<suffix>\([^()]*\))$")
 
@@ -37,6 +37,20 @@ def format_diff(value: float, metric: MetricSpec) -> str:
     """
     text = _number(value, metric)
     return f"{text} {metric.unit}" if metric.unit and text != "n/a" else text
+
+
+def format_size(value: float, metric: MetricSpec) -> str:
+    """An unsigned size in display units (a minimum detectable effect): ``"1.2 pts"``, ``"0.004"``,
+    ``"inf"`` when no effect can be detected at these seeds.
+
+    Example:
+        >>> from smoothflip.analysis import METRICS
+        >>> format_size(0.0123, METRICS[0]), format_size(float("inf"), METRICS[2])
+        ('1.2 pts', 'inf')
+    """
+    if value == math.inf:
+        return "inf"
+    return format_diff(abs(value), metric).lstrip("+")
 
 
 def _number(value: float, metric: MetricSpec) -> str:
@@ -72,7 +86,10 @@ def _metric_phrase(c: Comparison) -> str:
         seeds = "1 seed" if c.n == 1 else f"{c.n} seeds"
         return f"{label} {diff} ({seeds}: no verdict possible)"
     low, high = _number(c.ci_low, c.metric), _number(c.ci_high, c.metric)
-    return f"{label} {diff} [{low}, {high}], {c.verdict}"
+    text = f"{label} {diff} [{low}, {high}], {c.verdict}"
+    if c.verdict == "inconclusive" and not math.isnan(c.mde):
+        text += f" (MDE {format_size(c.mde, c.metric)})"
+    return text
 
 
 def headline(

@@ -5,7 +5,9 @@ packs. Both executors (:mod:`.local`, :mod:`.ray_executor`) start from a :class:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ from smoothflip.engine.teachers import TEACHER_MISSING, load_teachers
 from smoothflip.engine.tracks import Track, track_for
 from smoothflip.errors import SmoothflipError
 from smoothflip.study.grid import RunConfig, build_grid, make_packs
+from smoothflip.study.growth import growth_problem, merged_seeds
 from smoothflip.study.ids import short_hash
 from smoothflip.study.spec.schema import StudySpec
 from smoothflip.study.spec.toml import dumps_study
@@ -132,6 +135,43 @@ def describe_data(spec: StudySpec, data: Any) -> str:
     return track_for(spec).describe(data)
 
 
+def recorded_study(spec: StudySpec, store: Store) -> StudySpec:
+    """The study a directory records after this run: ``spec`` with the stored seeds kept (a study
+    file with fewer seeds than the directory holds trains its own and loses none)."""
+    stored = store.get_meta("study")
+    if not stored:
+        return spec
+    try:
+        old = json.loads(stored)
+    except ValueError:
+        return spec
+    seeds = merged_seeds(old.get("seeds") if isinstance(old, dict) else None, spec.seeds)
+    return spec if seeds == spec.seeds else dataclasses.replace(spec, seeds=seeds)
+
+
+def growth_check(spec: StudySpec, dataset: Any) -> Callable[[str, str], str | None]:
+    """What :meth:`Store.claim` asks when a directory holds another identity: may ``spec`` grow it?"""
+    fingerprint = track_for(spec).fingerprint(dataset)
+
+    def accept(stored_identity: str, stored_json: str) -> str | None:
+        try:
+            old = json.loads(stored_json)
+        except ValueError:
+            return "its recorded study (meta 'study') cannot be read"
+        if not isinstance(old, dict):
+            return "its recorded study (meta 'study') cannot be read"
+        problem = growth_problem(old, spec.to_dict())
+        if problem is not None:
+            return problem
+        if short_hash({"study": old, "dataset": fingerprint}, 32) != stored_identity:
+            return (
+                f"the content of its data (data.source = {spec.data.source!r}) changed since its runs trained"
+            )
+        return None
+
+    return accept
+
+
 def plan_study(
     spec: StudySpec,
     dataset: Any,
@@ -142,8 +182,14 @@ def plan_study(
     pack_size: int | None = None,
     checkpoint_seconds: float = DEFAULT_SECONDS,
     allow_long: bool = False,
+    select: Callable[[RunConfig], bool] | None = None,
 ) -> StudyPlan:
     """Bind the store to the study (refusing another study) and plan the packs still to train.
+
+    A directory that holds an earlier version of the study accepts ``spec`` when it only grows it
+    (:mod:`smoothflip.study.growth`); the stored runs are reused and only new ones train.
+    ``select`` (the until-settled loop) trains only the runs it returns True for, and the teachers
+    those runs distil from.
 
     Everything that can fail on the study itself (the pack-size probe, the time estimate included)
     runs before the store is claimed, so a bad study never binds its output directory. A pack that
@@ -160,6 +206,10 @@ def plan_study(
     track = track_for(spec)
     if pack_size is None:
         pack_size = track.auto_pack_size(runs, dataset, device=torch.device(device), base_dir=spec.base_dir)
+    if select is not None:  # a selected distilled student brings its teacher's run along
+        chosen = {r.run_id for r in runs if select(r)}
+        teachers = {r.teacher_run for r in runs if r.run_id in chosen and r.teacher_run}
+        runs = [r for r in runs if r.run_id in chosen or r.run_id in teachers]
     done = store.finished_ids() & {r.run_id for r in runs}
     packs = make_packs([r for r in runs if r.run_id not in done], pack_size)
     estimate = _estimate(track, packs, dataset, device=torch.device(device), base_dir=spec.base_dir)
@@ -169,12 +219,14 @@ def plan_study(
             f"{spec.name}: {len(runs) - len(done)} runs to train plan {estimate.describe()}, beyond the "
             f"ceiling of {limit}; check [train] epochs/steps, or pass --yes to train anyway"
         )
-    identity = study_identity(spec, dataset)
+    recorded = recorded_study(spec, store)
+    identity = study_identity(recorded, dataset)
     store.claim(
-        name=spec.name,
+        name=recorded.name,
         identity=identity,
-        study_json=spec.to_json(),
-        study_toml=dumps_study(spec),
+        study_json=recorded.to_json(),
+        study_toml=dumps_study(recorded),
+        accept=growth_check(recorded, dataset),
     )
     checkpoints = None
     if not store.readonly:

@@ -48,6 +48,7 @@ def run_study(
     allow_long: bool = False,
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
+    select: Callable[[Any], bool] | None = None,
 ) -> Path:
     """Run (or resume) a study into ``out_dir``; returns the directory.
 
@@ -75,6 +76,7 @@ def run_study(
             (:data:`~smoothflip.engine.planning.MAX_HOURS`; ``smoothflip run --yes``).
         progress: called after every epoch of every pack.
         on_plan: called once with the plan before training starts.
+        select: train only the runs of the grid it returns True for (the until-settled loop).
     """
     runner = get_executor(executor)
     if pack_size is not None and pack_size < 1:
@@ -96,6 +98,7 @@ def run_study(
             pack_size=pack_size,
             checkpoint_seconds=checkpoint_seconds,
             allow_long=allow_long,
+            select=select,
         )
         if on_plan is not None:
             on_plan(study)

@@ -40,6 +40,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 VERDICT_CLASSES = {
     "helps": "v-helps",
     "hurts": "v-hurts",
+    "equivalent": "v-equiv",
+    "inconclusive": "v-neutral",
     "no detectable effect": "v-neutral",
     "no verdict": "v-none",
 }
@@ -93,8 +95,13 @@ class _Cell:
 
 
 def _extra(c: Any, metric: Any, format_diff: Any) -> str:
-    """``IQM +0.4 · P(better) 0.8``: the IQM of the paired differences (4+ seeds) and P(improvement)."""
+    """``MDE 1.2 · IQM +0.4 · P(better) 0.8``: the minimum detectable effect at the cell's seeds, the
+    IQM of the paired differences (4+ seeds) and P(improvement)."""
+    from smoothflip.analysis import format_size
+
     parts = []
+    if not math.isnan(c.mde):
+        parts.append(f"MDE {_bare(format_size(c.mde, metric), metric.unit)}")
     if math.isfinite(c.iqm_diff):
         parts.append(f"IQM {format_diff(c.iqm_diff, metric)}")
     if math.isfinite(c.prob_improvement):
@@ -116,10 +123,9 @@ def _mean_sd(row: dict[str, Any], key: str, digits: int, scale: float) -> str:
     return f"{text} ± {sd * scale:.{digits}f}" if math.isfinite(sd) else text
 
 
-def _analysis(data: StudyData) -> tuple[list[Any], dict[str, list[str]], str | None]:
-    """Comparisons, headline sentences per arm (one per condition), and a note when none is possible."""
-    verdict = study_verdict(data)
-    return verdict.comparisons, verdict.headlines, verdict.note
+def _analysis(data: StudyData) -> Any:
+    """The study's verdict (comparisons, headlines, families, design), as the terminal shows it."""
+    return study_verdict(data)
 
 
 def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any]:
@@ -162,6 +168,7 @@ def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any
             "unit": m.unit,
             "better": "higher is better" if m.higher_is_better else "lower is better",
             "arrow": "↑" if m.higher_is_better else "↓",
+            "role": next((c.role for c in comparisons if c.metric.key == m.key), ""),
         }
         for m in metrics.values()
     ]
@@ -345,6 +352,8 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
     seeds = ", ".join(str(s) for s in spec.seeds)
     stored = len(data.results)
     runs = f"{stored} of {data.expected_runs} stored"
+    if data.design:
+        runs = f"{stored} stored (until settled: each cell got the seeds its verdict needed)"
     if data.diverged:
         runs += f", {data.diverged} diverged"
     else:
@@ -364,7 +373,7 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
     return [
         {"label": "data", "value": spec.data.source},
         {"label": "model", "value": model},
-        {"label": "seeds", "value": f"{len(spec.seeds)} ({seeds})"},
+        {"label": "seeds", "value": f"{'up to ' if data.design else ''}{len(spec.seeds)} ({seeds})"},
         {
             "label": "arms",
             "value": f"{', '.join(data.arms)} (baseline {data.baseline})"
@@ -376,13 +385,15 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
     ]
 
 
-def _context(
-    data: StudyData,
-    comparisons: Sequence[Any],
-    headlines: dict[str, list[str]],
-    analysis_note: str | None,
-    figures: Sequence[FigureResult],
-) -> dict[str, Any]:
+def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> dict[str, Any]:
+    from smoothflip.report.verdict_rows import verdict_rows
+
+    comparisons, headlines, analysis_note = verdict.comparisons, verdict.headlines, verdict.note
+    rows = verdict_rows(verdict) if analysis_note is None else {"design": [], "primary": [], "secondary": []}
+    primary = verdict.primary
+    from smoothflip.report.findings import check_findings
+
+    findings = [] if analysis_note is not None else check_findings(data, verdict)
     selection = "validation NLL" if data.spec.train.selection == "val_nll" else "validation accuracy"
     return {
         "name": data.spec.name,
@@ -394,6 +405,18 @@ def _context(
         "headlines": [{"arm": arm, "sentences": texts} for arm, texts in headlines.items()],
         "analysis_note": analysis_note,
         "verdicts": _verdict_table(data, comparisons),
+        "design": rows["design"],
+        "findings": [
+            {
+                "claim": f.finding.claim,
+                "reference": f.finding.reference,
+                "status": f.status,
+                "evidence": list(f.evidence),
+            }
+            for f in findings
+        ],
+        "primary_rows": [{**r, "css": VERDICT_CLASSES.get(r["verdict"], "v-none")} for r in rows["primary"]],
+        "primary_label": primary.label + (f" ({primary.unit})" if primary.unit else ""),
         "figures": [
             {
                 "name": f.name,
@@ -487,10 +510,10 @@ def write_report(directory: str | Path, *, out: str | Path | None = None) -> Pat
     figures_dir = target / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
 
-    comparisons, headlines, note = _analysis(data)
+    verdict = _analysis(data)
     from smoothflip.analysis import format_diff
 
-    figures = build_figures(data, comparisons, format_diff=format_diff)
+    figures = build_figures(data, verdict.comparisons, format_diff=format_diff)
     drawn = set()
     for figure in figures:
         if figure.png is not None:
@@ -501,7 +524,7 @@ def write_report(directory: str | Path, *, out: str | Path | None = None) -> Pat
         if name not in drawn and stale.exists():
             stale.unlink()
 
-    context = _context(data, comparisons, headlines, note, figures)
+    context = _context(data, verdict, figures)
     env = _environment()
     markdown = env.get_template("report.md.j2").render(context)
     _atomic_write(target / "report.md", markdown.encode("utf-8"))

@@ -15,6 +15,7 @@ touched.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,9 +285,10 @@ class LabelCondition:
     def is_clean(self) -> bool:
         return self.noise == "none"
 
-    @property
+    @functools.cached_property
     def condition_id(self) -> str:
-        """Stable id: a hash of :meth:`to_dict` (what results are stored and grouped under)."""
+        """Stable id: a hash of :meth:`to_dict` (what results are stored and grouped under); computed
+        once per condition (grouping runs asks for it often)."""
         return condition_id(self.to_dict())
 
     @property

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from smoothflip.analysis import LM_METRICS, METRICS, MetricSpec
+from smoothflip.analysis import LM_METRICS, METRICS, SELECTIVE_METRICS, MetricSpec
 from smoothflip.errors import SpecError
 from smoothflip.study.spec.arms import read_arms
 from smoothflip.study.spec.distillation import distillation_baselines, read_distillation_study
@@ -107,7 +107,7 @@ class StudyKind:
     task: str = "classification"
     label_conditions: bool = True
     label_flipping: bool = True
-    metrics: tuple[MetricSpec, ...] = METRICS
+    metrics: tuple[MetricSpec, ...] = (*METRICS, *SELECTIVE_METRICS)
     headline: tuple[str, ...] = ("test_acc", "test_ece")
     report_parts: frozenset[str] = field(default_factory=frozenset)
     model_key: str | None = None

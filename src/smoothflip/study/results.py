@@ -9,15 +9,16 @@ by label safely.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from smoothflip.errors import SmoothflipError
+from smoothflip.errors import SmoothflipError, StoreError
 from smoothflip.study.conditions import LabelCondition, study_conditions
 from smoothflip.study.kinds import StudyKind, get_kind
 from smoothflip.study.spec import StudySpec, load_study
@@ -42,6 +43,8 @@ class StudyData:
         incomplete: stored runs of those arms and conditions without final metrics (a damaged or
             hand-edited row: ``metrics`` lacks its ``selected`` epoch); kept out of ``results``, shown
             as incomplete.
+        design: the until-settled design the store records (``smoothflip run --until-settled``:
+            rounds, seeds per cell, why it stopped), or None for a study whose seeds were planned.
     """
 
     directory: Path
@@ -51,6 +54,7 @@ class StudyData:
     results: tuple[RunResult, ...]
     failures: tuple[RunFailure, ...] = ()
     incomplete: tuple[RunResult, ...] = ()
+    design: Mapping[str, Any] | None = None
     _groups: dict[tuple[str, str], list[RunResult]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +152,7 @@ def load_study_data(directory: str | Path) -> StudyData:
     with Store.open(directory, readonly=True) as store:
         results = store.results()
         failures = store.failures()
+        design = _design(store.get_meta(DESIGN_KEY))
     toml = directory / "study.toml"
     if not toml.is_file():
         raise FileNotFoundError(f"no study.toml in {directory}; was the study written by `smoothflip run`?")
@@ -173,12 +178,29 @@ def load_study_data(directory: str | Path) -> StudyData:
         results=complete,
         failures=failed,
         incomplete=tuple(r for r in kept if not is_complete(r)),
+        design=design,
     )
 
 
 def is_complete(run: RunResult) -> bool:
     """Whether a stored run holds its final metrics (the ``selected`` and ``last`` epochs)."""
     return all(isinstance(run.metrics.get(at), dict) for at in ("selected", "last"))
+
+
+DESIGN_KEY = "design"
+"""The store's meta key of the recorded until-settled design (JSON)."""
+
+
+def _design(text: str | None) -> Mapping[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise StoreError(
+            f"the store's recorded design (meta {DESIGN_KEY!r}) is not valid JSON; it is damaged"
+        ) from None
+    return value if isinstance(value, dict) else None
 
 
 def run_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:

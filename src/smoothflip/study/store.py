@@ -33,7 +33,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,29 +360,48 @@ class Store:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def claim(self, *, name: str, identity: str, study_json: str, study_toml: str) -> None:
-        """Bind this directory to a study, or check that it already holds the same one.
+    def claim(
+        self,
+        *,
+        name: str,
+        identity: str,
+        study_json: str,
+        study_toml: str,
+        accept: Callable[[str, str], str | None] | None = None,
+    ) -> None:
+        """Bind this directory to a study, or check that it may continue the study it holds.
 
         ``identity`` is a hash of the resolved study (data content included). A directory bound to
-        another identity is refused; nothing in it is changed.
+        another identity is refused, unless ``accept(stored_identity, stored_study_json)`` returns
+        None: the study then *grows* (more seeds, arms or conditions, a new description; see
+        :mod:`smoothflip.study.growth`) and the directory is rebound to it. Either way no run is
+        changed or removed.
 
         Raises:
-            StoreError: the directory holds a different study.
+            StoreError: the directory holds a different study (``accept`` says why, when given).
         """
         with self._transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
             if row is not None and row[0] != identity:
-                other = db.execute("SELECT value FROM meta WHERE key = 'name'").fetchone()
-                other_name = other[0] if other else "?"
-                raise StoreError(
-                    f"{self.directory} holds a different study ({other_name!r}, or the same name with other "
-                    "settings or data); choose another --out directory, results are never mixed"
+                stored = db.execute("SELECT value FROM meta WHERE key = 'study'").fetchone()
+                problem = (
+                    "other settings or data"
+                    if accept is None
+                    else accept(row[0], stored[0] if stored else "{}")
                 )
-            if row is None:
-                db.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    [("identity", identity), ("name", name), ("study", study_json), ("created_at", _now())],
-                )
+                if problem is not None:
+                    other = db.execute("SELECT value FROM meta WHERE key = 'name'").fetchone()
+                    other_name = other[0] if other else "?"
+                    raise StoreError(
+                        f"{self.directory} holds a different study ({other_name!r}): {problem}; that would "
+                        "change its stored runs, so choose another --out directory or undo the change "
+                        "(results are never mixed)"
+                    )
+            if row is None or row[0] != identity:
+                pairs = [("identity", identity), ("name", name), ("study", study_json)]
+                if row is None:
+                    pairs.append(("created_at", _now()))
+                db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", pairs)
         _atomic_write(self.directory / "study.toml", study_toml)
         _atomic_write(self.directory / "study.json", study_json)
 

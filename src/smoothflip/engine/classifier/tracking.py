@@ -46,6 +46,37 @@ def _probs(logits: Tensor) -> np.ndarray:
     return torch.softmax(logits.detach().to(torch.float64), dim=-1).cpu().numpy()
 
 
+SELECTIVE_KEYS = (
+    "test_aurc",
+    "test_eaurc",
+    "test_classwise_ece",
+    "test_smooth_ece",
+    "test_ece_low",
+    "test_ece_high",
+)
+"""Metrics computed from the test-set probabilities besides accuracy, NLL, ECE and Brier."""
+ECE_RESAMPLES = 1000
+
+
+def selective_and_calibration(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """AURC and E-AURC (selective classification by max probability), class-wise ECE (15 bins),
+    smooth ECE, and the 95% bootstrap interval of the 15-bin ECE over test examples (1000
+    resamples, seed 0: the same probabilities always give the same interval)."""
+    if labels.size == 0 or not np.isfinite(probs).all():
+        return dict.fromkeys(SELECTIVE_KEYS, math.nan)
+    _, low, high = metrics.calibration_error_interval(
+        probs, labels, metric="ece", n_bins=ECE_BINS, n_resamples=ECE_RESAMPLES, seed=0
+    )
+    return {
+        "test_aurc": metrics.aurc(probs, labels),
+        "test_eaurc": metrics.excess_aurc(probs, labels),
+        "test_classwise_ece": metrics.classwise_calibration_error(probs, labels, n_bins=ECE_BINS),
+        "test_smooth_ece": metrics.smooth_ece(probs, labels),
+        "test_ece_low": float(low),
+        "test_ece_high": float(high),
+    }
+
+
 class Tracker(Checkpointed):
     """Per-epoch curves, model selection on validation data, and final metrics of one run."""
 
@@ -146,6 +177,7 @@ class Tracker(Checkpointed):
             "temperature",
             "test_ece_ts",
             "test_nll_ts",
+            *SELECTIVE_KEYS,
         )
         if snapshot is None:
             return dict.fromkeys(nan_keys, math.nan)
@@ -161,6 +193,7 @@ class Tracker(Checkpointed):
             "test_ece": metrics.expected_calibration_error(probs, y_test, n_bins=ECE_BINS),
             "test_mce": metrics.expected_calibration_error(probs, y_test, n_bins=ECE_BINS, norm="max"),
             "test_brier": metrics.brier_score(probs, y_test),
+            **selective_and_calibration(probs, y_test),
         }
         temperature = math.nan
         if y_val.size and self.dataset.num_classes >= 2:

@@ -68,7 +68,8 @@ _CLASS_COLORS = ("#0072B2", "#D55E00", "#009E73")
 VERDICT_COLORS = {
     "helps": "#9fd8a4",
     "hurts": "#f4a99b",
-    "no detectable effect": "#d9d9d9",
+    "equivalent": "#b7d7ef",
+    "inconclusive": "#d9d9d9",
     "no verdict": "#ffffff",
 }
 """Cell colours of the verdict heat-map (the HTML uses the same hues)."""

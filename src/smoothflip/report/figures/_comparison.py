@@ -154,10 +154,11 @@ def verdict_heatmap(
         ax.set_title(f"{textwrap.fill(plain(metric.label, limit=None), 30)}\n({arrow})", fontsize=9.5)
     _hide_unused(axes, len(metrics))
     patches = [Patch(facecolor=color, edgecolor="#999999", label=v) for v, color in VERDICT_COLORS.items()]
-    fig.legend(handles=patches, loc="outside lower center", ncols=4, frameon=False)
+    fig.legend(handles=patches, loc="outside lower center", ncols=5, frameon=False)
     caption = (
         f"Each arm against the baseline ({data.baseline}) trained on the same labels and seeds: the "
-        "text is the mean paired difference (arm − baseline), the colour the verdict from its 95% "
-        "interval (see the verdict table)."
+        "text is the mean paired difference (arm − baseline), the colour its verdict (the primary metric "
+        "with family-wise error control, the others secondary with false-discovery control; see the "
+        "verdict tables)."
     )
     return fig, caption

@@ -18,6 +18,7 @@ from typing import Any
 from smoothflip.errors import SpecError
 from smoothflip.study.spec.distillation import distillation_arms
 from smoothflip.study.spec.schema import (
+    AnalysisSpec,
     ArmSpec,
     ConditionSpec,
     DataSpec,
@@ -50,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "TOP_LEVEL_KEYS",
+    "AnalysisSpec",
     "ArmSpec",
     "ConditionSpec",
     "DataSpec",

@@ -12,6 +12,7 @@ from smoothflip._text import control_characters, printable
 from smoothflip.errors import SpecError
 from smoothflip.study.conditions import read_condition
 from smoothflip.study.kinds import default_kind, get_kind, kind_names
+from smoothflip.study.spec.analysis import read_analysis
 from smoothflip.study.spec.schema import ConditionSpec, StudySpec, frozen
 from smoothflip.study.spec.sections import read_data, read_probes, read_seeds, read_train
 from smoothflip.study.tables import Table, show
@@ -29,6 +30,7 @@ TOP_LEVEL_KEYS = (
     "distillation",
     "conditions",
     "probes",
+    "analysis",
 )
 NO_CONDITIONS = [{"noise": "none"}]
 
@@ -117,6 +119,7 @@ def parse_study(
             )
         probes = dataclasses.replace(probes, seeds=0)
     baseline = kind.read_baseline(top, arms)
+    analysis = read_analysis(top.raw("analysis", {}), kind.metrics)
     top.finish(TOP_LEVEL_KEYS)
     return StudySpec(
         name=name,
@@ -132,6 +135,7 @@ def parse_study(
         kind=kind.name,
         distillation=extra,
         base_dir=str(base_dir),
+        analysis=analysis,
     )
 
 

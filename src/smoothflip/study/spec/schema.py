@@ -186,6 +186,28 @@ class DistillationSpec:
 
 
 @dataclass(frozen=True)
+class AnalysisSpec:
+    """``[analysis]``: how the verdicts are read. Never part of a run's or a study's identity:
+    changing it re-reads the stored runs, it never invalidates them.
+
+    Attributes:
+        primary: key of the primary metric (``"test_acc"``); ``""``: the kind's first metric
+            (accuracy). Its verdicts control the family-wise error rate over every arm x condition
+            (Holm); every other metric is secondary (Benjamini-Hochberg).
+        alpha: the family-wise error rate of the primary verdicts and the false discovery rate of
+            the secondary ones.
+        power: the power the minimum detectable effect of every cell is computed for.
+        margin: equivalence margins given in the study file, metric key -> margin in display units
+            (accuracy in points); metrics not named use their documented default.
+    """
+
+    primary: str = ""
+    alpha: float = 0.05
+    power: float = 0.8
+    margin: Mapping[str, float] = field(default_factory=lambda: frozen({}))
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A whole study: techniques (arms) x label conditions x seeds on one dataset, model and schedule."""
 
@@ -202,6 +224,7 @@ class StudySpec:
     kind: str = "standard"
     distillation: DistillationSpec | None = None
     base_dir: str = "."
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
 
     def baselines(self) -> dict[str, str]:
         """Each compared arm's baseline arm, as the study's kind defines it (see
@@ -217,8 +240,9 @@ class StudySpec:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (mappings as dicts, tuples as lists); ``base_dir`` left out."""
-        return {k: v for k, v in as_dict(self).items() if k != "base_dir"}
+        """Plain JSON-able form (mappings as dicts, tuples as lists), what study identities are hashed
+        from; ``base_dir`` and ``analysis`` (how verdicts are read, never what runs compute) left out."""
+        return {k: v for k, v in as_dict(self).items() if k not in ("base_dir", "analysis")}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

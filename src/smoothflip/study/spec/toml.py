@@ -11,6 +11,7 @@ from typing import Any
 from smoothflip.study.conditions import get_noise_model
 from smoothflip.study.ids import plain
 from smoothflip.study.kinds import get_kind
+from smoothflip.study.spec.analysis import analysis_table
 from smoothflip.study.spec.schema import StudySpec
 
 
@@ -107,4 +108,7 @@ def dumps_study(spec: StudySpec) -> str:
         table = get_noise_model(condition.noise).table(condition.rates, dict(condition.options))
         out += ["", "[[conditions]]", *_toml_lines(table)]
     out += ["", "[probes]", *_toml_lines(plain(asdict(spec.probes)))]
+    analysis = analysis_table(spec.analysis, kind.metrics)
+    margins = analysis.pop("margin")
+    out += ["", "[analysis]", *_toml_lines(analysis), "", "[analysis.margin]", *_toml_lines(margins)]
     return "\n".join(out) + "\n"
