@@ -52,9 +52,10 @@ class LossGroup:
     uses: tuple[bool, bool, bool] = (True, True, True)
 
 
-FUSE_MIN_LOSSES = 2
-"""The fused family is used when at least this many distinct losses of a pack's epoch belong to it
-(with one, that loss's own module is one call already)."""
+FUSE_MIN_LOSSES = 1
+"""The fused family is used when at least this many distinct losses of a pack's epoch belong to it.
+One: a member's loss is then computed the same way whichever pack it trains in (its mates' arms
+decide nothing), so a member's results do not depend on its pack mates, bitwise."""
 
 
 class MemberLosses:
@@ -215,12 +216,12 @@ def ce_family_losses(
     logp = torch.log_softmax(logits, dim=-1)
     nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [G, M]
     eps, beta, z = (terms[:, i : i + 1].to(logp.dtype) for i in range(3))
+    # plain products and sums (no fused multiply-add): the same bits on every element of the pack
     loss = nll
     if uses[0]:
-        loss = torch.addcmul(loss, eps, -logp.mean(dim=-1) - nll)  # (1 - eps) nll + eps * uniform
+        loss = loss + eps * (-logp.mean(dim=-1) - nll)  # (1 - eps) nll + eps * uniform
     if uses[1]:
-        entropy = -(logp.exp() * logp).sum(dim=-1)
-        loss = torch.addcmul(loss, beta, entropy, value=-1.0)
+        loss = loss - beta * (-(logp.exp() * logp).sum(dim=-1))
     if uses[2]:
-        loss = torch.addcmul(loss, z, torch.logsumexp(logits, dim=-1).square())
+        loss = loss + z * torch.logsumexp(logits, dim=-1).square()
     return loss.mean(dim=1)

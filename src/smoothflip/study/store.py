@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from smoothflip.errors import StoreError
+from smoothflip.study._readonly import DB_NAME, open_unwritable, writable
+from smoothflip.study._readonly import close_store as _close
 from smoothflip.study.ids import condition_id
 
-DB_NAME = "smoothflip.sqlite"
 SCHEMA_VERSION = 2
 TABLES = frozenset({"meta", "runs", "artifacts", "failures"})
 READABLE_SCHEMAS = (1, 2)
@@ -244,8 +245,8 @@ class Store:
     def _open_readonly(cls, directory: Path, path: Path) -> Store:
         if path.stat().st_size == 0:
             raise StoreError(f"{path} is an empty file, not a smoothflip store")
-        if not _writable(directory, path):
-            db = _open_unwritable(path)
+        if not writable(directory, path):
+            db = open_unwritable(path)
             try:
                 tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             except sqlite3.DatabaseError as err:
@@ -539,49 +540,6 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def _writable(directory: Path, path: Path) -> bool:
-    """Whether SQLite may create and write the store's journal files (``-wal``, ``-shm``) here."""
-    if not os.access(directory, os.W_OK) or not os.access(path, os.W_OK):
-        return False
-    journals = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
-    return all(os.access(j, os.W_OK) for j in journals if j.exists())
-
-
-def _open_unwritable(path: Path) -> sqlite3.Connection:
-    """Read a store in a directory this process may not write (no writer can be at work there).
-
-    SQLite cannot make the shared-memory file a WAL reader needs, so the file is read as immutable;
-    when its ``-wal`` journal still holds transactions (the writer was killed before a checkpoint),
-    the store and its journal are read from a private copy instead, so that no stored run is missed.
-    """
-    wal = path.with_name(path.name + "-wal")
-    if not (wal.is_file() and wal.stat().st_size > 0):
-        return sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
-    import shutil
-    import tempfile
-
-    copy = Path(tempfile.mkdtemp(prefix="smoothflip-store-")) / DB_NAME
-    shutil.copyfile(path, copy)
-    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
-    db = sqlite3.connect(copy, isolation_level=None)
-    db.execute("PRAGMA query_only=ON")
-    _COPIES[id(db)] = copy.parent
-    return db
-
-
-_COPIES: dict[int, Path] = {}
-"""Private copies of unwritable stores (connection id -> folder), removed when the store closes."""
-
-
-def _close(db: sqlite3.Connection) -> None:
-    db.close()
-    folder = _COPIES.pop(id(db), None)
-    if folder is not None:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _nan(value: Any) -> Any:
