@@ -499,3 +499,41 @@ def test_eval_every_evaluates_every_n_epochs_and_the_last_in_pack_and_reference(
     plain_data, plain_runs = resolve_study(study(TINY.replace("epochs = 2", "epochs = 5")))
     every = train_pack(plain_runs[:1], plain_data)
     assert every[0].curves["epoch"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        'name = "mlp"\nhidden = [16]',
+        'name = "logistic"',
+        'name = "mlp"\nhidden = [8, 8]\nactivation = "gelu"',
+    ],
+)
+def test_linear_models_run_as_batched_matrix_products_equal_to_vmap(model):
+    """The built-in logistic regression and MLPs take the dense path (no vmap); it computes what
+    vmap computes, for every member on its own batch and for all members on the same examples."""
+    import torch
+
+    from smoothflip.engine.classifier.members import build_member
+    from smoothflip.engine.stacked import Stacked
+
+    dataset, runs = resolve_study(study(TINY.replace('name = "mlp"\nhidden = [16]', model)))
+    stacked = Stacked([build_member(r, dataset) for r in runs[:5]], torch.device("cpu"))
+    assert stacked._layers is not None
+    x = torch.as_tensor(dataset.x_train[:40])
+    own = x.view(5, 8, *x.shape[1:])
+    dense_each, dense_shared = stacked.each(own), stacked.shared(x)
+    stacked._layers = None  # the general path
+    torch.testing.assert_close(dense_each, stacked.each(own), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dense_shared, stacked.shared(x), rtol=1e-5, atol=1e-6)
+
+
+def test_models_with_convolutions_or_buffers_keep_vmap():
+    import torch
+
+    from smoothflip.engine.classifier.members import build_member
+    from smoothflip.engine.stacked import Stacked
+
+    for model in ('name = "cnn2d"', 'name = "resnet"\ndepth = 8\nwidth = 4'):
+        dataset, runs = resolve_study(study(TINY.replace('name = "mlp"\nhidden = [16]', model)))
+        assert Stacked([build_member(r, dataset) for r in runs[:2]], torch.device("cpu"))._layers is None

@@ -48,6 +48,17 @@ class Stacked:
 
         self._each = torch.vmap(call, in_dims=(0, 0, 0))
         self._shared = torch.vmap(call, in_dims=(0, 0, None))
+        self._layers = linear_layers(base) if not self.buffers else None
+
+    def _dense(self, h: Tensor) -> Tensor:
+        """A stack of linear layers and activations as batched matrix products (no ``vmap``)."""
+        h = h.flatten(2)
+        for weight, bias, activation in self._layers or ():
+            w = self.params[weight].transpose(1, 2)  # [P, in, out]
+            h = torch.bmm(h, w) if bias is None else torch.baddbmm(self.params[bias].unsqueeze(1), h, w)
+            if activation is not None:
+                h = activation(h)
+        return h
 
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
@@ -66,10 +77,22 @@ class Stacked:
 
     def each(self, x: Tensor) -> Tensor:
         """``[P, B, *input] -> [P, B, *out]``: every member on its own batch."""
+        if self._layers is not None:
+            return self._dense(x)
         return self._each(self.params, self.buffers, x)
 
     def shared(self, x: Tensor) -> Tensor:
         """``[N, *input] -> [P, N, K]``: every member on the same examples (in chunks)."""
+        if self._layers is not None:
+            return torch.cat(
+                [
+                    self._dense(
+                        x[i : i + EVAL_CHUNK].unsqueeze(0).expand(self.size, *x[i : i + EVAL_CHUNK].shape)
+                    )
+                    for i in range(0, len(x), EVAL_CHUNK)
+                ],
+                dim=1,
+            )
         chunks = [
             self._shared(self.params, self.buffers, x[i : i + EVAL_CHUNK])
             for i in range(0, len(x), EVAL_CHUNK)
@@ -107,6 +130,39 @@ class Stacked:
     def member_state(self, m: int) -> dict[str, Tensor]:
         """Member ``m``'s parameters and buffers, as a ``state_dict`` of the base architecture."""
         return {k: v[m].detach() for k, v in {**self.params, **self.buffers}.items()}
+
+
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
+
+
+def linear_layers(model: nn.Module) -> list[tuple[str, str | None, Callable[[Tensor], Tensor] | None]] | None:
+    """The layers of a model that is only linear layers and elementwise activations after a flatten
+    (the built-in logistic regression and MLP: ``body`` a ``Sequential`` of ``Flatten``, ``Linear``
+    and activations, ``head`` a ``Linear``), as ``(weight name, bias name, activation)``; else None.
+
+    Such a pack runs as batched matrix products (``torch.baddbmm`` on ``[P, in, out]`` weights)
+    instead of ``vmap``: the same arithmetic per member without ``vmap``'s per-operation
+    overhead, which dominates a small model's step.
+    """
+    body, head = getattr(model, "body", None), getattr(model, "head", None)
+    if not isinstance(body, nn.Sequential) or not isinstance(head, nn.Linear):
+        return None
+    modules = list(body.named_children())
+    if not modules or not isinstance(modules[0][1], nn.Flatten) or modules[0][1].start_dim != 1:
+        return None
+    layers: list[tuple[str, str | None, Callable[[Tensor], Tensor] | None]] = []
+    for name, module in modules[1:]:
+        if isinstance(module, nn.Linear):
+            layers.append(
+                (f"body.{name}.weight", f"body.{name}.bias" if module.bias is not None else None, None)
+            )
+        elif isinstance(module, ELEMENTWISE) and layers and layers[-1][2] is None:
+            if not isinstance(module, nn.Identity):
+                layers[-1] = (*layers[-1][:2], copy.deepcopy(module).to("cpu"))
+        else:
+            return None
+    layers.append(("head.weight", "head.bias" if head.bias is not None else None, None))
+    return layers
 
 
 def pack_step(
