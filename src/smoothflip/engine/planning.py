@@ -212,15 +212,17 @@ def plan_study(
         runs = [r for r in runs if r.run_id in chosen or r.run_id in teachers]
     done = store.finished_ids() & {r.run_id for r in runs}
     packs = make_packs([r for r in runs if r.run_id not in done], pack_size)
-    estimate = _estimate(track, packs, dataset, device=torch.device(device), base_dir=spec.base_dir)
+    recorded = recorded_study(spec, store)
+    identity = study_identity(recorded, dataset)
+    estimate = None
+    if store.get_meta("identity") != identity:  # a rerun of the study its directory holds: estimated then
+        estimate = _estimate(track, packs, dataset, device=torch.device(device), base_dir=spec.base_dir)
     if estimate is not None and estimate.too_long() and not allow_long:
         limit = f"{MAX_HOURS:g} h" if estimate.seconds is not None else f"{MAX_UNTIMED_STEPS:,} steps"
         raise SmoothflipError(
             f"{spec.name}: {len(runs) - len(done)} runs to train plan {estimate.describe()}, beyond the "
             f"ceiling of {limit}; check [train] epochs/steps, or pass --yes to train anyway"
         )
-    recorded = recorded_study(spec, store)
-    identity = study_identity(recorded, dataset)
     store.claim(
         name=recorded.name,
         identity=identity,
