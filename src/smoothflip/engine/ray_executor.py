@@ -204,7 +204,7 @@ def driver_pack_size(
 
     With GPUs per pack and a GPU on the driver, a pack is sized to a quarter of the driver's free GPU
     memory times the GPU fraction (``0.25`` of a GPU: a quarter of that); otherwise to the driver's
-    free RAM, at most 256 members. Workers with other memory need ``--pack-size``.
+    free RAM, at most 64 members. Workers with other memory need ``--pack-size``.
     """
     use_gpu = options.gpus_per_pack > 0 and torch.cuda.is_available()
     track = track_for(spec)
