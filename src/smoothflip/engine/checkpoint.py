@@ -46,6 +46,11 @@ class CheckpointWarning(UserWarning):
     """A checkpoint was ignored (damaged, or of another study or pack); the pack starts over."""
 
 
+def checkpoint_meta(identity: str, run_ids: Sequence[str], epoch: int) -> dict[str, Any]:
+    """What a checkpoint says of itself (stored in it and in its manifest)."""
+    return {"format": FORMAT, "identity": identity, "run_ids": list(run_ids), "epoch": int(epoch)}
+
+
 def pack_key(run_ids: Sequence[str]) -> str:
     """The file name stem of a pack's checkpoint: a hash of its members' run ids, in order."""
     return short_hash(list(run_ids), 24)
@@ -163,11 +168,8 @@ class FilePackCheckpoint:
     def due(self) -> bool:
         return self._interval.due()
 
-    def meta(self, epoch: int) -> dict[str, Any]:
-        return {"format": FORMAT, "identity": self.identity, "run_ids": self.run_ids, "epoch": int(epoch)}
-
     def save(self, state: dict[str, Any]) -> None:
-        meta = self.meta(int(state.get("epoch", 0)))
+        meta = checkpoint_meta(self.identity, self.run_ids, int(state.get("epoch", 0)))
         self.write(to_bytes({**state, "meta": meta}), meta)
 
     def write(self, data: bytes, meta: dict[str, Any]) -> None:

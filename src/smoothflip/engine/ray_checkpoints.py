@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from smoothflip.engine.checkpoint import (
-    FORMAT,
     CheckpointWarning,
     FileCheckpoints,
     Interval,
     check_state,
+    checkpoint_meta,
     from_bytes,
     pack_key,
     to_bytes,
@@ -72,8 +72,7 @@ class RemotePackCheckpoint:
         self.identity = identity
         self.run_ids = list(run_ids)
         self.key = pack_key(self.run_ids)
-        self.seconds = float(seconds)
-        self._interval: Interval | None = None
+        self._interval = Interval(seconds)  # its clock starts in the task, when unpickled there
 
     def _ray(self) -> Any:
         import ray
@@ -96,21 +95,16 @@ class RemotePackCheckpoint:
             return None
         return check_state(state, identity=self.identity, run_ids=self.run_ids, where=where)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._interval = Interval(self._interval.seconds)
+
     def due(self) -> bool:
-        if self._interval is None:
-            self._interval = Interval(self.seconds)
         return self._interval.due()
 
     def save(self, state: dict[str, Any]) -> None:
-        meta = {
-            "format": FORMAT,
-            "identity": self.identity,
-            "run_ids": self.run_ids,
-            "epoch": int(state["epoch"]),
-        }
+        meta = checkpoint_meta(self.identity, self.run_ids, int(state["epoch"]))
         self._ray().get(self.keeper.save.remote(self.run_ids, to_bytes({**state, "meta": meta}), meta))
-        if self._interval is None:
-            self._interval = Interval(self.seconds)
         self._interval.saved()
 
     def report(self, fraction: float) -> None:
