@@ -344,6 +344,7 @@ class _Driver:
         self.failure: BaseException | None = None
         self.keeper: Any = None
         self.keys: dict[Any, str] = {}
+        self.shown = float(self.done)  # the progress last shown
 
     def run(self) -> None:
         if not self.study.packs:
@@ -427,9 +428,7 @@ class _Driver:
             fractions.get(self.keys.get(ref, ""), 0.0) * len(pack)
             for ref, (pack, _) in self.in_flight.items()
         )
-        self.progress(
-            Progress(self.done + partial, len(self.study.runs), self.packs_done, len(self.study.packs))
-        )
+        self._tell(self.done + partial)
 
     def _store(self, pack: list[RunConfig], results: list[RunResult]) -> None:
         self.store.write_pack(results)
@@ -437,8 +436,14 @@ class _Driver:
         self.study.discard_checkpoint([r for r in pack if r.run_id not in skipped])
         self.done += len(pack)
         self.packs_done += 1
+        self._tell(self.done)
+
+    def _tell(self, done: float) -> None:
+        """Progress never goes back: a pack's partial fractions may run ahead of the stored count
+        when another pack is stored first."""
+        self.shown = max(self.shown, done)
         if self.progress is not None:
-            self.progress(Progress(self.done, len(self.study.runs), self.packs_done, len(self.study.packs)))
+            self.progress(Progress(self.shown, len(self.study.runs), self.packs_done, len(self.study.packs)))
 
     def _explain(self, err: Exception) -> BaseException:
         """A one-line error for a failed pack (a pack's own user-facing error is passed on as it is)."""
