@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections import deque
 
 import numpy as np
@@ -216,11 +217,9 @@ def test_finite_aggregation_feeds_every_example_to_d_distinct_learners_of_d_buck
     ],
 )
 def test_bad_input_is_a_one_line_value_error(call, match):
-    with pytest.raises(ValueError, match=None) as info:
+    with pytest.raises(ValueError, match=re.escape(match)) as info:
         call()
-    message = str(info.value)
-    assert match in message, message
-    assert "\n" not in message
+    assert "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------- end to end, exhaustive
@@ -302,7 +301,7 @@ def test_singleton_partitions_are_tight_some_radius_plus_one_flips_change_the_pr
         y = rng.integers(0, num_classes, size=n)
         x = np.arange(n, dtype=float)[:, None]  # distinct examples: k = n sorted parts are singletons
 
-        def predict(labels):  # each learner predicts its one label, for any test point
+        def predict(labels, x=x, n=n):  # each learner predicts its one label, for any test point
             parts = certify.partition(x, n, scheme="sorted")
             preds = np.empty((1, n), dtype=np.int64)
             for learner, idx in enumerate(certify.learner_indices(parts, n)):
