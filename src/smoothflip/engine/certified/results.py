@@ -98,7 +98,6 @@ def run_outcome(plan: RunPlan, dataset: Dataset, outputs: Outputs, timings: dict
         diverged_learners += sum(diverged)
         total_learners += len(members)
         sizes = np.array([m.train_idx.size for m in members])
-        top = max(int(cert.radius.max()), 0)
         ensembles.append(
             {
                 "k": k,
@@ -108,10 +107,6 @@ def run_outcome(plan: RunPlan, dataset: Dataset, outputs: Outputs, timings: dict
                 "part_sizes": [int(sizes.min()), float(np.median(sizes)), int(sizes.max())],
                 "diverged_learners": int(sum(diverged)),
                 "radius": cert.radius.tolist(),
-                "curve": {
-                    "r": list(range(top + 1)),
-                    "accuracy": certify.certified_accuracy(cert.radius, np.arange(top + 1)).tolist(),
-                },
             }
         )
         if not curve:
