@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from smoothflip.report.certified import curve, ensemble
 from smoothflip.report.data import StudyData
@@ -67,6 +68,7 @@ def certified_accuracy(data: StudyData) -> tuple[Figure, str]:
         ax.set_xlabel("label flips r")
         ax.set_ylabel("certified accuracy")
         ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _percent_axis(ax)
     _hide_unused(axes, len(panels))
     if not drawn:
