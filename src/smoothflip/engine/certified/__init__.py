@@ -57,6 +57,18 @@ def _chunks(plans: Sequence[RunPlan]) -> list[list[Member]]:
     return [groups[k] for k in sorted(groups)]
 
 
+def _balanced(members: list[Member], size: int) -> list[list[Member]]:
+    """``members`` cut into the fewest chunks of at most ``size``, of balanced sizes (200 by 64: 4 x 50)."""
+    count = -(-len(members) // size)
+    base, extra = divmod(len(members), count)
+    out, start = [], 0
+    for i in range(count):
+        end = start + base + (1 if i < extra else 0)
+        out.append(members[start:end])
+        start = end
+    return out
+
+
 def train_certified_pack(
     runs: Sequence[RunConfig],
     dataset: Dataset,
@@ -103,7 +115,7 @@ def train_certified_pack(
             )
             for g in groups
         )
-    chunks = [group[i : i + size] for group in groups for i in range(0, len(group), size)]
+    chunks = [chunk for group in groups for chunk in _balanced(group, size)]
     epochs = [learner_schedule(c[0], settings, n)[0].epochs for c in chunks]
     total = sum(e * len(c) for e, c in zip(epochs, chunks, strict=True))
     done: list[ChunkOutput] = [] if saved is None else [ChunkOutput.from_state(s) for s in saved["done"]]
@@ -209,11 +221,16 @@ class CertifiedTrack:
     def auto_pack_size(
         self, runs: Sequence[RunConfig], data: Dataset, *, device: torch.device, base_dir: str
     ) -> int:
-        """Runs per pack: as many as one chunk of learners holds (at least one run)."""
+        """Runs per pack: as many as one chunk of learners holds (at least one run). A pack's runs
+        train their learners in chunks whatever its size; the size sets how often results are stored."""
         settings = Settings.of(runs[0])
         per_run = sum(settings.d * k for k in settings.partitions)
-        learners = CLASSIFIERS.auto_pack_size(runs, data, device=device, base_dir=base_dir)
-        return max(1, min(learners, 4 * learners // per_run))
+        n = int(data.y_train.shape[0])
+        probe = _probe_member(runs[0], max(settings.partitions))
+        learners = chunk_size(
+            probe, data, learner_schedule(probe, settings, n)[1], device=device, base_dir=base_dir
+        )
+        return max(1, learners // per_run)
 
     def estimate(
         self, packs: Sequence[Sequence[RunConfig]], data: Dataset, *, device: torch.device, base_dir: str

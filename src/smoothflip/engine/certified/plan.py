@@ -213,7 +213,10 @@ def plan_run(run: RunConfig, index: int, dataset: Dataset, cache: dict[Any, Any]
     noisy = run.condition.apply(
         dataset.x_train, dataset.y_train, dataset.num_classes, run.seed_for("noise"), dataset.class_names
     )
-    variants = [noisy.labels, *attacked_labels(run, dataset, noisy.labels, settings)]
+    attack_key = ("attacks", run.condition.condition_id, run.seed)  # shared by the arms at a seed
+    if attack_key not in cache:
+        cache[attack_key] = attacked_labels(run, dataset, noisy.labels, settings)
+    variants = [noisy.labels, *cache[attack_key]]
     n = dataset.y_train.shape[0]
     hold = held_out(run, n, settings)
     members: dict[tuple[int, int], list[Member]] = {}
