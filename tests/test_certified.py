@@ -135,9 +135,16 @@ def test_a_learners_label_statistics_and_seeds_come_from_its_own_part(tiny):
     dataset, runs = tiny
     plan = plan_run(runs[1], 0, dataset)  # the prior = "train" arm
     for m in plan.members[(4, 0)]:
-        prior = m.context(dataset.num_classes).class_prior.numpy()
+        context = m.context(dataset.num_classes)
         own = np.bincount(m.labels[m.train_idx], minlength=dataset.num_classes) / m.train_idx.size
-        np.testing.assert_allclose(prior, own)
+        np.testing.assert_allclose(context.class_prior.numpy(), own)
+        # forward correction's realized noise matrix: the part's own (true, noisy) label pairs
+        pairs = np.zeros((dataset.num_classes, dataset.num_classes))
+        np.add.at(pairs, (m.true_labels[m.train_idx], m.labels[m.train_idx]), 1)
+        rows = pairs.sum(axis=1, keepdims=True)
+        matrix = context.transition_matrix.numpy()
+        np.testing.assert_allclose(matrix[rows[:, 0] > 0], (pairs / np.maximum(rows, 1))[rows[:, 0] > 0])
+        assert context.key == m.key  # one loss module per learner, never shared across learners
     seeds = {m.seed("init") for m in plan.members[(4, 0)]}
     assert len(seeds) == 4
     # every arm and condition at a seed shares the partition and the learners' seeds (paired)
@@ -147,6 +154,30 @@ def test_a_learners_label_statistics_and_seeds_come_from_its_own_part(tiny):
         assert a.seed("init") == b.seed("init")
         assert a.seed("order") == b.seed("order")
     assert sum(m.train_idx.size for m in plan.members[(4, 0)]) == dataset.y_train.size
+
+
+def test_normalization_is_label_free(tmp_path):
+    """Standardization statistics come from the training features only: relabelling every example
+    of a file leaves the features the learners see bitwise the same."""
+    from smoothflip.engine.certified import TRACK
+
+    rng = np.random.default_rng(0)
+    x, x_test, y_test = (
+        rng.normal(3.0, 2.0, size=(80, 4)),
+        rng.normal(3.0, 2.0, size=(20, 4)),
+        np.arange(20) % 3,
+    )
+    for name, y in (("a", rng.integers(0, 3, 80)), ("b", rng.integers(0, 3, 80))):  # a fixed test split
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    seen = []
+    for name in ("a", "b"):
+        text = textwrap.dedent(STUDY).replace('source = "digits"', f'source = "{tmp_path / name}.npz"')
+        data = TRACK.load(loads_study(text))
+        assert abs(float(data.x_train.mean())) < 0.5  # standardized
+        seen.append(data)
+    assert not np.array_equal(seen[0].y_train, seen[1].y_train)
+    np.testing.assert_array_equal(seen[0].x_train, seen[1].x_train)
+    np.testing.assert_array_equal(seen[0].x_test, seen[1].x_test)
 
 
 def test_attack_budgets_and_which_runs_check():
