@@ -19,6 +19,7 @@ from smoothflip.engine import resolve_study, run_study
 from smoothflip.engine.certified import train_certified_pack
 from smoothflip.engine.certified.pack import train_chunk
 from smoothflip.engine.certified.plan import Member, Settings, plan_run
+from smoothflip.engine.certified.results import certificate
 from smoothflip.engine.checkpoint import FilePackCheckpoint
 from smoothflip.report.data import load_study_data
 from smoothflip.study.spec import dumps_study, loads_study
@@ -355,3 +356,58 @@ def test_duplicate_examples_under_sorted_are_refused_in_one_line(tmp_path):
     assert result.exit_code == 2, result.output
     assert re.search(r"examples \d+ and \d+ are identical", result.stderr), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_at_tiny_sizes():
+    """``benchmarks/certify.py --smoke``: both sides train k = 4 learners and report their accuracy."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "certify.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| 4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].endswith("x")
+    assert 0 < float(cells[4]) <= 100
+    assert 0 < float(cells[5]) <= 100
+
+
+@pytest.mark.slow
+def test_random_relabellings_within_the_radius_never_change_a_certified_prediction_of_real_learners(tiny):
+    """MLP learners trained as a pack (k = 4): 12 random relabellings of 1 or 2 labels (in one part or
+    in two), each retrained from scratch, keep every prediction certified at that many flips."""
+    dataset, runs = tiny
+    plan = plan_run(runs[0], 0, dataset)
+    members = plan.members[(4, 0)]
+    settings = plan.settings
+
+    def predict(labels):
+        out = train_chunk(_with_labels(members, labels), dataset, settings, device=torch.device("cpu"))
+        return certificate(out.predictions.T, plan, 4, dataset.num_classes)
+
+    base = predict(members[0].labels)
+    assert (base.radius >= 1).sum() > 50
+    rng = np.random.default_rng(0)
+    n = dataset.y_train.size
+    for trial in range(12):
+        flips = 1 + trial % 2
+        where = rng.choice(n, size=flips, replace=False)
+        labels = members[0].labels.copy()
+        labels[where] = (
+            labels[where] + rng.integers(1, dataset.num_classes, size=flips)
+        ) % dataset.num_classes
+        again = predict(labels)
+        covered = base.radius >= flips
+        np.testing.assert_array_equal(again.prediction[covered], base.prediction[covered])
