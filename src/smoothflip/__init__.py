@@ -7,6 +7,8 @@ The technique library lives in submodules, one concept each:
 - :mod:`smoothflip.noise` — seeded label-noise models returning :class:`~smoothflip.noise.NoisyLabels`
 - :mod:`smoothflip.metrics` — accuracy, NLL, Brier, ECE (binned, class-wise, smooth) with bootstrap
   intervals, temperature scaling, selective classification (AURC), mutual information
+- :mod:`smoothflip.certify` — certificates against label flips: label-independent partitions, DPA
+  and Finite Aggregation vote certificates, certified accuracy
 """
 
 __version__ = "0.1.0"

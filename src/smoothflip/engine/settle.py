@@ -86,7 +86,7 @@ def run_until_settled(
         raise SmoothflipError(f"--round-size {round_size}: must be a whole number >= 1")
     out_dir = Path(out_dir)
     sequence = seed_sequence(spec.seeds, max_seeds)
-    metric = primary_metric(spec.analysis, get_kind(spec.kind).metrics)
+    metric = primary_metric(spec.analysis, get_kind(spec.kind).study_metrics(spec))
     design: dict[str, Any] = {
         "method": METHOD,
         "primary": metric.key,

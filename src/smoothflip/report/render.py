@@ -30,6 +30,7 @@ import numpy as np
 
 from smoothflip import __version__
 from smoothflip._text import printable
+from smoothflip.report.certified import certified_section
 from smoothflip.report.data import StudyData, load_study_data
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
 from smoothflip.study.results import summarize
@@ -433,6 +434,7 @@ def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> 
         "summary": _summary(data),
         "representation": _representation(data),
         "language_model": _language_model(data),
+        "certified": certified_section(data, verdict),
         "defenses": _defenses(data),
         "attack_table": _attack_table(data),
         "attacked": any(c.noise == "attack" for c in data.conditions),

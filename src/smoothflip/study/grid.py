@@ -106,15 +106,20 @@ def shared_config(spec: StudySpec, dataset_fingerprint: str, arm: ArmSpec | None
     """What runs of a study share (and what decides which runs may train as one pack).
 
     An arm may bring its own model (a distillation study's teachers); otherwise the study's model.
+    A certified study adds its ``[certify]`` table and the first seed (its runs check certificates
+    against attacks).
     """
     study = spec.to_dict()
     model = as_dict(arm.model) if arm is not None and arm.model is not None else study["model"]
-    return {
+    out = {
         "data": study["data"],
         "model": model,
         "train": study["train"],
         "dataset_fingerprint": dataset_fingerprint,
     }
+    if spec.certify is not None:  # a certified study: its ensembles, and the seed its attack checks use
+        out["certify"] = {**study["certify"], "check_seed": spec.seeds[0]}
+    return out
 
 
 def build_grid(spec: StudySpec, dataset_fingerprint: str) -> list[RunConfig]:

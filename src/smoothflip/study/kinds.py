@@ -10,7 +10,7 @@ read the entry; no ``kind ==`` branch lives outside it.
 Example:
     >>> from smoothflip.study.kinds import get_kind, kind_names
     >>> kind_names()
-    ('standard', 'distillation', 'lm', 'trainer')
+    ('standard', 'distillation', 'lm', 'trainer', 'certified')
     >>> get_kind("lm").default_selection, get_kind("lm").label_conditions
     ('val_nll', False)
 """
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from smoothflip.analysis import LM_METRICS, METRICS, SELECTIVE_METRICS, MetricSpec
 from smoothflip.errors import SpecError
 from smoothflip.study.spec.arms import read_arms
+from smoothflip.study.spec.certify import CERTIFIED_METRICS, certified_metrics, read_certify
 from smoothflip.study.spec.distillation import distillation_baselines, read_distillation_study
 from smoothflip.study.spec.schema import ArmSpec, ModelSpec, StudySpec
 from smoothflip.study.spec.sections import read_lm_model, read_model, read_trainer_model
@@ -93,6 +94,11 @@ class StudyKind:
         model_key: a ``[model]`` key that selects this kind when the file gives no ``kind``
             (``trainer = "train.py:train"`` selects ``"trainer"``).
         probes: the kind records the representation probes (``[probes]``); False: probes are off.
+        tables: the kind's own top-level tables: name -> reader of the whole file's top table; the
+            result is the :class:`~smoothflip.study.spec.schema.StudySpec` field of that name
+            (``[certify]`` -> ``spec.certify``). Another kind's table is refused.
+        metrics_of: the metrics of one study of the kind when they follow its tables (a certified
+            study's radii); None: :attr:`metrics`.
     """
 
     name: str
@@ -112,6 +118,12 @@ class StudyKind:
     report_parts: frozenset[str] = field(default_factory=frozenset)
     model_key: str | None = None
     probes: bool = True
+    tables: Mapping[str, Callable[[Table], Any]] = field(default_factory=dict)
+    metrics_of: Callable[[StudySpec], tuple[MetricSpec, ...]] | None = None
+
+    def study_metrics(self, spec: StudySpec) -> tuple[MetricSpec, ...]:
+        """The metrics the verdicts of ``spec`` (a study of this kind) compare, in report order."""
+        return self.metrics if self.metrics_of is None else self.metrics_of(spec)
 
     def load_track(self) -> Track:
         """The engine track of this kind (imported now)."""
@@ -166,6 +178,17 @@ for _kind in (
         model_key="trainer",
         probes=False,
     ),
+    StudyKind(
+        "certified",
+        "partition-ensemble certificates against label flips (DPA, Finite Aggregation), learners as packs",
+        track="smoothflip.engine.certified:TRACK",
+        metrics=CERTIFIED_METRICS,
+        metrics_of=certified_metrics,
+        headline=("test_mcr", "test_acc"),
+        report_parts=frozenset({"certified"}),
+        probes=False,
+        tables={"certify": read_certify},
+    ),
 ):
     register_kind(_kind)
 
@@ -174,6 +197,11 @@ KINDS: Mapping[str, StudyKind] = _KINDS
 
 def kind_names() -> tuple[str, ...]:
     return tuple(_KINDS)
+
+
+def table_owners() -> dict[str, str]:
+    """Every kind's own top-level table -> the kind it belongs to (``{"certify": "certified"}``)."""
+    return {table: kind.name for kind in _KINDS.values() for table in kind.tables}
 
 
 def default_kind(model_table: Any) -> str:

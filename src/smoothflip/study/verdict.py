@@ -182,10 +182,11 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
         at: compare the metrics of the validation-selected epoch (``"selected"``) or the last one.
     """
     spec = data.spec.analysis
-    primary = primary_metric(spec, data.kind.metrics)
+    kind_metrics = data.kind.study_metrics(data.spec)
+    primary = primary_metric(spec, kind_metrics)
     stored = {key for r in data.results for key in (r.metrics.get(at) or {})}
     # metrics no stored run has (runs stored before a metric existed) are left out, the primary never
-    metrics = (primary, *(m for m in data.kind.metrics if m.key != primary.key and m.key in stored))
+    metrics = (primary, *(m for m in kind_metrics if m.key != primary.key and m.key in stored))
     settle = data.design
     design = "sequential" if settle else "fixed"
     common = {"metrics": metrics, "at": at, "primary": primary, "alpha": spec.alpha, "power": spec.power}

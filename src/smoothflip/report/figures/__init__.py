@@ -15,7 +15,8 @@ Layout: :mod:`~smoothflip.report.figures._common` holds the style, :class:`Figur
 :mod:`~smoothflip.report.figures._noise` the metrics-vs-noise-rate figures and memorization;
 :mod:`~smoothflip.report.figures._comparison` the reliability diagrams and the verdict heat-map;
 :mod:`~smoothflip.report.figures._representation` the penultimate-layer projections and mutual
-information; :mod:`~smoothflip.report.figures._distillation` teachers against students. This
+information; :mod:`~smoothflip.report.figures._distillation` teachers against students;
+:mod:`~smoothflip.report.figures._certified` certified accuracy against label flips. This
 module lists the figures (:data:`FIGURE_NAMES`) and draws them (:func:`build_figures`); import
 everything from :mod:`smoothflip.report.figures` itself.
 """
@@ -30,6 +31,7 @@ import matplotlib.style
 from matplotlib.figure import Figure
 
 from smoothflip.report.data import StudyData
+from smoothflip.report.figures._certified import certified_accuracy
 from smoothflip.report.figures._common import (
     _RC,
     BASELINE_COLOR,
@@ -72,6 +74,7 @@ __all__ = [
     "arm_styles",
     "build_figures",
     "calibration_vs_noise",
+    "certified_accuracy",
     "distillation",
     "memorization",
     "mutual_information",
@@ -112,6 +115,10 @@ def build_figures(
     ]
     if "distillation" in data.kind.report_parts:
         specs.insert(0, ("distillation", "Teachers and their students", lambda: distillation(data)))
+    if "certified" in data.kind.report_parts:
+        specs.insert(
+            0, ("certified_accuracy", "Certified accuracy vs label flips", lambda: certified_accuracy(data))
+        )
     out = []
     with matplotlib.style.context(["default", _RC]):
         for name, title, build in specs:
@@ -135,5 +142,5 @@ FIGURE_NAMES = (
 )
 """File stems of the figures of every report."""
 
-ALL_FIGURE_NAMES = ("distillation", *FIGURE_NAMES)
+ALL_FIGURE_NAMES = ("certified_accuracy", "distillation", *FIGURE_NAMES)
 """Every figure the report may write (stale ones are removed on a rewrite)."""

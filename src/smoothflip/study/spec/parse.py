@@ -11,7 +11,7 @@ from typing import Any
 from smoothflip._text import control_characters, printable
 from smoothflip.errors import SpecError
 from smoothflip.study.conditions import read_condition
-from smoothflip.study.kinds import default_kind, get_kind, kind_names
+from smoothflip.study.kinds import default_kind, get_kind, kind_names, table_owners
 from smoothflip.study.spec.analysis import read_analysis
 from smoothflip.study.spec.schema import ConditionSpec, StudySpec, frozen
 from smoothflip.study.spec.sections import read_data, read_probes, read_seeds, read_train
@@ -31,6 +31,7 @@ TOP_LEVEL_KEYS = (
     "conditions",
     "probes",
     "analysis",
+    "certify",
 )
 NO_CONDITIONS = [{"noise": "none"}]
 
@@ -119,9 +120,11 @@ def parse_study(
             )
         probes = dataclasses.replace(probes, seeds=0)
     baseline = kind.read_baseline(top, arms)
-    analysis = read_analysis(top.raw("analysis", {}), kind.metrics)
-    top.finish(TOP_LEVEL_KEYS)
-    return StudySpec(
+    for table, owner in table_owners().items():
+        if owner != kind.name and top.has(table):
+            raise SpecError(f'{table}: only for kind = "{owner}" (this study is kind = "{kind.name}")')
+    own = {table: read(top) for table, read in kind.tables.items()}
+    spec = StudySpec(
         name=name,
         data=data,
         model=model,
@@ -135,8 +138,11 @@ def parse_study(
         kind=kind.name,
         distillation=extra,
         base_dir=str(base_dir),
-        analysis=analysis,
+        **own,
     )
+    analysis = read_analysis(top.raw("analysis", {}), kind.study_metrics(spec))
+    top.finish(TOP_LEVEL_KEYS)
+    return dataclasses.replace(spec, analysis=analysis)
 
 
 def load_study(path: str | Path, *, stored: bool = False) -> StudySpec:

@@ -186,6 +186,34 @@ class DistillationSpec:
 
 
 @dataclass(frozen=True)
+class CertifySpec:
+    """``[certify]``: partition-ensemble certificates against label flips (``kind = "certified"``).
+
+    Every run trains, for each ``k`` of ``partitions``, an ensemble of ``d*k`` base learners (the
+    arm's technique) on label-independent parts of its training labels (:func:`smoothflip.certify.
+    partition` with ``scheme``, ``d`` and a salt drawn from the run's seed), and certifies each test
+    prediction (DPA for ``d = 1``, Finite Aggregation for ``d > 1``). ``radii`` are the numbers of
+    label flips certified accuracy is reported at. ``selection``: ``"last"`` (every learner keeps its
+    last epoch) or ``"partition"`` (each learner holds out ``holdout`` of its own part, by a
+    label-independent draw, and keeps its epoch of best accuracy on those labels).
+    ``attack_checks`` runs at the study's first seed also retrain every ensemble that many times on
+    labels flipped by the ``attack`` strategy of :func:`smoothflip.attacks.label_flip` (with
+    ``attack_options``), a budget of one of the radii each, and count the certified predictions the
+    attack changed (a certificate never breaks: a broken one is a bug).
+    """
+
+    partitions: tuple[int, ...] = (50,)
+    scheme: str = "hash"
+    d: int = 1
+    radii: tuple[int, ...] = ()
+    selection: str = "last"
+    holdout: float = 0.0
+    attack_checks: int = 1
+    attack: str = "margin"
+    attack_options: Mapping[str, Any] = field(default_factory=lambda: frozen({}))
+
+
+@dataclass(frozen=True)
 class AnalysisSpec:
     """``[analysis]``: how the verdicts are read. Never part of a run's or a study's identity:
     changing it re-reads the stored runs, it never invalidates them.
@@ -225,6 +253,9 @@ class StudySpec:
     distillation: DistillationSpec | None = None
     base_dir: str = "."
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
+    certify: CertifySpec | None = None
+
+    _NEW_FIELDS = ("certify",)
 
     def baselines(self) -> dict[str, str]:
         """Each compared arm's baseline arm, as the study's kind defines it (see

@@ -107,8 +107,10 @@ def dumps_study(spec: StudySpec) -> str:
     for condition in spec.conditions if kind.label_conditions else ():
         table = get_noise_model(condition.noise).table(condition.rates, dict(condition.options))
         out += ["", "[[conditions]]", *_toml_lines(table)]
+    for name in kind.tables:
+        out += ["", f"[{name}]", *_toml_lines(plain(asdict(getattr(spec, name))))]
     out += ["", "[probes]", *_toml_lines(plain(asdict(spec.probes)))]
-    analysis = analysis_table(spec.analysis, kind.metrics)
+    analysis = analysis_table(spec.analysis, kind.study_metrics(spec))
     margins = analysis.pop("margin")
     out += ["", "[analysis]", *_toml_lines(analysis), "", "[analysis.margin]", *_toml_lines(margins)]
     return "\n".join(out) + "\n"
