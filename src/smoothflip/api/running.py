@@ -55,17 +55,14 @@ def run_study_here(
 
     session = TrackingSession.open(track)  # a tracker that is not installed fails here, before training
     where = "on a Ray cluster" if options["executor"] == "ray" else f"on {options['device']}"
-    status = "FAILED"
     with progress_display(spec.name, enabled=progress) as shown, warnings_once():
 
         def on_plan(plan: Any) -> None:
             session.begin(out)
             shown.on_plan(plan, plan_text(spec, plan, where=where, workers=options["workers"]))
 
-        run_options = {**options, "progress": shown.on_progress, "on_plan": on_plan}
-        if session:
-            run_options["on_stored"] = session.log
-        try:
+        run_options = {**options, "progress": shown.on_progress, "on_plan": on_plan, "on_stored": session.log}
+        with session.ending_on_error():
             if settle is None:
                 run_study(spec, out, **run_options)
             else:
@@ -73,13 +70,6 @@ def run_study_here(
 
                 max_seeds, round_size = settle
                 run_until_settled(spec, out, max_seeds=max_seeds, round_size=round_size, **run_options)
-            status = "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            if status != "FINISHED":
-                session.close(status)
         index = None
         if report:
             from smoothflip.report import write_report

@@ -79,6 +79,7 @@ class MlflowTracker:
     """
 
     name = "mlflow"
+    keeps_report = True
 
     def __init__(self, uri: str | None = None, experiment: str | None = None) -> None:
         uri = uri if uri is not None else os.environ.get("MLFLOW_TRACKING_URI") or "mlruns"

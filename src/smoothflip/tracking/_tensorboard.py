@@ -62,6 +62,7 @@ class TensorBoardTracker:
     """
 
     name = "tensorboard"
+    keeps_report = False
 
     def __init__(self, dir: str | None = None) -> None:
         self.root = Path(dir if dir is not None else "runs").expanduser().resolve()

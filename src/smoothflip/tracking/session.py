@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,6 +86,7 @@ class ExperimentTracker(Protocol):
     """What a backend of :data:`smoothflip.tracking.TRACKERS` does."""
 
     name: str
+    keeps_report: bool  # attach_report stores the report with the study
 
     def describe(self) -> str:
         """Where it logs, for messages (``"mlflow at http://host:5000"``)."""
@@ -295,6 +297,18 @@ class TrackingSession:
             if report is not None and report.is_dir():
                 self._guard(tracker, tracker.attach_report, self.study, report)
             self._guard(tracker, tracker.end, self.study, status)
+
+    @contextmanager
+    def ending_on_error(self) -> Iterator[None]:
+        """Inside it, an interrupt ends the trackers' session as ``KILLED``, an error as ``FAILED``."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.close("KILLED")
+            raise
+        except BaseException:
+            self.close("FAILED")
+            raise
 
     def close(self, status: str) -> None:
         """End the session early (an interrupted or failed study): the trackers mark it ``status``."""
