@@ -60,7 +60,7 @@ DATA_KINDS: Mapping[str, str] = {
 _OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "arrays": {"layout": "auto"},
     "dataframe": {},
-    "torch-dataset": {},
+    "torch-dataset": {"layout": "auto"},
 }
 
 
