@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,12 +69,16 @@ def test_import_smoothflip_is_light_and_names_the_public_api():
     code = "import sys, smoothflip as sf; print('torch' in sys.modules, sorted(sf.__all__))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False"  # nothing heavy until a name is used
-    assert "'Study'" in out and "'open'" in out and "'Results'" in out
-    assert sf.Study.__module__ == "smoothflip.api.study" and sf.open.__name__ == "open_results"
+    assert "'Study'" in out
+    assert "'open'" in out
+    assert "'Results'" in out
+    assert sf.Study.__module__ == "smoothflip.api.study"
+    assert sf.open.__name__ == "open_results"
 
 
 def test_an_in_memory_study_resumes_and_equals_the_same_study_from_files(stored, tmp_path):
-    assert stored.trained == 8 and len(stored.runs) == 8
+    assert stored.trained == 8
+    assert len(stored.runs) == 8
     # the notebook cell run again: new objects, equal arrays and function text -> nothing trains
     again = memory_study().run(out=stored.directory, progress=False, report=False)
     assert again.trained == 0
@@ -119,7 +122,8 @@ def test_an_in_memory_study_resumes_and_equals_the_same_study_from_files(stored,
         Store.open(from_files.directory, readonly=True) as b,
     ):
         memory, files = by_cell(a.results()), by_cell(b.results())
-    assert memory.keys() == files.keys() and len(memory) == 8
+    assert memory.keys() == files.keys()
+    assert len(memory) == 8
     for cell, run in memory.items():
         other = files[cell]
         assert run.config["dataset_fingerprint"] == other.config["dataset_fingerprint"]  # bit-identical data
@@ -153,10 +157,13 @@ def test_results_read_back_as_frames_a_verdict_table_the_report_and_figures(stor
     opened = sf.open(stored.directory)
     assert opened.trained is None
     runs = opened.runs
-    assert len(runs) == 8 and {"run_id", "arm", "condition", "seed", "selected_test_acc"} <= set(runs)
-    assert set(runs["arm"]) == {"ce", "ls"} and set(runs["seed"]) == {0, 1}
+    assert len(runs) == 8
+    assert {"run_id", "arm", "condition", "seed", "selected_test_acc"} <= set(runs)
+    assert set(runs["arm"]) == {"ce", "ls"}
+    assert set(runs["seed"]) == {0, 1}
     curves = opened.curves
-    assert len(curves) == 8 * 2 and {"epoch", "test_acc", "train_loss"} <= set(curves)
+    assert len(curves) == 8 * 2
+    assert {"epoch", "test_acc", "train_loss"} <= set(curves)
     summary = opened.summary()
     assert list(summary["n"]) == [2, 2, 2, 2]
 
@@ -164,19 +171,23 @@ def test_results_read_back_as_frames_a_verdict_table_the_report_and_figures(stor
     frame = verdict.to_frame()
     assert {"condition", "arm", "metric", "difference", "ci_low", "ci_high", "verdict"} <= set(frame)
     primary = frame[frame["role"] == "primary"]
-    assert list(primary["metric"]) == ["accuracy", "accuracy"] and frame["role"].iloc[0] == "primary"
+    assert list(primary["metric"]) == ["accuracy", "accuracy"]
+    assert frame["role"].iloc[0] == "primary"
     for _, row in primary.iterrows():  # the difference is the mean paired difference, in points
         ls = runs[(runs.arm == "ls") & (runs.condition == row["condition"])].sort_values("seed")
         ce = runs[(runs.arm == "ce") & (runs.condition == row["condition"])].sort_values("seed")
         expected = 100 * np.mean(ls["selected_test_acc"].to_numpy() - ce["selected_test_acc"].to_numpy())
         assert row["difference"] == pytest.approx(expected)
     page = verdict._repr_html_()
-    assert page.count("<table>") == 2 and "primary verdicts" in page and "ls" in page
+    assert page.count("<table>") == 2
+    assert "primary verdicts" in page
+    assert "ls" in page
 
     figure = opened.figure("accuracy_vs_noise")
     from matplotlib.figure import Figure
 
-    assert isinstance(figure, Figure) and figure._repr_png_().startswith(b"\x89PNG")
+    assert isinstance(figure, Figure)
+    assert figure._repr_png_().startswith(b"\x89PNG")
     with pytest.raises(SmoothflipError, match="figure 'nope': must be one of 'accuracy_vs_noise'"):
         opened.figure("nope")
     with pytest.raises(SmoothflipError, match="figure 'projection' is not drawn for this study"):
@@ -241,17 +252,18 @@ def test_dataframes_and_torch_datasets_read_exactly_as_files_and_arrays(tmp_path
 def test_bad_input_is_one_line_naming_it(settings, match):
     with pytest.raises(SmoothflipError) as err:
         sf.Study(**{**SETTINGS, "data": blobs(n=30), "model": make_net, **settings})
-    assert match in str(err.value) and "\n" not in str(err.value)
+    assert match in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_a_tracker_that_is_not_installed_is_one_line_and_nothing_starts(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` now fails
     with pytest.raises(SmoothflipError) as err:
         memory_study().run(out=tmp_path / "out", track="mlflow", progress=False)
-    assert "'mlflow' needs the mlflow package" in str(
-        err.value
-    ) and "pip install 'smoothflip[mlflow]'" in str(err.value)
-    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+    assert "'mlflow' needs the mlflow package" in str(err.value)
+    assert "pip install 'smoothflip[mlflow]'" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
 
 
 def test_to_toml_round_trips_a_file_study_and_refuses_in_memory_values(tmp_path):
@@ -282,7 +294,8 @@ def test_warnings_raised_on_every_run_are_shown_once(tmp_path):
         warnings.simplefilter("always")
         study.run(out=tmp_path / "w", progress=False, report=False)
     shown = [w for w in seen if "building net number" in str(w.message)]
-    assert len(calls) > 2 and len(shown) == 1
+    assert len(calls) > 2
+    assert len(shown) == 1
 
 
 @pytest.mark.slow
