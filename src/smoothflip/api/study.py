@@ -156,7 +156,7 @@ class Study:
         return self.spec.name
 
     @property
-    def runs(self) -> int:
+    def num_runs(self) -> int:
         """The number of runs of the grid (arms x label-condition rates x seeds)."""
         from smoothflip.study.conditions import study_conditions
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -324,12 +324,3 @@ def load_memory(
         **split,
     )
 
-
-def describe(references: Sequence[str]) -> list[str]:
-    """Display names of the in-memory data among ``references`` (for messages)."""
-    out = []
-    for reference in references:
-        kind = reference.removeprefix(PREFIX).partition("@")[0]
-        if kind in DATA_KINDS:
-            out.append(DATA_KINDS[kind])
-    return out
