@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -310,11 +311,51 @@ def test_ray_and_worker_processes_get_notebook_callables_by_value(tmp_path):
     workers = study.run(out=tmp_path / "workers", workers=2, pack_size=2, progress=False, report=False)
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-        remote = study.run(out=tmp_path / "ray", executor="ray", pack_size=2, progress=False, report=False)
+        remote = study.run(
+            out=tmp_path / "ray",
+            executor="ray",
+            pack_size=2,
+            progress=False,
+            report=False,
+            track=f"tensorboard={tmp_path / 'tb'}",
+        )
     finally:
         ray.shutdown()
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert len(events) == 8
+    assert all(f".{os.getpid()}." in e.name for e in events)  # logged by the driver, not the workers
     want = local.runs.sort_values("run_id").reset_index(drop=True)
     for other in (workers, remote):
         got = other.runs.sort_values("run_id").reset_index(drop=True)
         assert list(got["run_id"]) == list(want["run_id"])
         pd.testing.assert_series_equal(got["selected_test_acc"], want["selected_test_acc"], atol=1e-6)
+
+
+CELL = """
+class Net(nn.Module):
+    def __init__(self, input_shape, num_classes, width=8):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), width), nn.ReLU())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+"""
+
+
+def test_a_module_class_from_a_cell_is_named_by_its_text_across_reruns():
+    from smoothflip.api.inputs import callable_reference
+
+    def run_cell(source: str, name: str) -> type:
+        namespace = {"__name__": "__main__", "nn": nn, "np": np}
+        exec(compile(source, name, "exec"), namespace)  # no file behind it, as in a notebook
+        return namespace["Net"]
+
+    first, again = run_cell(CELL, "<cell 3>"), run_cell(CELL, "<cell 7>")
+    changed = run_cell(CELL.replace("nn.ReLU()", "nn.GELU()"), "<cell 8>")
+    reference = callable_reference(first, "model.factory")[0]
+    assert reference.startswith("memory:__main__.Net@")
+    assert callable_reference(again, "model.factory")[0] == reference
+    assert callable_reference(changed, "model.factory")[0] != reference
+    study = sf.Study(**{**SETTINGS, "data": blobs(n=30), "model": first})
+    assert study.spec.model.factory == reference

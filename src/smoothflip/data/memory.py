@@ -323,4 +323,3 @@ def load_memory(
         test_what=test_what,
         **split,
     )
-

@@ -194,6 +194,7 @@ class MlflowTracker:
 
         if self.parent is None:
             raise RuntimeError("the study's parent run was not created")
+        self.check()  # a server gone away fails at once, not after MLflow's minutes of retries
         now = _now_ms()
         name = f"{run.arm} / {run.condition} / seed {run.seed}"
         tags = {**run_tags(study, run), "mlflow.parentRunId": self.parent}

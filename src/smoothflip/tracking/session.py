@@ -243,34 +243,49 @@ class TrackingSession:
     def __bool__(self) -> bool:
         return bool(self.trackers)
 
+    def _fail(self, tracker: Any, err: Exception) -> None:
+        """Switch ``tracker`` off and say why, once (raise instead in a strict session)."""
+        if tracker in self.trackers:
+            self.trackers.remove(tracker)
+        where = tracker.describe()
+        if self.strict:
+            raise TrackingError(f"{where} failed: {_one_line(err)}") from err
+        self.warn(
+            f"{where} failed ({_one_line(err)}); the study goes on without it and its runs stay "
+            f"stored: push them later with `smoothflip export DIR --to {tracker.name}`"
+        )
+
     def _guard(self, tracker: Any, call: Callable[..., Any], *args: Any) -> Any:
         if tracker not in self.trackers:
             return None
         try:
             return call(*args)
         except Exception as err:
-            self.trackers.remove(tracker)
-            where = tracker.describe()
-            if self.strict:
-                raise TrackingError(f"{where} failed: {_one_line(err)}") from err
-            self.warn(
-                f"{where} failed ({_one_line(err)}); the study goes on without it and its runs stay "
-                f"stored: push them later with `smoothflip export DIR --to {tracker.name}`"
-            )
+            self._fail(tracker, err)
+            return None
+
+    def _read(self, directory: str | Path, read: Callable[[str | Path], Any]) -> Any:
+        """What ``read(directory)`` returns; if it fails every tracker is off (the study goes on)."""
+        try:
+            return read(directory)
+        except Exception as err:
+            for tracker in list(self.trackers):
+                self._fail(tracker, err)
             return None
 
     def begin(self, directory: str | Path) -> None:
         """Bind the trackers to the study in ``directory`` (after its store is claimed)."""
         if not self.trackers or self.study is not None:
             return
-        self.study = StudyInfo.read(directory)
+        self.study = self._read(directory, StudyInfo.read)
         for tracker in list(self.trackers):
             held = self._guard(tracker, tracker.begin, self.study)
             if tracker in self.trackers:
                 self.logged[id(tracker)] = set(held or ())
 
     def log(self, runs: Iterable[RunResult]) -> None:
-        """Log finished runs the trackers do not hold yet (the store's ``on_write`` hook)."""
+        """Log finished runs the trackers do not hold yet (the store's ``on_write`` hook: it never
+        raises into the study, unless the session is strict)."""
         runs = list(runs)
         if self.study is None or not runs:
             return
@@ -291,8 +306,9 @@ class TrackingSession:
         from smoothflip.study.results import load_study_data
 
         self.begin(directory)
-        data = load_study_data(directory)
-        self.log([*data.results, *data.incomplete])
+        data = self._read(directory, load_study_data)
+        if data is not None:
+            self.log([*data.results, *data.incomplete])
         for tracker in list(self.trackers):
             if report is not None and report.is_dir():
                 self._guard(tracker, tracker.attach_report, self.study, report)
