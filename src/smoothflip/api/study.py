@@ -258,11 +258,12 @@ class Study:
         arms, conditions, seeds = len(spec.arms), len(study_conditions(spec)), len(spec.seeds)
         plural = lambda n, word: f"{n} {word}{'' if n == 1 else 's'}"  # noqa: E731
         data = spec.data.source if not spec.data.source.startswith("memory:") else "in memory"
-        model = spec.model.trainer or spec.model.factory or spec.model.name
+        model = f"trainer {_show(spec.model.trainer)}" if spec.model.trainer else ""
+        model = model or f"model {_show(spec.model.factory or spec.model.name)}"
         return (
             f"Study({spec.name!r}: {plural(arms, 'arm')} x {plural(conditions, 'condition')} x "
             f"{plural(seeds, 'seed')} = {plural(arms * conditions * seeds, 'run')}; data {_show(data)}, "
-            f"model {_show(model)})"
+            f"{model})"
         )
 
 
