@@ -118,9 +118,15 @@ def test_mlflow_and_tensorboard_hold_every_run_once_and_read_back(tmp_path):
         assert len(final) == 1
         assert final[0].value == pytest.approx(run.metrics["selected"]["test_acc"], rel=1e-6)
 
-    # resumed, then grown by a seed: the trackers hold each run once
+    # resumed (one nested run's logging cut off by a kill), then grown by a seed: each run held once
+    cut = children[0].info.run_id
+    client.update_run(cut, status="RUNNING")
     event_files = sorted(p.name for p in (tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert study().run(out=out, track=track, progress=False, report=False).trained == 0
+    _, children = mlflow_runs(uri, "exp")
+    assert len(children) == 4
+    assert cut not in {c.info.run_id for c in children}
+    assert {c.info.status for c in children} == {"FINISHED"}
     assert study(seeds=3).run(out=out, track=track, progress=False, report=False).trained == 2
     parents, children = mlflow_runs(uri, "exp")
     assert len(parents) == 1

@@ -12,7 +12,8 @@ provides (``pip install 'smoothflip[mlflow]'``):
 - a **nested run** per study run (``mlflow.parentRunId``), named ``arm / condition / seed s``, with
   its parameters, the per-epoch curves as metrics with the epoch as step, the final metrics, and the
   tags ``smoothflip.run_id``, ``smoothflip.condition_id``, ``smoothflip.study``. A run whose id is
-  already among the parent's children is never logged again.
+  already among the parent's finished children is never logged again (a child whose logging was cut
+  off, left unfinished, is deleted and logged again whole).
 
 Where (``uri``): an ``http(s)://`` tracking server (checked to answer before the study starts; a
 dead one warns once), ``databricks``, or a local folder / ``file://`` URI. Without ``uri``:
@@ -32,6 +33,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -162,14 +164,19 @@ class MlflowTracker:
                 "directory": str(study.directory.resolve()),
             }
             self._batch(self.parent, params={k: str(v) for k, v in params.items()})
-        children = self._search(f"tags.mlflow.parentRunId = '{self.parent}'")
-        return {r.data.tags["smoothflip.run_id"] for r in children if "smoothflip.run_id" in r.data.tags}
+        held = set()
+        for child in self._search(f"tags.mlflow.parentRunId = '{self.parent}'"):
+            if child.info.status == "FINISHED" and "smoothflip.run_id" in child.data.tags:
+                held.add(child.data.tags["smoothflip.run_id"])
+            else:  # a run whose logging was cut off (a killed study): deleted, then logged again whole
+                self.client.delete_run(child.info.run_id)
+        return held
 
     def _batch(
         self,
         run_id: str,
         *,
-        metrics: list[Any] = (),
+        metrics: Sequence[Any] = (),
         params: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
     ) -> None:
