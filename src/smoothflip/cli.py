@@ -31,6 +31,7 @@ from rich.table import Table
 
 from smoothflip import __version__
 from smoothflip._cli_errors import DEBUG, OneLineGroup, clean_errors
+from smoothflip._cli_track import TRACK_HELP
 from smoothflip._text import printable
 from smoothflip.errors import SmoothflipError, user_input
 
@@ -89,7 +90,9 @@ def _run(
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
     allow_long: bool = False,
     settle: tuple[int | None, int] | None = None,
+    track: list[str] | None = None,
 ) -> None:
+    from smoothflip._cli_track import open_tracking
     from smoothflip.engine.planning import describe_data
     from smoothflip.engine.runner import run_study
     from smoothflip.engine.settle import run_until_settled
@@ -104,10 +107,15 @@ def _run(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
+    session = open_tracking(track, console)  # a tracker that is not installed: one line, nothing trains
+    with (
+        Progress(*columns, console=console, disable=quiet, transient=False) as bar,
+        session.ending_on_error(),
+    ):
         task = bar.add_task(shown(spec.name), total=None)
 
         def on_plan(plan: Any) -> None:
+            session.begin(out_dir)
             bar.update(task, total=len(plan.runs), completed=len(plan.done))
             if not quiet:
                 console.print(
@@ -134,6 +142,7 @@ def _run(
             "allow_long": allow_long,
             "progress": on_progress,
             "on_plan": on_plan,
+            "on_stored": session.log,
         }
         if settle is None:
             run_study(spec, out_dir, **options)
@@ -150,6 +159,7 @@ def _run(
             )
     _print_summary(spec, out_dir)
     _write_report(out_dir)
+    session.finish(out_dir, out_dir / "report")
     _fail_on_failures(out_dir)
 
 
@@ -310,6 +320,7 @@ def run(
     round_size: Annotated[
         int, typer.Option("--round-size", help="--until-settled: seeds added per open cell and round.")
     ] = 2,
+    track: Annotated[list[str] | None, typer.Option("--track", help=TRACK_HELP)] = None,
 ) -> None:
     """Run (or resume) a study: techniques x label conditions x seeds, stored in one directory."""
     from smoothflip.study.spec import load_study
@@ -351,6 +362,7 @@ def run(
         checkpoint_seconds=checkpoint_seconds,
         allow_long=yes,
         settle=(max_seeds, round_size) if until_settled else None,
+        track=track,
     )
 
 
@@ -379,9 +391,18 @@ def export(
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write (default: the study directory).")
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Push the study to a tracker instead: mlflow[=URI] or tensorboard[=DIR]."),
+    ] = None,
 ) -> None:
-    """Export a study's runs and per-epoch curves as runs.<fmt> and curves.<fmt>."""
+    """Export a study's runs and per-epoch curves as runs.<fmt> and curves.<fmt> (or --to a tracker)."""
     from smoothflip.study.results import export as export_results
+
+    if to is not None:
+        from smoothflip._cli_track import export_to
+
+        return export_to(directory, to, out)
 
     for path in export_results(directory, format=format, out=out_dir):
         out.print(f"wrote {path}", markup=False)

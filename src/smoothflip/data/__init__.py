@@ -12,6 +12,8 @@
 - image folders: a folder with one folder of image files per class, or with ``train/`` and
   ``test/`` folders of that layout (decoded with Pillow; options ``resize``, ``grayscale``,
   ``extensions``); see :mod:`smoothflip.data.images`.
+- data in memory (arrays, a DataFrame, a torch Dataset), named ``"memory:<kind>@<hash>"`` by a
+  study made in Python; see :mod:`smoothflip.data.memory`.
 
 The test split is fixed by ``split_seed`` (stratified), never by a run's seed, so every run of a
 study is scored on the same examples. Labels become ``0..K-1`` in the sorted order of the unique
@@ -41,11 +43,13 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
+from smoothflip._memory import is_memory
 from smoothflip._validation import check_int, check_range
 from smoothflip.data._common import BUILTIN_DATASETS, FILE_TYPES, MAX_SEED, SOURCE_FILE_TYPES, Dataset
 from smoothflip.data.builtin import load_builtin
 from smoothflip.data.files import absolute_path, load_file, resolve_path
 from smoothflip.data.images import load_image_folder
+from smoothflip.data.memory import load_memory
 
 __all__ = ["BUILTIN_DATASETS", "FILE_TYPES", "SOURCE_FILE_TYPES", "Dataset", "load_dataset"]
 
@@ -122,6 +126,16 @@ def load_dataset(
         test_source = _check_path_like("data.test_source", test_source)
     if base_dir is not None and not isinstance(base_dir, str | os.PathLike):
         raise TypeError(f"base_dir must be a path, got {type(base_dir).__name__}")
+    if is_memory(source):  # data a Python session holds (smoothflip.data.memory)
+        return load_memory(
+            source,
+            options=options,
+            label_column=label_column,
+            test_source=test_source,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            standardize=standardize,
+        )
 
     if source in BUILTIN_DATASETS:
         if label_column is not None:

@@ -59,7 +59,7 @@ from smoothflip.data._npy import check_npz_members, read_npy
 from smoothflip.data.images import image_array_layout, to_channels_first
 from smoothflip.errors import DataError
 
-__all__ = ["FILE_OPTIONS", "NPZ_LAYOUTS", "load_file", "resolve_path"]
+__all__ = ["FILE_OPTIONS", "NPZ_LAYOUTS", "arrays_dataset", "load_file", "resolve_path"]
 
 #: Options each file type takes, with their defaults.
 FILE_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
@@ -225,24 +225,55 @@ def _load_npz(
     elif own_test:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         test_what = f"the test split (x_test, y_test) of '{path}'"
-    x = arrays["x"]
+    return arrays_dataset(
+        name=path.name,
+        x=arrays["x"],
+        y=arrays["y"],
+        x_test=x_test,
+        y_test=y_test,
+        as_saved=as_saved,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        standardize=standardize,
+        what=f"'{path}'",
+        test_what=test_what,
+    )
+
+
+def arrays_dataset(
+    *,
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    as_saved: bool,
+    test_fraction: float,
+    split_seed: int,
+    standardize: bool,
+    what: str,
+    test_what: str | None,
+) -> Dataset:
+    """Arrays ``x`` / ``y`` (and ``x_test`` / ``y_test``) as an ``.npz`` file holds them, as a
+    :class:`~smoothflip.data.Dataset`: 3-D and 4-D ``x`` read as images unless ``as_saved``
+    (what ``.npz`` files and in-memory arrays share, so both give the same dataset)."""
     layout = None if as_saved else image_array_layout(x.shape)
     if layout is not None:  # checked in the user's layout, so messages give positions as saved
-        x = to_channels_first(as_features(x, what=f"'{path}'"), layout)
+        x = to_channels_first(as_features(x, what=what), layout)
         test_layout = image_array_layout(x_test.shape) if x_test is not None else None
         if test_layout is not None:
             x_test = to_channels_first(as_features(x_test, what=test_what or ""), test_layout)
     return finish(
-        name=path.name,
+        name=name,
         x=x,
-        y=arrays["y"],
+        y=y,
         x_test=x_test,
         y_test=y_test,
         test_fraction=test_fraction,
         split_seed=split_seed,
         standardize=standardize and (x.ndim <= 2 or layout is not None),
         per_channel=layout is not None,
-        what=f"'{path}'",
+        what=what,
         test_what=test_what,
     )
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+from smoothflip._memory import pack_callables, references
 from smoothflip.engine.planning import PackJob, Progress, StudyPlan, check_device, pack_job
 from smoothflip.errors import SmoothflipError
 from smoothflip.study.store import Store
@@ -69,13 +70,15 @@ def run_local(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(dataset: Any, kind: str, threads: int) -> None:
+def _init_worker(dataset: Any, kind: str, threads: int, callables: bytes | None = None) -> None:
     import torch
 
+    from smoothflip._memory import install
     from smoothflip.engine.tracks import track_for
 
     _die_with_parent()
     torch.set_num_threads(threads)
+    install(callables)  # a study made in Python: its model or training function, by value
     _WORKER.update(dataset=dataset, track=track_for(kind))
 
 
@@ -117,7 +120,7 @@ def _run_workers(
         workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(study.dataset, study.spec.kind, threads),
+        initargs=(study.dataset, study.spec.kind, threads, pack_callables(references(study.spec.to_dict()))),
     ) as pool:
         try:
             for _stage, packs in itertools.groupby(study.packs, key=lambda p: p[0].arm.stage):

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from smoothflip._memory import install, pack_callables, references
 from smoothflip.engine.planning import Progress, StudyPlan, pack_job
 from smoothflip.engine.ray_checkpoints import RemotePackCheckpoint, start_keeper
 from smoothflip.engine.tracks import track_for
@@ -223,11 +224,14 @@ def _train_pack_task(
     teachers: Mapping[str, Any] | None,
     kind: str = "standard",
     checkpoint: Any = None,
+    callables: bytes | None = None,
 ) -> list[RunResult]:
     """What a Ray worker runs for one pack (a plain function; wrapped with ``ray.remote`` on use);
     ``checkpoint`` (a :class:`~smoothflip.engine.ray_checkpoints.RemotePackCheckpoint`) lets a
-    retried pack resume where its dead worker stopped and relays the pack's progress."""
+    retried pack resume where its dead worker stopped and relays the pack's progress; ``callables``
+    are a study's Python model or training function, by value (:func:`smoothflip._memory.pack_callables`)."""
     torch.set_num_threads(threads)
+    install(callables)
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             "this Ray worker was given a GPU but its PyTorch sees no CUDA device (a CPU-only torch build?)"
@@ -345,11 +349,13 @@ class _Driver:
         self.keeper: Any = None
         self.keys: dict[Any, str] = {}
         self.shown = float(self.done)  # the progress last shown
+        self.callables: bytes | None = None
 
     def run(self) -> None:
         if not self.study.packs:
             return
         dataset = self.ray.put(self.study.dataset)  # once; every task gets the reference
+        self.callables = pack_callables(references(self.study.spec.to_dict()))
         checkpoints = self.study.checkpoints
         if checkpoints is not None and checkpoints.enabled:
             self.keeper = start_keeper(self.ray, checkpoints)
@@ -394,6 +400,7 @@ class _Driver:
             teachers=job.teachers or None,
             kind=self.study.spec.kind,
             checkpoint=checkpoint,
+            callables=self.callables,
         )
         self.in_flight[ref] = (pack, job.skipped)
         if checkpoint is not None:

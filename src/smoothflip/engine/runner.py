@@ -17,7 +17,7 @@ from smoothflip.engine.planning import Progress, StudyPlan, plan_study, resolve_
 from smoothflip.errors import SmoothflipError
 from smoothflip.study.lock import study_lock
 from smoothflip.study.spec.schema import StudySpec
-from smoothflip.study.store import Store
+from smoothflip.study.store import RunResult, Store
 
 EXECUTORS: Mapping[str, str] = {
     "local": "smoothflip.engine.local:EXECUTOR",
@@ -49,6 +49,7 @@ def run_study(
     progress: Callable[[Progress], None] | None = None,
     on_plan: Callable[[StudyPlan], None] | None = None,
     select: Callable[[Any], bool] | None = None,
+    on_stored: Callable[[list[RunResult]], None] | None = None,
 ) -> Path:
     """Run (or resume) a study into ``out_dir``; returns the directory.
 
@@ -77,6 +78,8 @@ def run_study(
         progress: called after every epoch of every pack.
         on_plan: called once with the plan before training starts.
         select: train only the runs of the grid it returns True for (the until-settled loop).
+        on_stored: called in this process (the one that writes the store) with each pack's finished
+            runs right after they are committed (the experiment trackers of :mod:`smoothflip.tracking`).
     """
     runner = get_executor(executor)
     if pack_size is not None and pack_size < 1:
@@ -89,6 +92,7 @@ def run_study(
     if pack_size is None:
         pack_size = runner.pack_size(runs, dataset, options=options, spec=spec)
     with study_lock(out_dir), Store.open(out_dir) as store:  # one writer per study directory
+        store.on_write = on_stored
         study = plan_study(
             spec,
             dataset,

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from smoothflip._memory import is_memory, lookup
 from smoothflip._validation import check_int
 from smoothflip.errors import user_code_error
 from smoothflip.models.classifier import _check_input_shape
@@ -25,7 +26,8 @@ __all__ = ["build_from_factory", "load_factory"]
 def load_factory(reference: str, *, base_dir: str | Path | None = None) -> Callable[..., nn.Module]:
     """Import the model factory named by ``reference``.
 
-    Two forms:
+    Two forms (and ``"memory:..."``, a callable a study made in Python registered in this process,
+    see :mod:`smoothflip._memory`):
 
     - ``"package.module:function"`` — imported with :func:`importlib.import_module`; ``base_dir``
       (if given) is put first on ``sys.path`` for the duration of the import. A module imported
@@ -56,6 +58,15 @@ def load_factory(reference: str, *, base_dir: str | Path | None = None) -> Calla
     """
     if not isinstance(reference, str):
         raise TypeError(f"model factory reference must be a string, got {type(reference).__name__}")
+    if is_memory(reference):  # a callable of a Python session (a study made with sf.Study)
+        entry = lookup(reference)
+        if entry is None or entry.kind != "callable":
+            raise ValueError(
+                f"model factory {reference!r}: a Python callable of another session, which is not here; "
+                "run the study from Python (sf.Study), or put the function in a file and name it "
+                "'file.py:function'"
+            )
+        return entry.value
     where, sep, attr = reference.rpartition(":")
     if not sep or not where.strip() or not attr.strip():
         raise ValueError(

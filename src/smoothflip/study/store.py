@@ -191,6 +191,8 @@ class Store:
         self.readonly = readonly
         self.schema = schema
         self._db = connection
+        # called with each pack's finished runs once they are committed (experiment trackers)
+        self.on_write: Callable[[list[RunResult]], None] | None = None
 
     @property
     def path(self) -> Path:
@@ -415,7 +417,8 @@ class Store:
         """Store a finished pack in one transaction; runs already stored are left as they are.
 
         A :class:`RunFailure` is recorded (or its attempt count raised) in the ``failures`` table;
-        a run that finishes removes its earlier failure.
+        a run that finishes removes its earlier failure. After the commit :attr:`on_write` (if set)
+        is called with the pack's finished runs.
 
         Returns:
             The number of new run rows.
@@ -466,7 +469,9 @@ class Store:
                         _now(),
                     ),
                 )
-            return added
+        if self.on_write is not None and results:
+            self.on_write(results)
+        return added
 
     def failures(self) -> list[tuple[RunFailure, int]]:
         """Runs whose last attempt failed, with their number of attempts (oldest first)."""

@@ -76,6 +76,7 @@ __all__ = [
     "calibration_vs_noise",
     "certified_accuracy",
     "distillation",
+    "draw_figure",
     "memorization",
     "mutual_information",
     "plain",
@@ -89,13 +90,10 @@ __all__ = [
 # --------------------------------------------------------------------------- all figures
 
 
-def build_figures(
-    data: StudyData,
-    comparisons: Sequence[Any],
-    *,
-    format_diff: Callable[[float, Any], str],
-) -> list[FigureResult]:
-    """Draw every figure of the report (skipped ones carry a note), in report order."""
+def _figure_specs(
+    data: StudyData, comparisons: Sequence[Any], format_diff: Callable[[float, Any], str]
+) -> list[tuple[str, str, Callable[[], tuple[Figure, str]]]]:
+    """``(name, title, build)`` of every figure of the report, in report order."""
     specs: list[tuple[str, str, Callable[[], tuple[Figure, str]]]] = [
         ("accuracy_vs_noise", "Accuracy vs noise rate", lambda: accuracy_vs_noise(data)),
         (
@@ -119,9 +117,19 @@ def build_figures(
         specs.insert(
             0, ("certified_accuracy", "Certified accuracy vs label flips", lambda: certified_accuracy(data))
         )
+    return specs
+
+
+def build_figures(
+    data: StudyData,
+    comparisons: Sequence[Any],
+    *,
+    format_diff: Callable[[float, Any], str],
+) -> list[FigureResult]:
+    """Draw every figure of the report (skipped ones carry a note), in report order."""
     out = []
     with matplotlib.style.context(["default", _RC]):
-        for name, title, build in specs:
+        for name, title, build in _figure_specs(data, comparisons, format_diff):
             try:
                 fig, caption = build()
             except FigureSkipped as skipped:
@@ -129,6 +137,26 @@ def build_figures(
                 continue
             out.append(FigureResult(name=name, title=title, caption=caption, png=to_png(fig)))
     return out
+
+
+def draw_figure(
+    name: str,
+    data: StudyData,
+    comparisons: Sequence[Any],
+    *,
+    format_diff: Callable[[float, Any], str],
+) -> tuple[Figure, str]:
+    """One figure of the report as ``(figure, caption)``, drawn as the report draws it.
+
+    Raises:
+        KeyError: ``name`` is not a figure of this study's report.
+        FigureSkipped: the study lacks what the figure shows (the note says what).
+    """
+    for figure_name, _title, build in _figure_specs(data, comparisons, format_diff):
+        if figure_name == name:
+            with matplotlib.style.context(["default", _RC]):
+                return build()
+    raise KeyError(name)
 
 
 FIGURE_NAMES = (

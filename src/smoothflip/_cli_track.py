@@ -1,0 +1,75 @@
+"""``smoothflip run --track`` and ``smoothflip export --to``: experiment trackers from the command line.
+
+- :func:`open_tracking` parses ``--track mlflow[=URI] --track tensorboard[=DIR]``, imports the
+  backends (a missing one is a one-line error before anything trains) and returns the session
+  ``smoothflip run`` hands each stored pack to; a tracker that fails prints one ``warning:`` line
+  and the study goes on.
+- :func:`export_to` pushes a stored study to a tracker (``smoothflip export DIR --to mlflow``): every
+  finished run the tracker does not hold yet, and the report; here a failure is an error (exit 2).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+
+from smoothflip._text import printable
+from smoothflip.errors import SmoothflipError
+
+if TYPE_CHECKING:
+    from smoothflip.tracking.session import TrackingSession
+
+__all__ = ["TRACK_HELP", "export_to", "open_tracking"]
+
+TRACK_HELP = (
+    "Log the study to an experiment tracker as it trains: mlflow[=URI] (a tracking server, or a folder; "
+    "default MLFLOW_TRACKING_URI or ./mlruns) or tensorboard[=DIR] (default ./runs); repeatable. "
+    "Needs smoothflip[mlflow] / smoothflip[tensorboard]."
+)
+
+
+def open_tracking(track: list[str] | None, console: Console) -> TrackingSession:
+    """The trackers ``--track`` names; failures print one ``warning:`` line on ``console``."""
+    from smoothflip.tracking.session import TrackingSession
+
+    def warn(message: str) -> None:
+        console.print(f"warning: {escape(printable(message))}", highlight=False, soft_wrap=True)
+
+    return TrackingSession.open(track or [], warn=warn)
+
+
+def export_to(directory: Path, target: str, out: Console) -> None:
+    """Push the study stored in ``directory`` to the tracker ``target`` (``mlflow[=URI]`` ...).
+
+    Raises:
+        SmoothflipError: no finished runs; a tracker that is not installed, not reachable or fails.
+    """
+    from smoothflip.report import write_report
+    from smoothflip.study.results import load_study_data
+    from smoothflip.tracking.session import TrackingSession
+
+    data = load_study_data(directory)  # no study, a damaged store: one line, before any tracker call
+    if not data.results and not data.incomplete:
+        raise SmoothflipError(f"{directory} holds no finished runs to export yet")
+    session = TrackingSession.open([target], strict=True)
+    with tempfile.TemporaryDirectory(prefix="smoothflip-report-") as folder:
+        report = directory / "report"
+        if not (report / "index.html").is_file():  # the study directory is left as it is
+            report = write_report(directory, out=Path(folder) / "report").parent
+        session.begin(directory)
+        before = dict(session.counts)
+        session.finish(directory, report)
+    for tracker in session.trackers:
+        added = session.counts.get(tracker.name, 0) - before.get(tracker.name, 0)
+        total = len(data.results) + len(data.incomplete)
+        report_note = "; the report attached" if getattr(tracker, "keeps_report", False) else ""
+        out.print(
+            f"exported {directory} to {tracker.describe()}: {added} run(s) logged, "
+            f"{total - added} already there{report_note}",
+            markup=False,
+            highlight=False,
+        )
