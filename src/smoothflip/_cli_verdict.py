@@ -133,15 +133,6 @@ def verdict_command(
         )
 
 
-def _cost_text(cost: Any) -> str:
-    from smoothflip.report.verdict_rows import minutes_text
-
-    if not math.isfinite(cost.arm_runs):
-        return "not reachable within a million seeds"
-    runs = f"{cost.arm_runs:.0f} arm run(s) + {cost.baseline_runs:.0f} baseline run(s)"
-    return f"{runs}, {minutes_text(cost.minutes).replace('time unknown', 'time unknown (no timings stored)')}"
-
-
 def _plan_table(result: Any, role: str, rows: list[dict[str, Any]]) -> Table | None:
     from smoothflip.analysis import format_size
     from smoothflip.report.terminal import escape
@@ -173,44 +164,23 @@ def _plan_table(result: Any, role: str, rows: list[dict[str, Any]]) -> Table | N
 
 def _totals(out: Console, data: Any, result: Any, directory: Path) -> None:
     from smoothflip.report.terminal import escape
-    from smoothflip.study.pricing import grow_cost, total_cost
+    from smoothflip.report.verdict_rows import cost_sentences, cost_text
+    from smoothflip.study.pricing import grow_cost
 
-    prices = list(result.prices.values())
-    primary = [p for p in prices if p.role == "primary"]
     out.print(
         "[bold]Totals[/] (a baseline run serves every cell of its condition; a run serves every metric):"
     )
-    lines = []
-    if primary:
-        lines.append(("detect the target in every inconclusive primary cell", total_cost(primary)))
-        lines.append(
-            (
-                "show equivalence in every inconclusive primary cell, if it has no effect",
-                total_cost(primary, goal="equivalence"),
-            )
-        )
-    lines.append(("detect the target in every inconclusive cell, primary and secondary", total_cost(prices)))
-    for what, cost in lines:
-        out.print(f"- {what}: {_cost_text(cost)}", highlight=False)
-    settle = [p for p in result.settle_prices.values() if math.isfinite(p.seeds_detect)]
-    if settle:
-        cap = max(p.seeds_detect for p in settle)
-        out.print(
-            "- with the until-settled design instead (anytime-valid: it stays valid although seeds are added "
-            f"after looking), the inconclusive primary cells need up to {cap:.0f} seeds each to detect the "
-            f"target, at most {_cost_text(total_cost(result.settle_prices.values()))} "
-            f"(fewer when effects show early): `smoothflip run STUDY.toml --out {escape(str(directory))} "
-            f"--until-settled --max-seeds {cap:.0f}`",
-            highlight=False,
-        )
-    needs = [p.seeds_detect for p in primary if math.isfinite(p.seeds_detect)]
+    for sentence in cost_sentences(result, str(directory)):
+        out.print(f"- {escape(sentence)}", highlight=False)
+    needs = [p.seeds_detect for p in result.prices.values() if p.role == "primary"]
+    needs = [n for n in needs if math.isfinite(n)]
     if needs:
         k = max(needs)
         out.print(
-            f"- or grow the study file to seeds = {k:.0f} (what the neediest primary cell needs; every arm "
-            f"under every condition): {_cost_text(grow_cost(data, k))}; rerun the same `smoothflip run` into "
-            f"{escape(str(directory))} and the stored runs are reused (but fixed-design tests read again after "
-            "seeds were added for the cells that looked open lose their error guarantee)",
+            f"- Or grow the study file to seeds = {k:.0f} (what the neediest primary cell needs; every arm "
+            f"under every condition): {cost_text(grow_cost(data, k))}; rerun the same `smoothflip run` into "
+            f"{escape(str(directory))} and the stored runs are reused (fixed-design tests read again after "
+            "more seeds are a second look: their family-wise guarantee no longer holds exactly)",
             highlight=False,
         )
 

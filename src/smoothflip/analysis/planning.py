@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from smoothflip._validation import check_choice, check_int
+from smoothflip._validation import check_int
 from smoothflip.analysis import sequential as seq
 from smoothflip.analysis.intervals import MIN_SEEDS
 from smoothflip.analysis.power import (
@@ -70,7 +70,7 @@ from smoothflip.analysis.power import (
     equivalence_power_in_sd,
     smallest_n,
 )
-from smoothflip.analysis.verdicts import DESIGNS, FamilyVerdicts
+from smoothflip.analysis.verdicts import FamilyVerdicts
 
 __all__ = ["CellPlans", "plan_cells", "planning_level"]
 
@@ -149,7 +149,6 @@ def plan_cells(
     *,
     target: Any,
     true_diff: float = 0.0,
-    design: str | None = None,
     prior_sd: float = seq.DEFAULT_PRIOR_SD,
     min_n: int = MIN_SEEDS,
     max_n: int = MAX_PLAN_SEEDS,
@@ -163,8 +162,6 @@ def plan_cells(
             NaN or None: no detection plan).
         true_diff: the true difference assumed when planning equivalence (raw units, ``|true_diff|``
             below the margin).
-        design: plan for this design instead of the verdicts' own (``"sequential"``: what the
-            until-settled loop would need for cells read so far with fixed-design tests).
         prior_sd: the e-process prior's sd (sequential design only; the verdicts' own).
         min_n: the fewest seeds a plan returns (a cell needs 3 for a verdict).
         max_n: the search bound; cells needing more get ``inf``.
@@ -177,7 +174,7 @@ def plan_cells(
     """
     min_n = check_int("min_n", min_n, low=2)
     max_n = check_int("max_n", max_n, low=min_n)
-    design = verdicts.design if design is None else check_choice("design", design, DESIGNS)
+    design = verdicts.design
     shape = verdicts.verdict.shape
     goal = np.broadcast_to(np.asarray(np.nan if target is None else target, dtype=float), shape)
     if np.any(goal <= 0) or np.any(np.isinf(goal)):

@@ -25,6 +25,8 @@ from smoothflip.analysis import format_diff, format_size
 
 __all__ = [
     "CSV_COLUMNS",
+    "cost_sentences",
+    "cost_text",
     "csv_records",
     "design_sentences",
     "minutes_text",
@@ -238,6 +240,44 @@ def _price_sentence(result: Any) -> str:
         "baseline at their stored time per run. Equivalence (smoothflip plan): the seeds that would show "
         "equivalence within the margin if the true difference is 0."
     )
+
+
+def cost_text(cost: Any) -> str:
+    """``"112 arm run(s) + 102 baseline run(s), ~57 s"`` for a :class:`~smoothflip.study.pricing.Cost`."""
+    if not math.isfinite(cost.arm_runs):
+        return "not reachable within a million seeds"
+    runs = f"{cost.arm_runs:.0f} arm run(s) + {cost.baseline_runs:.0f} baseline run(s)"
+    return f"{runs}, {minutes_text(cost.minutes).replace('time unknown', 'time unknown (no timings stored)')}"
+
+
+def cost_sentences(result: Any, directory: str = "DIR") -> list[str]:
+    """What settling the inconclusive cells would cost together (the report and ``smoothflip plan``)."""
+    from smoothflip.study.pricing import total_cost
+
+    prices = list(result.prices.values())
+    if not prices:
+        return []
+    primary = [p for p in prices if p.role == "primary"]
+    out = []
+    if primary:
+        detect = cost_text(total_cost(primary))
+        out.append(f"To detect the target in every inconclusive primary cell: {detect}")
+        equivalence = cost_text(total_cost(primary, goal="equivalence"))
+        out.append(
+            f"To show equivalence in every inconclusive primary cell, if it has no effect: {equivalence}"
+        )
+    every = cost_text(total_cost(prices))
+    out.append(f"To detect the target in every inconclusive cell, primary and secondary: {every}")
+    settle = [p for p in result.settle_prices.values() if math.isfinite(p.seeds_detect)]
+    if settle:
+        cap = max(p.seeds_detect for p in settle)
+        out.append(
+            "With the until-settled design instead (anytime-valid: it stays valid although seeds are added "
+            f"after looking), the primary cells its tests leave open need up to {cap:.0f} paired seeds each "
+            f"to detect the target: at most {cost_text(total_cost(settle))}, fewer when effects show early "
+            f"(smoothflip run STUDY.toml --out {directory} --until-settled --max-seeds {cap:.0f})"
+        )
+    return out
 
 
 def verdict_rows(result: Any) -> dict[str, Any]:

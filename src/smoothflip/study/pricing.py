@@ -177,7 +177,6 @@ def price_family(
     role: str,
     target: float,
     seconds: Any = None,
-    design: str | None = None,
 ) -> dict[tuple[str, str, str], CellPrice]:
     """Price the inconclusive cells of one metric's family.
 
@@ -189,15 +188,13 @@ def price_family(
         role: ``"primary"`` or ``"secondary"``.
         target: the MDE target in display units (NaN: none).
         seconds: :func:`seconds_per_run` of the study (computed when not given).
-        design: plan for this design instead of the verdicts' (``"sequential"``: the until-settled
-            loop's anytime-valid tests).
 
     Returns:
         ``(condition label, arm, metric key) -> CellPrice`` for every planned cell.
     """
     seconds = seconds or seconds_per_run(data)
     raw_target = target / metric.scale if math.isfinite(target) else math.nan
-    plans = analysis.plan_cells(verdicts, target=raw_target, design=design)
+    plans = analysis.plan_cells(verdicts, target=raw_target)
     baselines = data.baselines
     prices: dict[tuple[str, str, str], CellPrice] = {}
     for i, (condition, arm) in enumerate(cells):

@@ -98,9 +98,9 @@ class StudyVerdict:
         design: ``"fixed"`` or ``"sequential"``.
         settle: the recorded until-settled design (rounds, seeds per cell, why it stopped), or None.
         prices: ``(condition label, arm, metric key) -> CellPrice`` for every inconclusive cell.
-        settle_prices: for a fixed-design study, the inconclusive primary cells priced for the
-            until-settled design instead (its anytime-valid tests stay valid when seeds are added after
-            looking); empty for a sequential study (``prices`` already are).
+        settle_prices: for a fixed-design study, the primary cells that would be inconclusive when read
+            with the until-settled design's anytime-valid tests (``--until-settled``: valid although
+            seeds are added after looking), priced for those tests; empty for a sequential study.
         targets: per metric key, the MDE target its cells were priced for (display units).
     """
 
@@ -254,10 +254,13 @@ def study_verdict(data: StudyData, *, at: str = "selected", target_mde: float | 
         targets[metric.key] = target = target_mde if is_primary and target_mde is not None else target
         if verdicts is not None:
             role = families[metric.key].role
-            price = functools.partial(price_family, data, cells, verdicts, metric, role=role, target=target)
-            prices.update(price(seconds=seconds))
+            price = functools.partial(price_family, data, cells, metric=metric, role=role, target=target)
+            prices.update(price(verdicts=verdicts, seconds=seconds))
             if is_primary and design == "fixed":
-                settle_prices.update(price(seconds=seconds, design="sequential"))
+                # rerun with --until-settled, every cell is read with the anytime-valid tests
+                _, anytime = metric_family(data, cells, metric, primary=True, design="sequential", at=at)
+                if anytime is not None:
+                    settle_prices.update(price(verdicts=anytime, seconds=seconds))
         for i, (condition, arm) in enumerate(cells):
             if verdicts is None:
                 found[(condition.label, arm, metric.key)] = {
