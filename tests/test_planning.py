@@ -79,7 +79,8 @@ def test_seeds_to_detect_scales_with_sd_and_is_exact_not_normal():
     z = stats.norm.ppf(1 - 0.05 / 30) + stats.norm.ppf(0.8)
     assert seeds_to_detect(2.0, 1.0, alpha=0.05 / 15) == 8 > math.ceil((z / 2.0) ** 2) == 4
     many = seeds_to_detect(np.array([0.5, 1.0, 2.0]), np.array([1.0, 1.0, np.nan]))
-    assert many[:2].tolist() == [34.0, 10.0] and math.isnan(many[2])
+    assert many[:2].tolist() == [34.0, 10.0]
+    assert math.isnan(many[2])
 
 
 def test_seeds_to_detect_edge_cases_and_errors():
@@ -193,7 +194,8 @@ def test_plan_cells_uses_each_family_strictest_level():
     plan = plan_cells(v, target=0.01)
     assert v.verdict.tolist()[:2] == ["helps", "no verdict"]
     assert plan.planned.tolist() == [False, False, True, True]
-    assert np.isnan(plan.seeds_detect[:2]).all() and np.isfinite(plan.seeds_detect[2:]).all()
+    assert np.isnan(plan.seeds_detect[:2]).all()
+    assert np.isfinite(plan.seeds_detect[2:]).all()
     # no target: no detection plan; no margin: no equivalence plan
     assert np.isnan(plan_cells(v, target=None).seeds_detect).all()
     no_margin = plan_cells(family_verdicts(mixed, higher_is_better=True, margin=None), target=0.01)
