@@ -29,7 +29,8 @@ ACC, ECE = METRICS[0], METRICS[2]
 def make_spec(seeds: int, analysis: str = "") -> object:
     arms = "".join(f'[[arms]]\nname = "{arm}"\nloss = "ce"\n' for arm in ("ce", "a", "b"))
     text = (
-        f'name = "price"\nseeds = {seeds}\nbaseline = "ce"\n[data]\nsource = "digits"\n[model]\nname = "mlp"\n'
+        f'name = "price"\nseeds = {seeds}\nbaseline = "ce"\n'
+        '[data]\nsource = "digits"\n[model]\nname = "mlp"\n'
         f'{arms}[[conditions]]\nnoise = "symmetric"\nrates = [0.0, 0.2]\n{analysis}'
     )
     return loads_study(text)
