@@ -37,12 +37,20 @@ def _check_at(at: str) -> None:
         raise SmoothflipError(f"--at must be 'selected' or 'last', got {at!r}")
 
 
-def _check_target(target_mde: float | None) -> None:
-    if target_mde is not None and not (0.0 < target_mde < math.inf):
+def _check_target(target_mde: str | float | None) -> float | None:
+    """``--target-mde`` as a finite number > 0 (display units), or None when not given."""
+    if target_mde is None:
+        return None
+    try:
+        value = float(target_mde)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < math.inf:
         raise SmoothflipError(
             f"--target-mde must be a finite number > 0 in the primary metric's display units "
-            f"(accuracy in points), got {target_mde!r}"
+            f"(accuracy in points), got {str(target_mde)!r}"
         )
+    return value
 
 
 def _check_out(out: Path, directory: Path) -> Path:
@@ -101,7 +109,7 @@ def verdict_command(
     at: str = "selected",
     format: str = "table",
     out_file: Path | None = None,
-    target_mde: float | None = None,
+    target_mde: str | float | None = None,
 ) -> None:
     """``smoothflip verdict``: the terminal tables, or the verdict rows as CSV."""
     from smoothflip.report.terminal import print_verdict
@@ -110,11 +118,11 @@ def verdict_command(
     _check_at(at)
     if format not in FORMATS:
         raise SmoothflipError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    _check_target(target_mde)
+    target = _check_target(target_mde)
     if out_file is not None and format != "csv":
         raise SmoothflipError("--out writes the CSV rows: add --format csv (the table goes to the terminal)")
     path = None if out_file is None else _check_out(out_file, directory)
-    data, result = _load(directory, at, target_mde)
+    data, result = _load(directory, at, target)
     if format == "csv":
         buffer = io.StringIO()
         count = write_csv(result, buffer)
@@ -186,7 +194,7 @@ def _totals(out: Console, data: Any, result: Any, directory: Path) -> None:
 
 
 def plan_command(
-    out: Console, directory: Path, *, at: str = "selected", target_mde: float | None = None
+    out: Console, directory: Path, *, at: str = "selected", target_mde: str | float | None = None
 ) -> None:
     """``smoothflip plan``: every inconclusive cell priced in seeds and minutes, with totals."""
     from smoothflip.report.terminal import escape
@@ -194,8 +202,8 @@ def plan_command(
     from smoothflip.study.pricing import study_seconds
 
     _check_at(at)
-    _check_target(target_mde)
-    data, result = _load(directory, at, target_mde)
+    target = _check_target(target_mde)
+    data, result = _load(directory, at, target)
     rows = verdict_rows(result)
     out.print(
         f"[bold]{escape(data.spec.name)}[/]: what settling each inconclusive cell would cost "

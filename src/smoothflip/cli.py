@@ -399,7 +399,7 @@ def verdict(
     ] = "table",
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write the CSV here.")] = None,
     target_mde: Annotated[
-        float | None, typer.Option("--target-mde", help="The primary metric's MDE target (display units).")
+        str | None, typer.Option("--target-mde", help="The primary metric's MDE target (display units).")
     ] = None,
 ) -> None:
     """Print each arm's verdict against the baseline, per label condition (paired by seed): the primary
@@ -415,7 +415,7 @@ def verdict(
 def plan(
     directory: Annotated[Path, typer.Argument(help="A study directory.")],
     target_mde: Annotated[
-        float | None, typer.Option("--target-mde", help="The primary metric's MDE target (display units).")
+        str | None, typer.Option("--target-mde", help="The primary metric's MDE target (display units).")
     ] = None,
     at: Annotated[str, typer.Option("--at", help="selected (by validation) or last epoch.")] = "selected",
 ) -> None:
