@@ -152,6 +152,15 @@ def test_bad_input_is_one_line_and_touches_nothing(study, tmp_path, args, match)
     assert snapshot(study, tmp_path) == before
 
 
+def test_out_through_a_symlinked_study_folder_is_still_the_study(study, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(study, target_is_directory=True)
+    before = snapshot(study)
+    result = invoke("verdict", study, "--format", "csv", "--out", link / "smoothflip.sqlite")
+    assert_clean_error(result, "the study's own")
+    assert snapshot(study) == before
+
+
 def test_an_unwritable_out_folder_is_refused(study, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()

@@ -65,8 +65,7 @@ def _check_out(out: Path, directory: Path) -> Path:
         raise SmoothflipError(f"--out {out}: the folder {parent} is not writable")
     if target.exists() and not os.access(target, os.W_OK):
         raise SmoothflipError(f"--out {out}: the file is not writable")
-    study = Path(os.path.abspath(directory))
-    if parent == study and target.name in _STUDY_FILES:
+    if parent.resolve() == Path(directory).resolve() and target.name in _STUDY_FILES:
         raise SmoothflipError(f"--out {out}: that is the study's own {target.name}; name another file")
     return target
 
