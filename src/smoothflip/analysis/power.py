@@ -48,7 +48,7 @@ critical value ``c`` rejects when ``|x̄| < margin - c s / sqrt(n)``, so
     ``power = ∫_0^{v*} [Φ(√n (d - e) - c v / √(n-1)) - Φ(-√n (d + e) + c v / √(n-1))] f_χ(v) dv``
 
 with ``d = margin / σ``, ``e = μ / σ`` and ``v* = d √(n (n - 1)) / c``, computed by Gauss-Legendre
-quadrature (128 nodes over the χ density's bulk; within 1e-9 of adaptive quadrature).
+quadrature (128 nodes over the χ density's bulk; within 1e-8 of adaptive quadrature).
 
     >>> from smoothflip.analysis import seeds_to_detect, seeds_to_show_equivalence
     >>> seeds_to_detect(1.0, 1.0), seeds_to_detect(1.0, 1.0, alpha=0.05 / 15)
