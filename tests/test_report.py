@@ -313,9 +313,10 @@ def test_user_strings_are_escaped(tmp_path: Path) -> None:
     assert "\n# not a heading" not in md
     rows = [line for line in md.splitlines() if line.startswith("| ") and "cp " in line]
     pipes = [len(re.findall(r"(?<!\\)\|", row)) for row in rows]
-    # summary, verdict and primary tables have 8 columns (9 unescaped pipes), the representation table 7
-    assert pipes.count(9) == 3 * 3, rows  # summary + verdict + primary-verdict rows of the "cp" arm
-    assert set(pipes) <= {8, 9}, rows
+    # summary and verdict tables have 8 columns (9 unescaped pipes), the primary table 8 or, with its
+    # "seeds needed" column, 9; the representation table and the cost table ("What an answer would cost") 7
+    assert pipes.count(9) + pipes.count(10) == 3 * 3, rows  # summary + verdict + primary rows of "cp"
+    assert set(pipes) <= {8, 9, 10}, rows
 
 
 def test_markdown_escaping() -> None:

@@ -415,30 +415,35 @@ def verdict(
     at: Annotated[
         str, typer.Option("--at", help="Which epoch's metrics: selected (by validation) or last.")
     ] = "selected",
+    format: Annotated[
+        str, typer.Option("--format", help="table (the terminal) or csv (every row).")
+    ] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write the CSV here.")] = None,
+    target_mde: Annotated[
+        str | None, typer.Option("--target-mde", help="The primary metric's MDE target (display units).")
+    ] = None,
 ) -> None:
     """Print each arm's verdict against the baseline, per label condition (paired by seed): the primary
-    metric with family-wise error control, the others as secondary (FDR), with intervals and MDEs."""
-    from smoothflip.report.terminal import print_verdict
-    from smoothflip.study.results import load_study_data
-    from smoothflip.study.verdict import study_verdict
+    metric with family-wise error control, the others as secondary (FDR), with intervals, MDEs and the
+    seeds each inconclusive cell would need; --format csv writes the rows for machines."""
+    from smoothflip._cli_verdict import verdict_command
 
-    if at not in ("selected", "last"):
-        raise SmoothflipError(f"--at must be 'selected' or 'last', got {at!r}")
-    data = load_study_data(directory)
-    result = study_verdict(data, at=at)
-    incomplete = (
-        f"; {len(data.incomplete)} stored run(s) are incomplete (no final metrics) and left out"
-        if data.incomplete
-        else ""
-    )
-    if result.note is not None:
-        raise SmoothflipError(
-            f"{directory} holds no finished runs to compare yet (need the baseline and another arm)"
-            + incomplete
-        )
-    print_verdict(out, data, result)
-    if incomplete:
-        out.print(incomplete.removeprefix("; "), markup=False)
+    verdict_command(out, directory, at=at, format=format, out_file=out_file, target_mde=target_mde)
+
+
+@app.command()
+@clean_errors
+def plan(
+    directory: Annotated[Path, typer.Argument(help="A study directory.")],
+    target_mde: Annotated[
+        str | None, typer.Option("--target-mde", help="The primary metric's MDE target (display units).")
+    ] = None,
+    at: Annotated[str, typer.Option("--at", help="selected (by validation) or last epoch.")] = "selected",
+) -> None:
+    """What settling every inconclusive cell would cost: paired seeds and training minutes."""
+    from smoothflip._cli_verdict import plan_command
+
+    plan_command(out, directory, at=at, target_mde=target_mde)
 
 
 @app.command()

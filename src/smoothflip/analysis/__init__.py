@@ -13,7 +13,10 @@ module                                            what it holds
 :mod:`~smoothflip.analysis.intervals`             bootstrap and t intervals, interquartile mean
 :mod:`~smoothflip.analysis.paired`                paired t-test, exact sign-flip test, TOST equivalence
 :mod:`~smoothflip.analysis.multiplicity`          Holm (FWER) and Benjamini-Hochberg (FDR)
-:mod:`~smoothflip.analysis.power`                 power and minimum detectable effect (noncentral t)
+:mod:`~smoothflip.analysis.power`                 power and minimum detectable effect (noncentral t),
+                                                  seeds to detect an effect or show equivalence
+:mod:`~smoothflip.analysis.planning`              :func:`plan_cells`: the seeds each inconclusive
+                                                  cell of a family needs, at its family's level
 :mod:`~smoothflip.analysis.sequential`            safe t-test e-process, anytime-valid p-values,
                                                   confidence sequences
 :mod:`~smoothflip.analysis.verdicts`              :func:`family_verdicts` (helps / hurts / equivalent
@@ -71,7 +74,15 @@ from smoothflip.analysis.paired import (
     sign_flip_test,
     tost,
 )
-from smoothflip.analysis.power import minimum_detectable_effect, power_of_paired_t
+from smoothflip.analysis.planning import CellPlans, plan_cells, planning_level
+from smoothflip.analysis.power import (
+    MAX_PLAN_SEEDS,
+    minimum_detectable_effect,
+    power_of_equivalence,
+    power_of_paired_t,
+    seeds_to_detect,
+    seeds_to_show_equivalence,
+)
 from smoothflip.analysis.sequential import (
     DEFAULT_PRIOR_SD,
     anytime_p_value,
@@ -100,11 +111,13 @@ __all__ = [
     "DESIGNS",
     "FAMILY_VERDICTS",
     "LM_METRICS",
+    "MAX_PLAN_SEEDS",
     "METRICS",
     "MIN_SEEDS",
     "MIN_SEEDS_IQM",
     "SELECTIVE_METRICS",
     "VERDICTS",
+    "CellPlans",
     "CellVerdict",
     "Comparison",
     "FamilyVerdicts",
@@ -133,8 +146,13 @@ __all__ = [
     "paired_interval",
     "paired_t_interval",
     "paired_t_test",
+    "plan_cells",
+    "planning_level",
+    "power_of_equivalence",
     "power_of_paired_t",
     "replay_until_settled",
+    "seeds_to_detect",
+    "seeds_to_show_equivalence",
     "sequential_critical_t",
     "sequential_minimum_detectable_effect",
     "sequential_verdicts",

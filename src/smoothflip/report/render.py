@@ -387,7 +387,7 @@ def _setup(data: StudyData) -> list[dict[str, str]]:
 
 
 def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> dict[str, Any]:
-    from smoothflip.report.verdict_rows import verdict_rows
+    from smoothflip.report.verdict_rows import cost_sentences, verdict_rows
 
     comparisons, headlines, analysis_note = verdict.comparisons, verdict.headlines, verdict.note
     rows = verdict_rows(verdict) if analysis_note is None else {"design": [], "primary": [], "secondary": []}
@@ -417,6 +417,11 @@ def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> 
             for f in findings
         ],
         "primary_rows": [{**r, "css": VERDICT_CLASSES.get(r["verdict"], "v-none")} for r in rows["primary"]],
+        "priced": any(r["needs"] for r in rows["primary"]),
+        "priced_rows": [
+            r for r in (*rows["primary"], *rows["secondary"]) if r["needs"] or r["needs_equivalence"]
+        ],
+        "costs": [] if analysis_note is not None else cost_sentences(verdict, str(data.directory)),
         "primary_label": primary.label + (f" ({primary.unit})" if primary.unit else ""),
         "figures": [
             {

@@ -32,9 +32,10 @@ VERDICT_STYLE = {
 def _table(title: str, rows: list[dict[str, Any]], *, metric_column: bool, p_label: str) -> Table:
     table = Table(title=title, show_lines=False)
     columns = ["condition", "arm", *(["metric"] if metric_column else []), "n", "difference", "interval"]
-    columns += ["verdict", "MDE", p_label]
+    priced = any(row["needs"] for row in rows)
+    columns += ["verdict", "MDE", p_label, *(["seeds needed"] if priced else [])]
     for column in columns:
-        right = column in ("n", "difference", "MDE", p_label)
+        right = column in ("n", "difference", "MDE", p_label, "seeds needed")
         table.add_column(column, justify="right" if right else "left", overflow="fold")
     for row in rows:
         style = VERDICT_STYLE.get(row["verdict"], "")
@@ -48,6 +49,7 @@ def _table(title: str, rows: list[dict[str, Any]], *, metric_column: bool, p_lab
             f"[{style}]{row['verdict']}[/]",
             row["mde"],
             row["p"],
+            *([row["needs"]] if priced else []),
         ]
         table.add_row(*cells)
     return table
@@ -94,4 +96,10 @@ def print_verdict(out: Console, data: Any, result: Any) -> None:
     out.print(
         "n = paired seeds; accuracy in points; NLL, ECE, Brier, AURC: lower is better; "
         "MDE = minimum detectable effect at these seeds"
+        + (
+            "; seeds needed = paired seeds to detect the MDE target (more, time to train them); "
+            "smoothflip plan DIR prices equivalence and totals"
+            if result.prices
+            else ""
+        )
     )

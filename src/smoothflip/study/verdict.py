@@ -28,11 +28,15 @@ minimum detectable effect ``mde`` says how large an effect could still hide ther
 store records an until-settled design, :mod:`smoothflip.engine.settle`): the safe t-test
 e-process and its confidence sequences, valid although seeds were added after looking
 (:mod:`smoothflip.analysis.sequential`).
+
+**Prices.** Every inconclusive cell, primary and secondary, is priced in paired seeds and training
+minutes (:mod:`smoothflip.study.pricing`): ``StudyVerdict.prices``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,8 +45,10 @@ from typing import Any
 import numpy as np
 
 from smoothflip import analysis
+from smoothflip.errors import SmoothflipError
+from smoothflip.study.pricing import CellPrice, price_family, seconds_per_run
 from smoothflip.study.results import StudyData
-from smoothflip.study.spec.analysis import primary_metric, raw_margin
+from smoothflip.study.spec.analysis import display_target, primary_metric, raw_margin
 from smoothflip.study.store import RunResult
 
 __all__ = ["Family", "StudyVerdict", "cell_differences", "metric_family", "study_verdict"]
@@ -91,6 +97,11 @@ class StudyVerdict:
         power: the power of the MDEs.
         design: ``"fixed"`` or ``"sequential"``.
         settle: the recorded until-settled design (rounds, seeds per cell, why it stopped), or None.
+        prices: ``(condition label, arm, metric key) -> CellPrice`` for every inconclusive cell.
+        settle_prices: for a fixed-design study, the primary cells that would be inconclusive when read
+            with the until-settled design's anytime-valid tests (``--until-settled``: valid although
+            seeds are added after looking), priced for those tests; empty for a sequential study.
+        targets: per metric key, the MDE target its cells were priced for (display units).
     """
 
     comparisons: list[Any] = field(default_factory=list)
@@ -107,6 +118,9 @@ class StudyVerdict:
     power: float = 0.8
     design: str = "fixed"
     settle: Mapping[str, Any] | None = None
+    prices: dict[tuple[str, str, str], CellPrice] = field(default_factory=dict)
+    settle_prices: dict[tuple[str, str, str], CellPrice] = field(default_factory=dict)
+    targets: dict[str, float] = field(default_factory=dict)
 
     @property
     def single_baseline(self) -> bool:
@@ -174,14 +188,18 @@ def _interval_name(primary: bool, design: str, alpha: float) -> str:
     return f"simultaneous {level} {kind} (Bonferroni)" if primary else f"{level} {kind}"
 
 
-def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
+def study_verdict(data: StudyData, *, at: str = "selected", target_mde: float | None = None) -> StudyVerdict:
     """Compare every arm with its baseline under every condition with stored runs, as families.
 
     Args:
         data: the study as read back (:func:`~smoothflip.study.results.load_study_data`).
         at: compare the metrics of the validation-selected epoch (``"selected"``) or the last one.
+        target_mde: the primary metric's MDE target in display units, instead of the study's
+            ``[analysis] target_mde`` (``smoothflip plan --target-mde``).
     """
     spec = data.spec.analysis
+    if target_mde is not None and not (isinstance(target_mde, int | float) and 0 < target_mde < math.inf):
+        raise SmoothflipError(f"target_mde must be a finite number > 0 (display units), got {target_mde!r}")
     kind_metrics = data.kind.study_metrics(data.spec)
     primary = primary_metric(spec, kind_metrics)
     stored = {key for r in data.results for key in (r.metrics.get(at) or {})}
@@ -213,6 +231,10 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
     )
     cells = [(c, arm) for c in conditions for arm in arms]
     families: dict[str, Family] = {}
+    prices: dict[tuple[str, str, str], CellPrice] = {}
+    settle_prices: dict[tuple[str, str, str], CellPrice] = {}
+    targets: dict[str, float] = {}
+    seconds = seconds_per_run(data)
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
     for metric in metrics:
         is_primary = metric.key == primary.key
@@ -229,6 +251,17 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
             math.nan if margin is None else margin * metric.scale,
             interval,
         )
+        target = display_target(spec, metric)
+        targets[metric.key] = target = target_mde if is_primary and target_mde is not None else target
+        if verdicts is not None:
+            role = families[metric.key].role
+            price = functools.partial(price_family, data, cells, metric=metric, role=role, target=target)
+            prices.update(price(verdicts=verdicts, seconds=seconds))
+            if is_primary and design == "fixed":
+                # rerun with --until-settled, every cell is read with the anytime-valid tests
+                _, anytime = metric_family(data, cells, metric, primary=True, design="sequential", at=at)
+                if anytime is not None:
+                    settle_prices.update(price(verdicts=anytime, seconds=seconds))
         for i, (condition, arm) in enumerate(cells):
             if verdicts is None:
                 found[(condition.label, arm, metric.key)] = {
@@ -258,4 +291,16 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
         for arm, text in analysis.headlines(subset, arms=arms, metrics=headline).items():
             if text:
                 sentences[arm].append(text)
-    return StudyVerdict(comparisons, sentences, None, arms, labels, baselines, families=families, **common)
+    return StudyVerdict(
+        comparisons,
+        sentences,
+        None,
+        arms,
+        labels,
+        baselines,
+        families=families,
+        prices=prices,
+        settle_prices=settle_prices,
+        targets=targets,
+        **common,
+    )

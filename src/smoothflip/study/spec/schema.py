@@ -227,12 +227,15 @@ class AnalysisSpec:
         power: the power the minimum detectable effect of every cell is computed for.
         margin: equivalence margins given in the study file, metric key -> margin in display units
             (accuracy in points); metrics not named use their documented default.
+        target_mde: the effects inconclusive cells are priced to detect, metric key -> display units;
+            metrics not named use twice their margin.
     """
 
     primary: str = ""
     alpha: float = 0.05
     power: float = 0.8
     margin: Mapping[str, float] = field(default_factory=lambda: frozen({}))
+    target_mde: Mapping[str, float] = field(default_factory=lambda: frozen({}))
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def dumps_study(spec: StudySpec) -> str:
         out += ["", f"[{name}]", *_toml_lines(plain(asdict(getattr(spec, name))))]
     out += ["", "[probes]", *_toml_lines(plain(asdict(spec.probes)))]
     analysis = analysis_table(spec.analysis, kind.study_metrics(spec))
-    margins = analysis.pop("margin")
+    margins, targets = analysis.pop("margin"), analysis.pop("target_mde")
     out += ["", "[analysis]", *_toml_lines(analysis), "", "[analysis.margin]", *_toml_lines(margins)]
+    out += ["", "[analysis.target_mde]", *_toml_lines(targets)]
     return "\n".join(out) + "\n"
