@@ -1,14 +1,15 @@
 """Paired statistics and verdicts: does an arm help, hurt, match the baseline, or is it too early to say?
 
 The statistics work on plain arrays of per-seed differences ``arm - baseline`` (rliable-style) and
-know nothing of studies; :mod:`~smoothflip.analysis.compare` adapts stored runs to them.
+know nothing of studies; the study layer (:mod:`smoothflip.study.compare`, :mod:`smoothflip.study.meta`)
+adapts stored runs to them.
 
 ================================================  ==================================================
 module                                            what it holds
 ================================================  ==================================================
-:mod:`~smoothflip.analysis.compare`               :func:`compare` over stored runs, :class:`Comparison`,
-                                                  the metric table, the per-comparison
-                                                  :func:`verdict_of` (no multiplicity correction)
+:mod:`~smoothflip.analysis.compare`               :func:`paired_comparison` of two arrays paired by
+                                                  seed, :class:`Comparison`, the metric table, the
+                                                  per-comparison :func:`verdict_of` (no correction)
 :mod:`~smoothflip.analysis.text`                  :func:`format_diff`, :func:`headline`, :func:`headlines`
 :mod:`~smoothflip.analysis.intervals`             bootstrap and t intervals, interquartile mean
 :mod:`~smoothflip.analysis.paired`                paired t-test, exact sign-flip test, TOST equivalence
@@ -19,6 +20,8 @@ module                                            what it holds
 :mod:`~smoothflip.analysis.verdicts`              :func:`family_verdicts` (helps / hurts / equivalent
                                                   / inconclusive with error control), the
                                                   until-settled loop's decision functions
+:mod:`~smoothflip.analysis.meta`                  :func:`random_effects` (REML / PM / DL / FE, HKSJ),
+                                                  leave-one-out, pooled verdicts across studies
 ================================================  ==================================================
 
 Chosen methods, in one paragraph each (the module docstrings give formulas, references and
@@ -49,9 +52,9 @@ from smoothflip.analysis.compare import (
     VERDICTS,
     Comparison,
     MetricSpec,
-    compare,
     comparisons_frame,
-    diverged_counts,
+    metric_specs,
+    paired_comparison,
     verdict_of,
 )
 from smoothflip.analysis.intervals import (
@@ -117,10 +120,8 @@ __all__ = [
     "anytime_p_value",
     "benjamini_hochberg",
     "cells_to_extend",
-    "compare",
     "comparisons_frame",
     "confidence_sequence",
-    "diverged_counts",
     "expanded_level",
     "family_verdicts",
     "format_diff",
@@ -129,7 +130,9 @@ __all__ = [
     "headlines",
     "holm",
     "interquartile_mean",
+    "metric_specs",
     "minimum_detectable_effect",
+    "paired_comparison",
     "paired_interval",
     "paired_t_interval",
     "paired_t_test",

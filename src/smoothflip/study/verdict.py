@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from smoothflip import analysis
+from smoothflip.study.compare import compare
 from smoothflip.study.results import StudyData
 from smoothflip.study.spec.analysis import primary_metric, raw_margin
 from smoothflip.study.store import RunResult
@@ -207,7 +208,7 @@ def study_verdict(data: StudyData, *, at: str = "selected") -> StudyVerdict:
     present = {r.condition_id for r in data.results}
     conditions = [c for c in data.conditions if c.condition_id in present]
     labels = [c.label for c in conditions]
-    raw = analysis.compare(
+    raw = compare(
         list(data.results), baseline=baselines, arms=arms, conditions=labels, at=at, metrics=metrics
     )
     cells = [(c, arm) for c in conditions for arm in arms]
