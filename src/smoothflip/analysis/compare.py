@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from smoothflip._validation import check_choice, check_int, check_range
+from smoothflip._validation import check_int, check_range
 from smoothflip.analysis.intervals import MIN_SEEDS, interquartile_mean, paired_interval
 
 if TYPE_CHECKING:
