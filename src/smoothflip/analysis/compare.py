@@ -125,7 +125,6 @@ LM_METRICS: tuple[MetricSpec, ...] = (
 
 #: Every verdict word :func:`verdict_of` can give.
 VERDICTS = ("helps", "hurts", "no detectable effect", "no verdict")
-_AT = ("selected", "last")
 
 
 @dataclass(frozen=True)
