@@ -105,8 +105,10 @@ def meta_command(
         out.print(f"report:  {out_dir / 'report' / 'index.html'} (and report.md)", markup=False)
 
 
-def register_commands(app: typer.Typer, *, out: Console) -> None:
-    """Add ``smoothflip meta`` (and ``smoothflip atlas``) to the command line ``app``."""
+def register_commands(app: typer.Typer, *, out: Console, console: Console) -> None:
+    """Add ``smoothflip meta`` and ``smoothflip atlas`` to the command line ``app`` (``out``: stdout,
+    ``console``: stderr, for progress)."""
+    from smoothflip._cli_atlas import register_atlas
 
     @app.command()
     @clean_errors
@@ -145,3 +147,5 @@ def register_commands(app: typer.Typer, *, out: Console) -> None:
             secondary=all_metrics,
             report=not no_report,
         )
+
+    register_atlas(app, out=out, console=console)

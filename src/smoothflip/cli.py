@@ -567,4 +567,4 @@ def _safe_name(name: str) -> str:
     return safe or "study"
 
 
-register_commands(app, out=out)  # `smoothflip meta` and `smoothflip atlas` (_cli_meta.py, _cli_atlas.py)
+register_commands(app, out=out, console=console)  # `meta` and `atlas`: _cli_meta.py, _cli_atlas.py
