@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from smoothflip.cli import app
 from smoothflip.engine.atlas import atlas_names, atlas_specs
+from smoothflip.errors import StoreError
 from smoothflip.study.conditions import study_conditions
 from smoothflip.study.meta_keys import arm_words
 from smoothflip.study.store import Store
@@ -115,8 +116,11 @@ def test_atlas_resumes_after_kill_9(tmp_path):
     stored = 0
     while time.time() < deadline and proc.poll() is None:
         if (first / "smoothflip.sqlite").exists():
-            with Store.open(first, readonly=True) as store:
-                stored = store.count()
+            try:
+                with Store.open(first, readonly=True) as store:
+                    stored = store.count()
+            except StoreError:  # created this instant, its schema not yet recorded
+                stored = 0
             if stored:
                 break
         time.sleep(0.2)

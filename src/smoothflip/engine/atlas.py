@@ -37,7 +37,7 @@ import torch
 from smoothflip.engine.planning import Progress, StudyPlan, resolve_study
 from smoothflip.engine.runner import run_study
 from smoothflip.engine.tracks import track_for
-from smoothflip.errors import SmoothflipError
+from smoothflip.errors import SmoothflipError, StoreError
 from smoothflip.study.grid import make_packs
 from smoothflip.study.spec import loads_study
 from smoothflip.study.spec.schema import StudySpec, frozen
@@ -160,8 +160,11 @@ def plan_atlas(
         directory = out / name
         done: set[str] = set()
         if (directory / "smoothflip.sqlite").is_file():
-            with Store.open(directory, readonly=True) as store:
-                done = store.finished_ids() & {r.run_id for r in runs}
+            try:
+                with Store.open(directory, readonly=True) as store:
+                    done = store.finished_ids() & {r.run_id for r in runs}
+            except StoreError:  # killed while creating it: the run below completes it (or says what is wrong)
+                done = set()
         left = [r for r in runs if r.run_id not in done]
         seconds = None
         if left:
