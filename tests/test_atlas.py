@@ -138,3 +138,43 @@ def test_atlas_resumes_after_kill_9(tmp_path):
         assert len(ids) == len(set(ids)) == 36
     pooled = pd.read_csv(out / "meta" / "pooled.csv")
     assert (pooled[pooled.role == "primary"].k == 2).all()
+
+
+@pytest.mark.slow
+def test_atlas_through_ray_pools_the_same_numbers_as_locally(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'smoothflip[ray]'")
+    import logging
+
+    from smoothflip.engine.atlas import run_atlas
+
+    only = ["iris-mlp", "wine-mlp"]
+    local = run_atlas(tmp_path / "local", only=only, quick=True, pack_size=12, checkpoint_seconds=-1)
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a private test cluster: no token written to ~/.ray
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        logging_level=logging.WARNING,
+        _system_config={"health_check_failure_threshold": 100},
+    )
+    try:
+        seen = []
+        remote = run_atlas(
+            tmp_path / "ray", only=only, quick=True, executor="ray", pack_size=12, progress=seen.append
+        )
+    finally:
+        ray.shutdown()
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
+    assert seen[-1].runs_done == seen[-1].runs_total == 72
+    assert [p.work_done for p in seen] == sorted(p.work_done for p in seen)
+    a, b = local.pooled_frame(), remote.pooled_frame()
+    assert list(a.key) == list(b.key)
+    pd.testing.assert_series_equal(a.k, b.k)
+    assert a.estimate.to_numpy() == pytest.approx(b.estimate.to_numpy(), abs=1e-6)

@@ -133,8 +133,7 @@ def register_commands(app: typer.Typer, *, out: Console, console: Console) -> No
         all_metrics: Annotated[bool, typer.Option("--all", help="Print the secondary metrics too.")] = False,
         no_report: Annotated[bool, typer.Option("--no-report", help="Write the tables only.")] = False,
     ) -> None:
-        """Pool studies: random-effects meta-analysis of each technique's paired effect, per label condition
-        (arms matched by technique and parameters, conditions by definition, metrics by name)."""
+        """Pool studies: random-effects meta-analysis of each technique's effect, per condition and metric."""
         meta_command(
             out,
             dirs,
