@@ -376,6 +376,6 @@ def test_aa_familywise_error_of_pooled_primary_verdicts(k: int, n: int):
     reps = 1000
     rng = np.random.default_rng(1000 * k + n)
     false = sum(aa_family_claims(rng, k=k, n=n) for _ in range(reps))
-    # the measured rate itself must be at most 5% (Monte-Carlo sd at 5%: 0.7 points); a rate whose
-    # true value is 7% or more passes with probability below 0.2%
+    # the measured rate itself must be at most 5% (Monte-Carlo sd at 5%: 0.7 points); a true rate of
+    # 7% would pass with probability 0.6%, one of 8% with probability 0.01%
     assert false / reps <= 0.05, false / reps
