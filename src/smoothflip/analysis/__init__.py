@@ -65,6 +65,13 @@ from smoothflip.analysis.intervals import (
     paired_interval,
     paired_t_interval,
 )
+from smoothflip.analysis.meta import LeaveOneOut, MetaResult, leave_one_out, random_effects
+from smoothflip.analysis.meta_family import (
+    PooledVerdicts,
+    ProbabilityOfImprovement,
+    paired_probability_of_improvement,
+    pooled_verdicts,
+)
 from smoothflip.analysis.multiplicity import MultipleTests, benjamini_hochberg, holm
 from smoothflip.analysis.paired import (
     PairedTTest,
@@ -111,9 +118,13 @@ __all__ = [
     "CellVerdict",
     "Comparison",
     "FamilyVerdicts",
+    "LeaveOneOut",
+    "MetaResult",
     "MetricSpec",
     "MultipleTests",
     "PairedTTest",
+    "PooledVerdicts",
+    "ProbabilityOfImprovement",
     "SignFlipTest",
     "Tost",
     "UntilSettled",
@@ -130,13 +141,17 @@ __all__ = [
     "headlines",
     "holm",
     "interquartile_mean",
+    "leave_one_out",
     "metric_specs",
     "minimum_detectable_effect",
     "paired_comparison",
     "paired_interval",
+    "paired_probability_of_improvement",
     "paired_t_interval",
     "paired_t_test",
+    "pooled_verdicts",
     "power_of_paired_t",
+    "random_effects",
     "replay_until_settled",
     "sequential_critical_t",
     "sequential_minimum_detectable_effect",

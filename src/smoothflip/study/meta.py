@@ -357,13 +357,16 @@ def meta(
         )
     pooled = _verdicts(pooled, prim, margin_of, alpha, power)
     pooled = _label(pooled)
+    conditions = {
+        c.base_label: i for i, c in enumerate(dict.fromkeys(c for s in studies for c in s.conditions))
+    }
+    arms = {name: i for i, name in enumerate(dict.fromkeys(p.arm for p in pooled))}  # first study's order
     pooled.sort(
         key=lambda p: (
             p.role != "primary",
             _metric_order(studies, p.metric.key),
-            p.noise != "none",
-            p.condition,
-            p.arm,
+            conditions.get(p.condition, len(conditions)),
+            arms[p.arm],
         )
     )
     seeds = [len({r.seed for r in s.results}) for s in studies]
