@@ -354,17 +354,26 @@ def test_hksj_coverage_with_heterogeneity(k: int):
 
 
 def aa_family_claims(
-    rng: np.random.Generator, *, k: int, n: int, arms: int = 5, conditions: int = 3, spread: float = 10.0
+    rng: np.random.Generator,
+    *,
+    k: int,
+    n: int,
+    arms: int = 5,
+    conditions: int = 3,
+    spread: float = 10.0,
+    tau: float = 0.0,
 ) -> bool:
     """One A/A atlas: ``k`` studies, ``arms`` arms identical to the baseline under ``conditions``, ``n``
     seeds; each study's seed noise drawn up to ``spread``-fold. Whether any pooled primary verdict
-    (Holm, margin 0.5 sd) claims helps or hurts."""
+    (Holm, margin 0.5 sd) claims helps or hurts. With ``tau > 0`` the arms' true effects differ
+    between studies (sd ``tau``) around a mean of 0: the random-effects null, not A/A."""
     fits = []
     for _ in range(conditions):
         sd = np.sqrt(rng.uniform(0.2, 1.0, size=k) * rng.choice([1.0, spread], size=k))
         base = rng.normal(0.0, sd[:, None], size=(k, n))
         for _ in range(arms):
             d = rng.normal(0.0, sd[:, None], size=(k, n)) - base  # shares the baseline's seeds
+            d += rng.normal(0.0, tau, size=(k, 1)) if tau else 0.0
             fits.append(random_effects(d.mean(axis=1), d.var(axis=1, ddof=1) / n))
     v = pooled_verdicts(fits, higher_is_better=True, margin=0.5, alpha=0.05, correction="holm")
     return bool(np.isin(v.verdict, ["helps", "hurts"]).any())
