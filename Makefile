@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 PIN    := -c requirements/constraints.txt
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-slow test-all lint format bench constraints clean
+.PHONY: demo atlas test test-slow test-all lint format bench constraints clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "smoothflip needs Python >= 3.11")'
@@ -25,6 +25,11 @@ $(VENV)/.test-installed: $(VENV)/.run-installed
 
 demo: $(VENV)/.run-installed
 	$(BIN)/smoothflip demo
+
+# The atlas: every built-in dataset x model, the same techniques and label conditions, then pooled
+# (smoothflip-runs/atlas; resumable: run it again after an interruption).
+atlas: $(VENV)/.run-installed
+	$(BIN)/smoothflip atlas
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -n 2 -q

@@ -19,9 +19,7 @@ from smoothflip.analysis import (
     VERDICTS,
     Comparison,
     MetricSpec,
-    compare,
     comparisons_frame,
-    diverged_counts,
     format_diff,
     headline,
     headlines,
@@ -29,6 +27,7 @@ from smoothflip.analysis import (
     paired_interval,
     verdict_of,
 )
+from smoothflip.study.compare import compare, diverged_counts
 from smoothflip.study.store import RunResult
 
 ACC, NLL, ECE, ECE_TS, BRIER = METRICS

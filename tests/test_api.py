@@ -73,6 +73,7 @@ def test_import_smoothflip_is_light_and_names_the_public_api():
     assert "'Study'" in out
     assert "'open'" in out
     assert "'Results'" in out
+    assert "'meta'" in out
     assert sf.Study.__module__ == "smoothflip.api.study"
     assert sf.open.__name__ == "open_results"
 

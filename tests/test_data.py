@@ -724,7 +724,7 @@ def test_file_kind_mismatches(tmp_path: Path) -> None:
 
 
 def test_every_builtin_and_file_type_is_listed() -> None:
-    assert BUILTIN_DATASETS == ("mnist1d", "digits", "synthetic")
+    assert BUILTIN_DATASETS == ("mnist1d", "digits", "synthetic", "iris", "wine", "breast_cancer")
     assert FILE_TYPES == (".npz", ".csv", ".parquet")
 
 
@@ -921,3 +921,33 @@ def test_forged_header_check_leaves_genuine_files_alone(tmp_path: Path) -> None:
     b = load_dataset(tmp_path / "plain.npz", standardize=False)
     assert a.fingerprint() == b.fingerprint()
     assert load_dataset(tmp_path / "zeros.npz").x_train.shape == (2400, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "classes"),
+    [("iris", (4,), 3), ("wine", (13,), 3), ("breast_cancer", (30,), 2)],
+)
+def test_sklearn_tabular_builtins(name: str, shape: tuple[int, ...], classes: int) -> None:
+    import sklearn.datasets
+
+    from smoothflip.data.builtin import SKLEARN_TABULAR
+
+    bunch = getattr(sklearn.datasets, SKLEARN_TABULAR[name])()
+    ds = load_dataset(name, test_fraction=0.25, split_seed=3)
+    assert ds.input_shape == shape
+    assert ds.num_classes == classes
+    assert len(ds.y_train) + len(ds.y_test) == len(bunch.target)
+    assert set(ds.class_names) == {str(n) for n in bunch.target_names}
+    # z-scored with training statistics; the test split is fixed by split_seed
+    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds.x_train.std(axis=0), 1.0, atol=1e-3)
+    again = load_dataset(name, test_fraction=0.25, split_seed=3)
+    np.testing.assert_array_equal(again.y_test, ds.y_test)
+    # class counts follow scikit-learn's labels
+    counts = np.bincount(np.concatenate([ds.y_train, ds.y_test]), minlength=classes)
+    assert sorted(counts.tolist()) == sorted(np.bincount(bunch.target).tolist())
+    raw = load_dataset(name, test_fraction=0.25, split_seed=3, standardize=False)
+    rows = {tuple(r) for r in np.round(bunch.data.astype(np.float32), 3)}
+    assert {tuple(r) for r in np.round(raw.x_test, 3)} <= rows  # unscaled: scikit-learn's own rows
+    with pytest.raises(ValueError, match=f"unknown key 'x' for '{name}'"):
+        load_dataset(name, options={"x": 1})

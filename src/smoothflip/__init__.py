@@ -7,7 +7,9 @@ module on first use, so ``import smoothflip`` stays light):
   Python callables allowed), ``sf.Study.from_toml(path)``, ``sf.Study.from_dict(d)``;
   ``study.run(...)`` returns ``sf.Results``;
 - ``sf.open(directory)`` — a study directory's ``sf.Results``, read-only;
-- ``sf.Results`` — ``runs`` / ``curves`` DataFrames, ``verdict()``, ``report()``, ``figure(name)``.
+- ``sf.Results`` — ``runs`` / ``curves`` DataFrames, ``verdict()``, ``report()``, ``figure(name)``;
+- ``sf.meta(directories, out=...)`` — several studies pooled by random-effects meta-analysis
+  (``sf.MetaAnalysis``: ``pooled_frame()``, ``studies_frame()``, ``write(out)``).
 
 The technique library lives in submodules, one concept each:
 
@@ -32,12 +34,16 @@ if TYPE_CHECKING:
     from smoothflip.api.results import Verdict as Verdict
     from smoothflip.api.results import open_results as open  # noqa: F401
     from smoothflip.api.study import Study as Study
+    from smoothflip.study.meta import MetaAnalysis as MetaAnalysis
+    from smoothflip.study.meta import meta as meta
 
 _PUBLIC: dict[str, str] = {
     "Study": "smoothflip.api.study:Study",
     "Results": "smoothflip.api.results:Results",
     "Verdict": "smoothflip.api.results:Verdict",
     "open": "smoothflip.api.results:open_results",
+    "meta": "smoothflip.study.meta:meta",
+    "MetaAnalysis": "smoothflip.study.meta:MetaAnalysis",
 }
 """The public API: name -> ``"module:attribute"`` (a new public name is one entry here)."""
 

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from smoothflip import __version__
 from smoothflip._cli_errors import DEBUG, OneLineGroup, clean_errors
+from smoothflip._cli_meta import register_commands
 from smoothflip._cli_track import TRACK_HELP
 from smoothflip._text import printable
 from smoothflip.errors import SmoothflipError, user_input
@@ -590,3 +591,6 @@ def clean(
 def _safe_name(name: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
     return safe or "study"
+
+
+register_commands(app, out=out, console=console)  # `meta` and `atlas`: _cli_meta.py, _cli_atlas.py

@@ -1,14 +1,15 @@
 """Paired statistics and verdicts: does an arm help, hurt, match the baseline, or is it too early to say?
 
 The statistics work on plain arrays of per-seed differences ``arm - baseline`` (rliable-style) and
-know nothing of studies; :mod:`~smoothflip.analysis.compare` adapts stored runs to them.
+know nothing of studies; the study layer (:mod:`smoothflip.study.compare`, :mod:`smoothflip.study.meta`)
+adapts stored runs to them.
 
 ================================================  ==================================================
 module                                            what it holds
 ================================================  ==================================================
-:mod:`~smoothflip.analysis.compare`               :func:`compare` over stored runs, :class:`Comparison`,
-                                                  the metric table, the per-comparison
-                                                  :func:`verdict_of` (no multiplicity correction)
+:mod:`~smoothflip.analysis.compare`               :func:`paired_comparison` of two arrays paired by
+                                                  seed, :class:`Comparison`, the metric table, the
+                                                  per-comparison :func:`verdict_of` (no correction)
 :mod:`~smoothflip.analysis.text`                  :func:`format_diff`, :func:`headline`, :func:`headlines`
 :mod:`~smoothflip.analysis.intervals`             bootstrap and t intervals, interquartile mean
 :mod:`~smoothflip.analysis.paired`                paired t-test, exact sign-flip test, TOST equivalence
@@ -22,6 +23,8 @@ module                                            what it holds
 :mod:`~smoothflip.analysis.verdicts`              :func:`family_verdicts` (helps / hurts / equivalent
                                                   / inconclusive with error control), the
                                                   until-settled loop's decision functions
+:mod:`~smoothflip.analysis.meta`                  :func:`random_effects` (REML / PM / DL / FE, HKSJ),
+                                                  leave-one-out, pooled verdicts across studies
 ================================================  ==================================================
 
 Chosen methods, in one paragraph each (the module docstrings give formulas, references and
@@ -52,9 +55,9 @@ from smoothflip.analysis.compare import (
     VERDICTS,
     Comparison,
     MetricSpec,
-    compare,
     comparisons_frame,
-    diverged_counts,
+    metric_specs,
+    paired_comparison,
     verdict_of,
 )
 from smoothflip.analysis.intervals import (
@@ -64,6 +67,13 @@ from smoothflip.analysis.intervals import (
     interquartile_mean,
     paired_interval,
     paired_t_interval,
+)
+from smoothflip.analysis.meta import LeaveOneOut, MetaResult, leave_one_out, random_effects
+from smoothflip.analysis.meta_family import (
+    PooledVerdicts,
+    ProbabilityOfImprovement,
+    paired_probability_of_improvement,
+    pooled_verdicts,
 )
 from smoothflip.analysis.multiplicity import MultipleTests, benjamini_hochberg, holm
 from smoothflip.analysis.paired import (
@@ -121,19 +131,21 @@ __all__ = [
     "CellVerdict",
     "Comparison",
     "FamilyVerdicts",
+    "LeaveOneOut",
+    "MetaResult",
     "MetricSpec",
     "MultipleTests",
     "PairedTTest",
+    "PooledVerdicts",
+    "ProbabilityOfImprovement",
     "SignFlipTest",
     "Tost",
     "UntilSettled",
     "anytime_p_value",
     "benjamini_hochberg",
     "cells_to_extend",
-    "compare",
     "comparisons_frame",
     "confidence_sequence",
-    "diverged_counts",
     "expanded_level",
     "family_verdicts",
     "format_diff",
@@ -142,14 +154,20 @@ __all__ = [
     "headlines",
     "holm",
     "interquartile_mean",
+    "leave_one_out",
+    "metric_specs",
     "minimum_detectable_effect",
+    "paired_comparison",
     "paired_interval",
+    "paired_probability_of_improvement",
     "paired_t_interval",
     "paired_t_test",
     "plan_cells",
     "planning_level",
+    "pooled_verdicts",
     "power_of_equivalence",
     "power_of_paired_t",
+    "random_effects",
     "replay_until_settled",
     "seeds_to_detect",
     "seeds_to_show_equivalence",

@@ -1,9 +1,11 @@
-"""Comparisons of stored runs: each arm against its baseline, per condition and metric, paired by seed.
+"""Paired comparisons on arrays: one arm against its baseline, per condition and metric, by seed.
 
 A study trains every arm under every label condition with the same seeds, and one seed fixes the
 noisy labels, the initialization and the data order for *all* arms. So the unit of evidence is the
-**per-seed difference** ``arm - baseline`` under one condition: :func:`compare` pairs runs by seed
-(seeds where both runs exist and the metric is finite), and summarizes the differences by
+**per-seed difference** ``arm - baseline`` under one condition: :func:`paired_comparison` takes the
+two arms' values on the same seeds (arrays; the study layer,
+:func:`smoothflip.study.compare.compare`, reads stored runs into them) and summarizes the
+differences by
 
 - their mean (``mean_diff``) with a 95% paired bootstrap interval
   (:func:`~smoothflip.analysis.intervals.paired_interval`);
@@ -17,8 +19,11 @@ noisy labels, the initialization and the data order for *all* arms. So the unit 
   correction; :func:`smoothflip.analysis.family_verdicts` gives verdicts for a whole family of
   comparisons (Holm / Benjamini-Hochberg, equivalence, sequential designs).
 
+This module also holds the metric table (:class:`MetricSpec`, :data:`METRICS` ...) and
+:func:`comparisons_frame`. It imports nothing of the study layer.
+
 Diverged runs keep their last finite metrics and are compared like any other run (divergence is a
-result; :func:`diverged_counts` counts them); NaN metric values are never counted.
+result; :func:`smoothflip.study.compare.diverged_counts` counts them); NaN metric values are never counted.
 
 Example:
     >>> from smoothflip.analysis import METRICS, verdict_of
@@ -31,15 +36,14 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from smoothflip._validation import check_choice, check_int, check_range
+from smoothflip._validation import check_int, check_range
 from smoothflip.analysis.intervals import MIN_SEEDS, interquartile_mean, paired_interval
-from smoothflip.study.store import RunResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,9 +56,9 @@ __all__ = [
     "VERDICTS",
     "Comparison",
     "MetricSpec",
-    "compare",
     "comparisons_frame",
-    "diverged_counts",
+    "metric_specs",
+    "paired_comparison",
     "verdict_of",
 ]
 
@@ -121,7 +125,6 @@ LM_METRICS: tuple[MetricSpec, ...] = (
 
 #: Every verdict word :func:`verdict_of` can give.
 VERDICTS = ("helps", "hurts", "no detectable effect", "no verdict")
-_AT = ("selected", "last")
 
 
 @dataclass(frozen=True)
@@ -218,119 +221,68 @@ def verdict_of(ci_low: float, ci_high: float, n: int, higher_is_better: bool) ->
 # ---------------------------------------------------------------------------------------- comparing
 
 
-def compare(
-    results: Iterable[RunResult],
+def paired_comparison(
+    arm_values: Any,
+    baseline_values: Any,
     *,
-    baseline: str | Mapping[str, str],
-    arms: Sequence[str] | None = None,
-    conditions: Sequence[str] | None = None,
-    metrics: Sequence[MetricSpec | str] = METRICS,
-    at: str = "selected",
+    metric: MetricSpec,
+    arm: str = "arm",
+    baseline: str = "baseline",
+    condition: str = "",
+    noise: str = "",
+    rate: float = math.nan,
     confidence: float = 0.95,
     n_resamples: int = 9999,
     seed: int = 0,
-) -> list[Comparison]:
-    """Compare every arm with the baseline under every condition, for every metric, paired by seed.
+) -> Comparison:
+    """One arm against its baseline from paired per-seed values: arrays in, a :class:`Comparison` out.
 
-    Each comparison bootstraps with a fresh generator seeded with ``seed``, so its interval does
-    not depend on which other arms, conditions or metrics are compared.
+    ``arm_values[i]`` and ``baseline_values[i]`` are the metric of the two arms on the same seed;
+    pairs where either is NaN are dropped. The study layer
+    (:func:`smoothflip.study.compare.compare`) reads stored runs into such arrays; this function
+    knows nothing of runs or studies.
 
     Args:
-        results: stored runs (``Store.results()``), any order.
-        baseline: the arm every other arm is compared with, or a mapping ``arm -> its baseline``
-            (a distillation study compares each student with the student of the hard-label teacher
-            at the same temperature); arms missing from the mapping, and the baselines themselves,
-            are not compared.
-        arms: arms to compare (default: every arm in ``results``, first-seen order); the baseline
-            is skipped.
-        conditions: condition labels to compare (default: all, first-seen order).
-        metrics: :class:`MetricSpec` objects, or keys of :data:`METRICS`.
-        at: ``"selected"`` (the epoch chosen on validation data) or ``"last"`` (the final epoch).
-        confidence: level of the bootstrap interval.
-        n_resamples: bootstrap resamples per comparison.
-        seed: bootstrap seed.
+        arm_values: the arm's values ``[n]``.
+        baseline_values: the baseline's values on the same seeds ``[n]``.
+        metric: what the values are (its direction decides the verdict and P(improvement)).
+        arm: the arm's name (a label for the result).
+        baseline: the baseline's name.
+        condition: the label condition's display label.
+        noise: its noise model.
+        rate: its rate.
+        confidence: level of the paired bootstrap interval.
+        n_resamples: bootstrap resamples.
+        seed: bootstrap seed (a fresh generator per call).
 
     Returns:
-        One :class:`Comparison` per (condition, arm, metric), ordered by condition, arm, metric. An
-        arm without runs under a condition gets ``n = 0`` and the verdict ``"no verdict"``.
+        The :class:`Comparison` (``n = 0`` and "no verdict" when no pair is finite).
 
     Raises:
-        ValueError: the baseline, an arm or a condition is not in ``results``; two runs share a
-            condition, arm and seed; a bad option.
+        ValueError: the arrays differ in length, a bad option.
 
     Example:
-        >>> from smoothflip.study.store import RunResult
-        >>> def run(arm, seed, acc):
-        ...     m = {"selected": {"test_acc": acc}, "last": {"test_acc": acc}, "diverged": False}
-        ...     return RunResult(f"{arm}{seed}", arm, "clean", "none", 0.0, seed, {}, m, {})
-        >>> runs = [run("ce", s, 0.80 + 0.01 * s) for s in range(5)]
-        >>> runs += [run("ls", s, 0.82 + 0.01 * s + 0.001 * (-1) ** s) for s in range(5)]
-        >>> [c] = compare(runs, baseline="ce", metrics=["test_acc"])
-        >>> c.n, round(c.mean_diff, 4), c.prob_improvement, c.verdict
-        (5, 0.0202, 1.0, 'helps')
+        >>> acc = METRICS[0]
+        >>> c = paired_comparison([0.82, 0.83, 0.85, 0.84, 0.86], [0.80, 0.81, 0.82, 0.83, 0.84], metric=acc)
+        >>> c.n, round(c.mean_diff, 3), c.prob_improvement, c.verdict
+        (5, 0.02, 1.0, 'helps')
     """
-    if not isinstance(baseline, str | Mapping):
-        raise TypeError(f"baseline must be an arm name (str) or a mapping, got {type(baseline).__name__}")
-    check_choice("at", at, _AT)
+    if not isinstance(metric, MetricSpec):
+        raise TypeError(f"metric must be a MetricSpec, got {type(metric).__name__}")
     check_range("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     check_int("n_resamples", n_resamples, low=1)
     seed = check_int("seed", seed, low=0)
-    specs = _metric_specs(metrics)
-
-    runs = list(results)
-    for r in runs:
-        if not isinstance(r, RunResult):
-            raise TypeError(f"results must hold RunResult objects, got {type(r).__name__}")
-    seen_arms = list(dict.fromkeys(r.arm for r in runs))
-    seen_conditions = list(dict.fromkeys(r.condition for r in runs))
-    if isinstance(baseline, str):
-        baseline_of = {a: baseline for a in seen_arms if a != baseline}
-    else:
-        baseline_of = {a: b for a, b in baseline.items() if a != b}
-    for base in sorted(set(baseline_of.values())):
-        if base not in seen_arms:
-            raise ValueError(f"baseline {base!r} has no runs in results; arms there: {_names(seen_arms)}")
-    arm_list = [a for a in _pick("arms", arms, seen_arms) if a in baseline_of]
-    condition_list = _pick("conditions", conditions, seen_conditions)
-
-    table: dict[tuple[str, str], dict[int, RunResult]] = {}
-    coordinates: dict[str, tuple[str, float]] = {}
-    for r in runs:
-        by_seed = table.setdefault((r.condition, r.arm), {})
-        if r.seed in by_seed:
-            raise ValueError(
-                f"results hold two runs for condition {r.condition!r}, arm {r.arm!r}, seed {r.seed} "
-                f"({by_seed[r.seed].run_id!r} and {r.run_id!r}); compare one study at a time"
-            )
-        by_seed[r.seed] = r
-        coordinates.setdefault(r.condition, (r.noise, float(r.rate)))
-
-    out = []
-    for condition in condition_list:
-        noise, rate = coordinates[condition]
-        for arm in arm_list:
-            base_runs = table.get((condition, baseline_of[arm]), {})
-            arm_runs = table.get((condition, arm), {})
-            common = sorted(set(arm_runs) & set(base_runs))
-            for spec in specs:
-                a = np.array([_value(arm_runs[s], spec.key, at) for s in common], dtype=float)
-                b = np.array([_value(base_runs[s], spec.key, at) for s in common], dtype=float)
-                keep = np.isfinite(a) & np.isfinite(b)
-                stats_ = _paired_stats(
-                    a[keep], b[keep], spec, confidence=confidence, n_resamples=n_resamples, seed=seed
-                )
-                out.append(
-                    Comparison(
-                        condition=condition,
-                        noise=noise,
-                        rate=rate,
-                        arm=arm,
-                        baseline=baseline_of[arm],
-                        metric=spec,
-                        **stats_,
-                    )
-                )
-    return out
+    a = np.asarray(arm_values, dtype=float).reshape(-1)
+    b = np.asarray(baseline_values, dtype=float).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"arm_values and baseline_values must be paired (same length), got {a.size} and {b.size}"
+        )
+    keep = np.isfinite(a) & np.isfinite(b)
+    found = _paired_stats(a[keep], b[keep], metric, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    return Comparison(
+        condition=condition, noise=noise, rate=float(rate), arm=arm, baseline=baseline, metric=metric, **found
+    )
 
 
 def _paired_stats(
@@ -372,20 +324,13 @@ def _paired_stats(
     }
 
 
-def _value(run: RunResult, key: str, at: str) -> float:
-    block = run.metrics.get(at)
-    if not isinstance(block, Mapping):
-        return math.nan
-    value = block.get(key)
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+def metric_specs(metrics: Sequence[MetricSpec | str]) -> list[MetricSpec]:
+    """:class:`MetricSpec` objects from specs or keys (``"test_acc"``) of the known metrics.
 
-
-def _metric_specs(metrics: Sequence[MetricSpec | str]) -> list[MetricSpec]:
+    Example:
+        >>> [m.label for m in metric_specs(["test_acc", "test_ece"])]
+        ['accuracy', 'ECE']
+    """
     if isinstance(metrics, str | MetricSpec):
         metrics = [metrics]
     known = {m.key: m for m in (*LM_METRICS, *SELECTIVE_METRICS, *METRICS)}
@@ -402,41 +347,9 @@ def _metric_specs(metrics: Sequence[MetricSpec | str]) -> list[MetricSpec]:
     return specs
 
 
-def _pick(name: str, wanted: Sequence[str] | None, available: list[str]) -> list[str]:
-    if wanted is None:
-        return list(available)
-    if isinstance(wanted, str):
-        wanted = [wanted]
-    missing = [w for w in wanted if w not in available]
-    if missing:
-        raise ValueError(f"{name}: {_names(missing)} not in results; there: {_names(available)}")
-    return list(dict.fromkeys(wanted))
-
-
 def _names(names: Iterable[str]) -> str:
     names = list(names)
     return ", ".join(repr(n) for n in names) if names else "(none)"
-
-
-def diverged_counts(results: Iterable[RunResult]) -> dict[tuple[str, str], int]:
-    """Diverged runs per ``(condition, arm)``, zeros included, in first-seen order.
-
-    Example:
-        >>> from smoothflip.study.store import RunResult
-        >>> runs = [RunResult(str(s), "nls", "clean", "none", 0.0, s, {}, {"diverged": s == 1}, {})
-        ...         for s in range(3)]
-        >>> diverged_counts(runs)
-        {('clean', 'nls'): 1}
-    """
-    counts: dict[tuple[str, str], int] = {}
-    for r in results:
-        key = (r.condition, r.arm)
-        flag = r.metrics.get("diverged")
-        hit = (
-            isinstance(flag, bool | int | float | np.bool_ | np.number) and math.isfinite(flag) and bool(flag)
-        )
-        counts[key] = counts.get(key, 0) + int(hit)
-    return counts
 
 
 # ---------------------------------------------------------------------------------------- tables

@@ -8,7 +8,7 @@ Two intervals for the mean of ``n`` per-seed differences ``arm - baseline``:
   paired t-test and the interval then agrees with it: it excludes 0 exactly when the unadjusted
   two-sided t-test rejects.
 - :func:`paired_interval`: an expanded-percentile bootstrap interval (below), the one
-  :func:`smoothflip.analysis.compare` shows today.
+  :func:`smoothflip.analysis.paired_comparison` shows today.
 
 **Which bootstrap.** :func:`paired_interval` uses ``scipy.stats.bootstrap`` with
 ``method="percentile"``, not scipy's default BCa, and *expands* the percentile level for small

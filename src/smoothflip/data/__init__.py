@@ -4,8 +4,8 @@
 
 - built-ins (:data:`BUILTIN_DATASETS`): ``mnist1d`` (generated offline by the ``mnist1d``
   package, 4000/1000 examples ``(40,)``), ``digits`` (scikit-learn, 1797 images ``(8, 8)``) and
-  ``synthetic`` (:func:`sklearn.datasets.make_classification`, clean labels); see
-  :mod:`smoothflip.data.builtin`.
+  ``synthetic`` (:func:`sklearn.datasets.make_classification`, clean labels), and scikit-learn's
+  small tabular sets ``iris``, ``wine`` and ``breast_cancer``; see :mod:`smoothflip.data.builtin`.
 - user files (:data:`SOURCE_FILE_TYPES`): ``.npz`` with arrays ``x`` / ``y`` (optionally
   ``x_test`` / ``y_test``), ``.csv`` / ``.parquet`` with a ``label_column``, or ``.npy`` image
   arrays with a ``labels`` option; see :mod:`smoothflip.data.files`.
@@ -70,9 +70,10 @@ def load_dataset(
     """Load a built-in dataset, a user file or an image folder as a :class:`Dataset` with a fixed split.
 
     Args:
-        source: ``"mnist1d"``, ``"digits"``, ``"synthetic"``, a path to a ``.npz``, ``.csv``,
-            ``.parquet`` or ``.npy`` file, or to a folder of images (one folder per class, or
-            ``train/`` and ``test/`` folders of that layout).
+        source: ``"mnist1d"``, ``"digits"``, ``"synthetic"``, ``"iris"``, ``"wine"``,
+            ``"breast_cancer"``, a path to a ``.npz``, ``.csv``, ``.parquet`` or ``.npy`` file, or
+            to a folder of images (one folder per class, or ``train/`` and ``test/`` folders of
+            that layout).
         options: source-specific keys: ``mnist1d`` → ``num_samples`` (5000), ``train_split``
             (0.8), ``seed`` (42) and the generator's transform knobs; ``synthetic`` →
             ``n_samples``, ``n_features``, ``n_informative``, ``n_redundant``, ``n_classes``,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 #: Sources that ship with smoothflip.
-BUILTIN_DATASETS: tuple[str, ...] = ("mnist1d", "digits", "synthetic")
+BUILTIN_DATASETS: tuple[str, ...] = ("mnist1d", "digits", "synthetic", "iris", "wine", "breast_cancer")
 
 #: File types of features-and-labels files (lower-case suffixes): what a data source, a label-flip
 #: file command and a defence file command read.

@@ -1,4 +1,5 @@
-"""Built-in datasets: ``mnist1d`` (generated offline), ``digits`` (scikit-learn) and ``synthetic``.
+"""Built-in datasets: ``mnist1d`` (generated offline), ``digits`` (scikit-learn), ``synthetic`` and
+scikit-learn's small tabular sets ``iris``, ``wine`` and ``breast_cancer``.
 
 - ``mnist1d``: Greydanus's MNIST-1D, generated with the :mod:`mnist1d` package; 10 classes,
   examples ``(40,)``, its own train/test split (``test_fraction`` and ``split_seed`` do not apply),
@@ -9,6 +10,10 @@
   ``corr_noise_scale``, ``iid_noise_scale``, ``shear_scale``, ``shuffle_seq``, ``final_seq_length``.
 - ``digits``: scikit-learn's 1797 handwritten digits, images ``(8, 8)`` scaled to ``[0, 1]`` (÷16),
   10 classes, split by ``test_fraction`` / ``split_seed``; images are not standardized. No options.
+- ``iris`` (150 examples, 4 features, 3 classes), ``wine`` (178, 13, 3) and ``breast_cancer``
+  (569, 30, 2): the tabular sets scikit-learn ships (no download; :data:`SKLEARN_TABULAR`), split by
+  ``test_fraction`` / ``split_seed`` and z-scored with training statistics when ``standardize`` is
+  set; class names are scikit-learn's (``setosa``, ``class_0``, ``malignant`` ...). No options.
 - ``synthetic``: :func:`sklearn.datasets.make_classification` with the options in
   :data:`SYNTHETIC_DEFAULTS`, examples ``(n_features,)``, z-scored with training statistics when
   ``standardize`` is set. Labels are always clean (``flip_y=0``): adding label noise is
@@ -58,6 +63,7 @@ from smoothflip.data._common import (
 __all__ = [
     "CACHE_ENV",
     "MNIST1D_DEFAULTS",
+    "SKLEARN_TABULAR",
     "SYNTHETIC_DEFAULTS",
     "cache_dir",
     "clear_memory_cache",
@@ -99,6 +105,11 @@ SYNTHETIC_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+#: The small tabular sets scikit-learn ships, by source name: the ``sklearn.datasets`` loader of each.
+SKLEARN_TABULAR: Mapping[str, str] = MappingProxyType(
+    {"iris": "load_iris", "wine": "load_wine", "breast_cancer": "load_breast_cancer"}
+)
+
 _CACHE_FORMAT = 1
 _CACHE_ARRAYS = ("x", "y", "x_test", "y_test")
 _OFF = frozenset({"", "0", "off", "false", "none", "no"})
@@ -128,7 +139,8 @@ def load_builtin(
 
     Returns:
         The :class:`~smoothflip.data.Dataset`: ``mnist1d`` ``[N, 40]``, ``digits`` ``[N, 8, 8]``,
-        ``synthetic`` ``[N, n_features]``.
+        ``synthetic`` ``[N, n_features]``, ``iris`` ``[N, 4]``, ``wine`` ``[N, 13]``, ``breast_cancer``
+        ``[N, 30]``.
 
     Example:
         >>> ds = load_builtin("digits", test_fraction=0.25, split_seed=1)
@@ -142,6 +154,10 @@ def load_builtin(
     if name == "synthetic":
         return _load_synthetic(
             options, test_fraction=test_fraction, split_seed=split_seed, standardize=standardize
+        )
+    if name in SKLEARN_TABULAR:
+        return _load_sklearn_tabular(
+            name, options, test_fraction=test_fraction, split_seed=split_seed, standardize=standardize
         )
     raise ValueError(
         f"data.source: unknown built-in dataset {name!r}; built-ins: {', '.join(BUILTIN_DATASETS)}"
@@ -194,6 +210,26 @@ def _load_synthetic(
         split_seed=split_seed,
         standardize=standardize,
         what="'synthetic'",
+    )
+
+
+def _load_sklearn_tabular(
+    name: str, options: Mapping[str, Any] | None, *, test_fraction: float, split_seed: int, standardize: bool
+) -> Dataset:
+    import sklearn.datasets
+
+    check_options(options, (), source=name)
+    bunch = getattr(sklearn.datasets, SKLEARN_TABULAR[name])()
+    names = [str(n) for n in bunch.target_names]
+    return finish(
+        name=name,
+        x=np.asarray(bunch.data, dtype=np.float64),
+        y=np.asarray([names[int(t)] for t in bunch.target]),
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        standardize=standardize,
+        what=repr(name),
+        feature_names=[str(f) for f in bunch.feature_names],
     )
 
 

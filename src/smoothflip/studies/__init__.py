@@ -1,1 +1,1 @@
-"""Built-in study files (the demo study)."""
+"""Built-in study files: the demo study (demo.toml) and the atlas (atlas/*.toml)."""

@@ -46,6 +46,7 @@ import numpy as np
 
 from smoothflip import analysis
 from smoothflip.errors import SmoothflipError
+from smoothflip.study.compare import compare
 from smoothflip.study.pricing import CellPrice, price_family, seconds_per_run
 from smoothflip.study.results import StudyData
 from smoothflip.study.spec.analysis import display_target, primary_metric, raw_margin
@@ -226,7 +227,7 @@ def study_verdict(data: StudyData, *, at: str = "selected", target_mde: float | 
     present = {r.condition_id for r in data.results}
     conditions = [c for c in data.conditions if c.condition_id in present]
     labels = [c.label for c in conditions]
-    raw = analysis.compare(
+    raw = compare(
         list(data.results), baseline=baselines, arms=arms, conditions=labels, at=at, metrics=metrics
     )
     cells = [(c, arm) for c in conditions for arm in arms]
