@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from smoothflip.analysis.meta import random_effects
 from smoothflip.cli import app
+from smoothflip.errors import SmoothflipError
 from smoothflip.study.conditions import study_conditions
 from smoothflip.study.grid import arm_dict
 from smoothflip.study.meta import meta
@@ -324,6 +325,16 @@ def test_bad_input_is_one_line_and_writes_nothing(three, tmp_path):
     result = runner.invoke(app, ["meta", *map(str, three), "--out", str(three[1])])
     assert_one_line_error(result, "is a study directory")
     assert sorted(p.name for p in three[1].iterdir()) == before
+
+
+def test_bad_options_are_one_line_and_write_nothing(three, tmp_path):
+    out = tmp_path / "never"
+    for option, value in (("--method", "ml"), ("--interval", "z"), ("--at", "best")):
+        result = runner.invoke(app, ["meta", *map(str, three), "--out", str(out), option, value])
+        assert_one_line_error(result, f"got {value!r}")
+        assert not out.exists()
+    with pytest.raises(SmoothflipError, match=r"meta: alpha must be in \(0, 0.5\), got 0.7"):
+        meta(three, alpha=0.7)
 
 
 def test_different_primary_metrics_need_a_choice(tmp_path, three):

@@ -41,7 +41,7 @@ from smoothflip.analysis.meta_family import (
     paired_probability_of_improvement,
     pooled_verdicts,
 )
-from smoothflip.errors import SmoothflipError
+from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study._readonly import DB_NAME
 from smoothflip.study.meta_keys import KeyParts, StudyEffect, arm_words, study_effects
 from smoothflip.study.results import StudyData, load_study_data
@@ -305,10 +305,15 @@ def meta(
             twice; no key shared by two studies; studies naming different primary metrics without
             ``primary``; a bad option or ``out``. Nothing is written then.
     """
-    check_choice("at", at, ("selected", "last"))
-    check_choice("method", method, METHODS)
-    check_choice("interval", interval, INTERVALS)
-    level = check_range("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    with user_input("meta"):  # a bad option is a user's error (one line on the command line), not a bug
+        check_choice("at", at, ("selected", "last"))
+        check_choice("method", method, METHODS)
+        check_choice("interval", interval, INTERVALS)
+        level = check_range("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+        if alpha is not None:
+            alpha = check_range("alpha", alpha, low=0.0, high=0.5, low_open=True, high_open=True)
+        if power is not None:
+            power = check_range("power", power, low=0.0, high=1.0, low_open=True, high_open=True)
     studies = _load(dirs)
     if out is not None:
         check_out(out, [s.directory for s in studies])
@@ -318,8 +323,6 @@ def meta(
         _common([s.spec.analysis.alpha for s in studies], "alpha", 0.05, notes) if alpha is None else alpha
     )
     power = _common([s.spec.analysis.power for s in studies], "power", 0.8, notes) if power is None else power
-    alpha = check_range("alpha", alpha, low=0.0, high=0.5, low_open=True, high_open=True)
-    power = check_range("power", power, low=0.0, high=1.0, low_open=True, high_open=True)
 
     parts: dict[str, KeyParts] = {}
     effects: dict[str, list[StudyEffect]] = {}
