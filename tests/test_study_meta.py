@@ -52,9 +52,11 @@ def make_study(
     conditions: str = SYMMETRIC,
     noise: float = 0.01,
     constant: tuple[str, ...] = (),
+    examples: int | None = None,
 ) -> Path:
     """A study directory with synthetic runs (no training): each arm's accuracy is the baseline's on the
-    same seed plus ``effects[arm]`` plus noise (``constant`` arms: no noise)."""
+    same seed plus ``effects[arm]`` plus noise (``constant`` arms: no noise); ``examples``: every
+    metric is a count of that many test examples (a multiple of ``1 / examples``), as accuracy is."""
     spec = loads_study(study_text(name, arms, conditions, seeds))
     rng = np.random.default_rng(seed)
     results = []
@@ -72,6 +74,8 @@ def make_study(
                     shift = effects.get(arm.name, 0.0)
                     jitter = 0.0 if arm.name in constant or arm.name == spec.baseline else noise
                     values = {k: base[k] + shift + rng.normal(0, jitter) for k in METRIC_KEYS}
+                    if examples:
+                        values = {k: round(v * examples) / examples for k, v in values.items()}
                     config = {"arm": arm_dict(arm), "condition": condition.to_dict(), "seed": s}
                     metrics = {"selected": values, "last": values, "diverged": False}
                     run_id = f"{name}-{arm.name}-{condition.condition_id}-{s}"
@@ -260,6 +264,29 @@ def test_zero_variance_is_floored_and_flagged(tmp_path):
     rows = pd.read_csv(tmp_path / "out" / "studies.csv")
     assert rows.variance_floored.sum() >= 1
     assert any("zero variance" in n for n in result.notes)
+
+
+def test_differences_equal_up_to_round_off_count_as_zero_variance(tmp_path):
+    # study "one": ls gains exactly one of 171 test examples on every seed; (k + 1) / 171 - k / 171
+    # differs between seeds by ~1e-16, a variance of ~1e-33 that must not weigh 1e30 times the others
+    dirs = [
+        make_study(
+            tmp_path / name,
+            name=name,
+            seed=i,
+            effects={"ls": 1 / 171},
+            constant=("ls",) if i == 0 else (),
+            examples=171,
+            arms=[CE, ("ls", "smoothed_ce", {"eps": 0.1})],
+        )
+        for i, name in enumerate(("one", "two", "three"))
+    ]
+    ls = keys_of(meta(dirs))["smoothed_ce eps=0.1"]
+    one = ls.effects[0]
+    assert np.ptp(one.diffs) > 0  # the round-off is there ...
+    assert one.floored  # ... and read as every seed agreeing
+    assert one.variance == pytest.approx(min(e.variance for e in ls.effects[1:]))
+    assert max(ls.result.weights) < 0.9
 
 
 def test_report_is_self_contained_and_escaped(tmp_path):
