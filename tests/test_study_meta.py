@@ -289,6 +289,38 @@ def test_differences_equal_up_to_round_off_count_as_zero_variance(tmp_path):
     assert max(ls.result.weights) < 0.9
 
 
+def test_keys_that_would_print_alike_are_labelled_by_definition(tmp_path):
+    # "ls-0.1" smooths with eps 0.1 in p and 0.2 in q (against baselines named apart: "ce", "plain");
+    # in r the baseline is named "ce" but is GCE: its "cp" is another key than p's "cp"
+    cp = ("cp", "confidence_penalty", {"beta": 0.5})
+    specs = {
+        "p": [CE, ("ls-0.1", "smoothed_ce", {"eps": 0.1}), cp],
+        "q": [("plain", "ce", {}), ("ls-0.1", "smoothed_ce", {"eps": 0.2}), cp],
+        "r": [("ce", "gce", {"q": 0.7}), cp],
+    }
+    dirs = [
+        make_study(tmp_path / name, name=name, seed=i, effects={}, arms=arms)
+        for i, (name, arms) in enumerate(specs.items())
+    ]
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["meta", *map(str, dirs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    pooled = pd.read_csv(out / "pooled.csv")
+    for _, rows in pooled.groupby(["metric", "condition"]):
+        assert rows.arm.is_unique, rows.arm.tolist()
+    clean = pooled[(pooled.metric == "test_acc") & (pooled.condition == "clean")]
+    assert set(clean.arm) == {
+        "ls-0.1 (smoothed_ce eps=0.1)",
+        "ls-0.1 (smoothed_ce eps=0.2)",
+        "cp vs ce z_loss=0.0",  # arm_words: a technique's main parameter is always shown
+        "cp vs gce q=0.7",
+    }
+    assert set(clean.baseline_definition) == {"ce z_loss=0.0", "gce q=0.7"}
+    assert "cp vs gce q=0.7" in result.stdout
+    md = (out / "report" / "report.md").read_text()
+    assert "(also" not in md  # every arm has one name here: its own is not repeated as another
+
+
 def test_report_is_self_contained_and_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     dirs = [

@@ -109,7 +109,7 @@ def _row(k: PooledKey) -> dict[str, Any]:
     mod = k.sensitivity.get("hksj_modified")
     fe = k.sensitivity.get("fixed effect")
     wald = k.sensitivity.get("wald")
-    also = [n for n in k.arm_names if n != k.arm]
+    also = k.arm_names[1:]  # the first is the name k.arm starts with (before any disambiguation)
     return {
         "condition": k.condition,
         "arm": k.arm,

@@ -70,11 +70,13 @@ class PooledKey:
 
     Attributes:
         key: the key's id.
-        arm: display name (the arm's name in the first study that has it; with its definition when
-            another key would print alike).
-        arm_names: every name the arm has in the pooled studies.
+        arm: display name (the arm's name in the first study that has it; with its definition, or
+            ``vs`` its baseline's, when another key would print alike).
+        arm_names: every name the arm has in the pooled studies (the first study's first: ``arm``
+            starts with it).
         arm_definition: the arm's technique and parameters in words.
         baseline: display name of the baseline.
+        baseline_definition: the baseline's technique and parameters in words.
         condition: display label of the condition (from its definition).
         noise: the condition's noise model (``none`` for correct labels).
         rate: its rate.
@@ -98,6 +100,7 @@ class PooledKey:
     arm_names: tuple[str, ...]
     arm_definition: str
     baseline: str
+    baseline_definition: str
     condition: str
     noise: str
     rate: float
@@ -430,6 +433,7 @@ def _pool(
         arm_names=tuple(names),
         arm_definition=arm_words(part.arm),
         baseline=part.baseline_name,
+        baseline_definition=arm_words(part.baseline),
         condition=part.condition_label,
         noise=part.noise,
         rate=part.rate,
@@ -481,15 +485,21 @@ def _verdicts(
 
 
 def _label(pooled: list[PooledKey]) -> list[PooledKey]:
-    """Arms that would print alike (same name, other parameters) get their definition in the label."""
+    """Keys the tables would print alike get the definitions in their label: one arm name for arms
+    defined otherwise (``ls-0.1 (smoothed_ce eps=0.2)``), or the same arm against baselines defined
+    otherwise (``ls vs gce q=0.7``). The tables show the arm's name only, so the name decides."""
     from dataclasses import replace
 
-    by_label: dict[tuple[str, str], set[str]] = {}
+    by_name: dict[str, set[tuple[str, str]]] = {}
     for p in pooled:
-        by_label.setdefault((p.arm, p.baseline), set()).add(p.arm_definition + "|" + p.baseline)
+        by_name.setdefault(p.arm, set()).add((p.arm_definition, p.baseline_definition))
     out = []
     for p in pooled:
-        if len(by_label[(p.arm, p.baseline)]) > 1:
-            p = replace(p, arm=f"{p.arm} ({p.arm_definition})")
-        out.append(p)
+        group = by_name[p.arm]
+        label = p.arm
+        if len({arm for arm, _ in group}) > 1:
+            label += f" ({p.arm_definition})"
+        if len({base for _, base in group}) > 1:
+            label += f" vs {p.baseline_definition}"
+        out.append(replace(p, arm=label) if label != p.arm else p)
     return out
