@@ -365,6 +365,7 @@ def test_bad_input_is_one_line_and_writes_nothing(three, tmp_path):
         ([*three[:2], empty], "not a study directory"),
         ([three[0], three[1], three[0]], "given twice"),
         ([three[0], Path(str(three[0]) + "/."), three[1]], "given twice"),
+        ([three[0]], "it needs at least two, got only"),
     ]
     damaged = tmp_path / "damaged"
     shutil.copytree(three[2], damaged)

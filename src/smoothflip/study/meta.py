@@ -207,8 +207,9 @@ def _load(dirs: Sequence[str | Path]) -> list[StudyData]:
     if isinstance(dirs, str | os.PathLike):
         dirs = [dirs]
     paths = [Path(d) for d in dirs]
-    if not paths:
-        raise SmoothflipError("meta needs study directories (at least two), got none")
+    if len(paths) < 2:
+        got = f"only {paths[0]}" if paths else "none"
+        raise SmoothflipError(f"meta pools study directories: it needs at least two, got {got}")
     for i, a in enumerate(paths):
         if not a.is_dir():
             raise SmoothflipError(
