@@ -321,6 +321,20 @@ def test_keys_that_would_print_alike_are_labelled_by_definition(tmp_path):
     assert "(also" not in md  # every arm has one name here: its own is not repeated as another
 
 
+def test_other_methods_are_named_as_they_were_run(three, tmp_path):
+    out = tmp_path / "dl"
+    result = runner.invoke(
+        app, ["meta", *map(str, three), "--out", str(out), "--method", "dl", "--interval", "wald"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(DerSimonian-Laird + Wald 95%)" in " ".join(result.stdout.split())
+    md = (out / "report" / "report.md").read_text()
+    assert "REML" not in md  # no caption, table or sentence claims the default reading
+    assert "interval: DerSimonian-Laird + Wald." in md
+    assert "| estimate [Wald] |" in md
+    assert "random-effects estimate (DerSimonian-Laird) with its 95% Wald interval" in md
+
+
 def test_report_is_self_contained_and_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     dirs = [

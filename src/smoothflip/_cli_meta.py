@@ -31,6 +31,7 @@ def _shown(name: Any) -> str:
 def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> None:
     """The terminal table: one row per key of the primary metric (and the secondary ones if asked)."""
     from smoothflip.analysis import format_diff, format_size
+    from smoothflip.analysis.meta import reading
 
     def interval(low: float, high: float, metric: Any) -> str:
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -46,7 +47,7 @@ def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> Non
         family = "Holm family" if role == "primary" else "BH"
         table = Table(
             title=f"{_shown(metric.label)} ({role}, {family}): technique - baseline, pooled over studies "
-            f"(REML + HKSJ {100 * analysis.level:g}%)"
+            f"({reading(analysis.method, analysis.interval)} {100 * analysis.level:g}%)"
         )
         for column in (
             "condition",
