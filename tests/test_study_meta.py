@@ -321,6 +321,31 @@ def test_keys_that_would_print_alike_are_labelled_by_definition(tmp_path):
     assert "(also" not in md  # every arm has one name here: its own is not repeated as another
 
 
+def test_conditions_that_would_print_alike_are_labelled_apart(tmp_path):
+    # "asymmetric 20%" flips 2 -> 7 in two studies and 3 -> 8 in two others: two keys, two labels
+    def asymmetric(mapping: str) -> str:
+        return f'[[conditions]]\nnoise = "asymmetric"\nrates = [0.0, 0.2]\nmapping = {mapping}\n'
+
+    dirs = [
+        make_study(
+            tmp_path / f"s{i}",
+            name=f"s{i}",
+            seed=i,
+            effects={"ls": 0.01},
+            arms=[CE, ("ls", "smoothed_ce", {"eps": 0.1})],
+            conditions=asymmetric("{2 = 7}" if i < 2 else "{3 = 8}"),
+        )
+        for i in range(4)
+    ]
+    result = meta(dirs)
+    acc = [k for k in result.keys if k.metric.key == "test_acc"]
+    labels = [k.condition for k in acc]
+    assert len(acc) == 3  # clean (k = 4) and the two asymmetric conditions (k = 2 each)
+    assert len(set(labels)) == 3, labels
+    assert sorted(k.k for k in acc) == [2, 2, 4]
+    assert all(label.startswith("asymmetric 20%") for label in labels if label != "clean")
+
+
 def test_other_methods_are_named_as_they_were_run(three, tmp_path):
     out = tmp_path / "dl"
     result = runner.invoke(

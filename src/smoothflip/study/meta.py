@@ -43,6 +43,8 @@ from smoothflip.analysis.meta_family import (
 )
 from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study._readonly import DB_NAME
+from smoothflip.study.conditions import distinct_labels
+from smoothflip.study.ids import condition_id
 from smoothflip.study.meta_keys import KeyParts, StudyEffect, arm_words, study_effects
 from smoothflip.study.results import StudyData, load_study_data
 from smoothflip.study.spec.analysis import primary_metric, raw_margin
@@ -353,8 +355,11 @@ def meta(
         if len(finite) > 1:
             notes.append(f"equivalence margins for {key} differ between the studies; the smallest is used")
 
+    # conditions by id (their options may hold maps); those that would print alike are labelled apart
+    labels = distinct_labels(c for s in studies for c in s.conditions)
     pooled = [
-        _pool(key, parts[key], effects[key], names[key], method, interval, level, prim) for key in effects
+        _pool(key, _relabel(parts[key], labels), effects[key], names[key], method, interval, level, prim)
+        for key in effects
     ]
     floored = sum(e.floored for es in effects.values() for e in es)
     if floored:
@@ -364,9 +369,7 @@ def meta(
         )
     pooled = _verdicts(pooled, prim, margin_of, alpha, power)
     pooled = _label(pooled)
-    conditions = {
-        c.base_label: i for i, c in enumerate(dict.fromkeys(c for s in studies for c in s.conditions))
-    }
+    conditions = {label: i for i, label in enumerate(labels.values())}
     arms = {name: i for i, name in enumerate(dict.fromkeys(p.arm for p in pooled))}  # first study's order
     pooled.sort(
         key=lambda p: (
@@ -446,6 +449,12 @@ def _pool(
         loo=loo,
         improvement=improvement,
     )
+
+
+def _relabel(part: KeyParts, labels: dict[str, str]) -> KeyParts:
+    from dataclasses import replace
+
+    return replace(part, condition_label=labels[condition_id(part.condition)])
 
 
 def _with_variance(effect: StudyEffect, variance: float) -> StudyEffect:
