@@ -210,6 +210,23 @@ def test_pooled_csv_equals_reml_hksj_from_its_own_studies_csv(three, tmp_path):
     assert not (out / "report").exists()
 
 
+def test_level_alpha_and_power_options(three, tmp_path):
+    args = ["meta", *map(str, three), "--no-report", "--level", "0.9", "--alpha", "0.1", "--power", "0.9"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "90%)" in result.stdout
+    pooled = pd.read_csv(tmp_path / "o" / "pooled.csv")
+    studies = pd.read_csv(tmp_path / "o" / "studies.csv")
+    assert (pooled.level == 0.9).all()
+    row = pooled.loc[pooled.k == 3].iloc[0]
+    rows = studies[studies.key == row.key]
+    again = random_effects(rows.estimate.to_numpy(), rows.variance.to_numpy(), level=0.9)
+    assert (row.ci_low, row.ci_high) == pytest.approx(again.ci, rel=1e-12)
+    default = meta(three, alpha=0.1).pooled_frame().set_index("key")
+    tested = pooled[pooled.k >= 2].set_index("key")
+    assert (tested.mde > default.loc[tested.index, "mde"]).all()  # power 0.9 needs larger effects
+
+
 def test_primary_family_is_holm_and_secondary_bh(tmp_path):
     # label smoothing +3 points in every study, the confidence penalty exactly as good as CE (seed noise
     # 0.2 points): with 4 studies the first helps and the second is equivalent within the 0.5-point margin

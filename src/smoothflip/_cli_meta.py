@@ -93,12 +93,24 @@ def meta_command(
     primary: str | None,
     secondary: bool,
     report: bool,
+    alpha: float | None = None,
+    power: float | None = None,
 ) -> None:
     """Pool ``dirs`` into ``out_dir`` and print the table."""
     from smoothflip.study.meta import check_out, meta
 
     check_out(out_dir, dirs)
-    analysis = meta(dirs, at=at, method=method, interval=interval, level=level, primary=primary, out=None)
+    analysis = meta(
+        dirs,
+        at=at,
+        method=method,
+        interval=interval,
+        level=level,
+        primary=primary,
+        alpha=alpha,
+        power=power,
+        out=None,
+    )
     print_pooled(out, analysis, secondary=secondary)
     analysis.write(out_dir, report=report)
     out.print(f"pooled:  {out_dir / 'pooled.csv'} (and {out_dir / 'studies.csv'})", markup=False)
@@ -131,6 +143,17 @@ def register_commands(app: typer.Typer, *, out: Console, console: Console) -> No
         at: Annotated[
             str, typer.Option("--at", help="Which epoch's metrics: selected or last.")
         ] = "selected",
+        level: Annotated[
+            float, typer.Option("--level", help="Level of the intervals and prediction intervals.")
+        ] = 0.95,
+        alpha: Annotated[
+            float | None,
+            typer.Option("--alpha", help="Error rate of the verdicts (default: the studies' alpha)."),
+        ] = None,
+        power: Annotated[
+            float | None,
+            typer.Option("--power", help="Power of the pooled MDEs (default: the studies' power)."),
+        ] = None,
         all_metrics: Annotated[bool, typer.Option("--all", help="Print the secondary metrics too.")] = False,
         no_report: Annotated[bool, typer.Option("--no-report", help="Write the tables only.")] = False,
     ) -> None:
@@ -142,10 +165,12 @@ def register_commands(app: typer.Typer, *, out: Console, console: Console) -> No
             at=at,
             method=method,
             interval=interval,
-            level=0.95,
+            level=level,
             primary=primary,
             secondary=all_metrics,
             report=not no_report,
+            alpha=alpha,
+            power=power,
         )
 
     register_atlas(app, out=out, console=console)
