@@ -215,6 +215,8 @@ def test_level_alpha_and_power_options(three, tmp_path):
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert "90%)" in result.stdout
+    # the terminal says how the verdicts are read (not from the interval it shows)
+    assert "verdicts: a claim (error rate 0.1) needs the modified-HKSJ" in " ".join(result.stdout.split())
     pooled = pd.read_csv(tmp_path / "o" / "pooled.csv")
     studies = pd.read_csv(tmp_path / "o" / "studies.csv")
     assert (pooled.level == 0.9).all()

@@ -77,6 +77,12 @@ def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> Non
                 "-" if k.verdict == "no verdict" else format_size(k.mde, metric),
             )
         out.print(table)
+    out.print(
+        f"verdicts: a claim (error rate {analysis.alpha:g}) needs the modified-HKSJ random-effects test and "
+        "the unweighted t-test across studies to agree; their simultaneous interval, which the verdict is "
+        "read from, is verdict_low / verdict_high in pooled.csv (wider than the interval shown)",
+        markup=False,
+    )
     for note in analysis.notes:
         out.print(f"note: {note}", markup=False)
 
