@@ -61,6 +61,9 @@ def main() -> None:
 
     analysis = run_atlas(args.out, only=args.only, quick=args.quick, on_plan=on_plan, after_study=after_study)
     total = time.perf_counter() - started
+    if analysis is None:  # --only one study: nothing pooled
+        print(f"\n1 study, wall time {format_duration(total)}: {rows}")
+        return
     acc = analysis.primary
     print("\n| study | runs | engine estimate | wall time (training + report) | clean-label MDE (accuracy) |")
     print("|---|--:|--:|--:|--:|")

@@ -78,6 +78,11 @@ def test_quick_atlas_end_to_end_and_rerun(tmp_path):
     again = runner.invoke(app, [*args, "--out", str(out)])
     assert again.exit_code == 0, again.output
     pd.testing.assert_frame_equal(pd.read_csv(out / "meta" / "pooled.csv"), pooled)
+    # one study (--only iris-mlp, the --help example): trained (here: stored already), nothing to pool
+    one = runner.invoke(app, ["atlas", "--quick", "--only", "iris-mlp", "-q", "--out", str(out)])
+    assert one.exit_code == 0, one.output
+    assert "atlas: one study (iris-mlp): nothing to pool" in one.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(out / "meta" / "pooled.csv"), pooled)
 
 
 def test_atlas_bad_input_is_one_line(tmp_path):

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from smoothflip.analysis.meta import random_effects
 from smoothflip.cli import app
+from smoothflip.errors import SmoothflipError
 from smoothflip.study.conditions import study_conditions
 from smoothflip.study.grid import arm_dict
 from smoothflip.study.meta import meta
@@ -51,9 +52,11 @@ def make_study(
     conditions: str = SYMMETRIC,
     noise: float = 0.01,
     constant: tuple[str, ...] = (),
+    examples: int | None = None,
 ) -> Path:
     """A study directory with synthetic runs (no training): each arm's accuracy is the baseline's on the
-    same seed plus ``effects[arm]`` plus noise (``constant`` arms: no noise)."""
+    same seed plus ``effects[arm]`` plus noise (``constant`` arms: no noise); ``examples``: every
+    metric is a count of that many test examples (a multiple of ``1 / examples``), as accuracy is."""
     spec = loads_study(study_text(name, arms, conditions, seeds))
     rng = np.random.default_rng(seed)
     results = []
@@ -71,6 +74,8 @@ def make_study(
                     shift = effects.get(arm.name, 0.0)
                     jitter = 0.0 if arm.name in constant or arm.name == spec.baseline else noise
                     values = {k: base[k] + shift + rng.normal(0, jitter) for k in METRIC_KEYS}
+                    if examples:
+                        values = {k: round(v * examples) / examples for k, v in values.items()}
                     config = {"arm": arm_dict(arm), "condition": condition.to_dict(), "seed": s}
                     metrics = {"selected": values, "last": values, "diverged": False}
                     run_id = f"{name}-{arm.name}-{condition.condition_id}-{s}"
@@ -205,6 +210,25 @@ def test_pooled_csv_equals_reml_hksj_from_its_own_studies_csv(three, tmp_path):
     assert not (out / "report").exists()
 
 
+def test_level_alpha_and_power_options(three, tmp_path):
+    args = ["meta", *map(str, three), "--no-report", "--level", "0.9", "--alpha", "0.1", "--power", "0.9"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "90%)" in result.stdout
+    # the terminal says how the verdicts are read (not from the interval it shows)
+    assert "verdicts: a claim (error rate 0.1) needs the modified-HKSJ" in " ".join(result.stdout.split())
+    pooled = pd.read_csv(tmp_path / "o" / "pooled.csv")
+    studies = pd.read_csv(tmp_path / "o" / "studies.csv")
+    assert (pooled.level == 0.9).all()
+    row = pooled.loc[pooled.k == 3].iloc[0]
+    rows = studies[studies.key == row.key]
+    again = random_effects(rows.estimate.to_numpy(), rows.variance.to_numpy(), level=0.9)
+    assert (row.ci_low, row.ci_high) == pytest.approx(again.ci, rel=1e-12)
+    default = meta(three, alpha=0.1).pooled_frame().set_index("key")
+    tested = pooled[pooled.k >= 2].set_index("key")
+    assert (tested.mde > default.loc[tested.index, "mde"]).all()  # power 0.9 needs larger effects
+
+
 def test_primary_family_is_holm_and_secondary_bh(tmp_path):
     # label smoothing +3 points in every study, the confidence penalty exactly as good as CE (seed noise
     # 0.2 points): with 4 studies the first helps and the second is equivalent within the 0.5-point margin
@@ -261,6 +285,100 @@ def test_zero_variance_is_floored_and_flagged(tmp_path):
     assert any("zero variance" in n for n in result.notes)
 
 
+def test_differences_equal_up_to_round_off_count_as_zero_variance(tmp_path):
+    # study "one": ls gains exactly one of 171 test examples on every seed; (k + 1) / 171 - k / 171
+    # differs between seeds by ~1e-16, a variance of ~1e-33 that must not weigh 1e30 times the others
+    dirs = [
+        make_study(
+            tmp_path / name,
+            name=name,
+            seed=i,
+            effects={"ls": 1 / 171},
+            constant=("ls",) if i == 0 else (),
+            examples=171,
+            arms=[CE, ("ls", "smoothed_ce", {"eps": 0.1})],
+        )
+        for i, name in enumerate(("one", "two", "three"))
+    ]
+    ls = keys_of(meta(dirs))["smoothed_ce eps=0.1"]
+    one = ls.effects[0]
+    assert np.ptp(one.diffs) > 0  # the round-off is there ...
+    assert one.floored  # ... and read as every seed agreeing
+    assert one.variance == pytest.approx(min(e.variance for e in ls.effects[1:]))
+    assert max(ls.result.weights) < 0.9
+
+
+def test_keys_that_would_print_alike_are_labelled_by_definition(tmp_path):
+    # "ls-0.1" smooths with eps 0.1 in p and 0.2 in q (against baselines named apart: "ce", "plain");
+    # in r the baseline is named "ce" but is GCE: its "cp" is another key than p's "cp"
+    cp = ("cp", "confidence_penalty", {"beta": 0.5})
+    specs = {
+        "p": [CE, ("ls-0.1", "smoothed_ce", {"eps": 0.1}), cp],
+        "q": [("plain", "ce", {}), ("ls-0.1", "smoothed_ce", {"eps": 0.2}), cp],
+        "r": [("ce", "gce", {"q": 0.7}), cp],
+    }
+    dirs = [
+        make_study(tmp_path / name, name=name, seed=i, effects={}, arms=arms)
+        for i, (name, arms) in enumerate(specs.items())
+    ]
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["meta", *map(str, dirs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    pooled = pd.read_csv(out / "pooled.csv")
+    for _, rows in pooled.groupby(["metric", "condition"]):
+        assert rows.arm.is_unique, rows.arm.tolist()
+    clean = pooled[(pooled.metric == "test_acc") & (pooled.condition == "clean")]
+    assert set(clean.arm) == {
+        "ls-0.1 (smoothed_ce eps=0.1)",
+        "ls-0.1 (smoothed_ce eps=0.2)",
+        "cp vs ce z_loss=0.0",  # arm_words: a technique's main parameter is always shown
+        "cp vs gce q=0.7",
+    }
+    assert set(clean.baseline_definition) == {"ce z_loss=0.0", "gce q=0.7"}
+    assert "cp vs gce q=0.7" in result.stdout
+    md = (out / "report" / "report.md").read_text()
+    assert "(also" not in md  # every arm has one name here: its own is not repeated as another
+
+
+def test_conditions_that_would_print_alike_are_labelled_apart(tmp_path):
+    # "asymmetric 20%" flips 2 -> 7 in two studies and 3 -> 8 in two others: two keys, two labels
+    def asymmetric(mapping: str) -> str:
+        return f'[[conditions]]\nnoise = "asymmetric"\nrates = [0.0, 0.2]\nmapping = {mapping}\n'
+
+    dirs = [
+        make_study(
+            tmp_path / f"s{i}",
+            name=f"s{i}",
+            seed=i,
+            effects={"ls": 0.01},
+            arms=[CE, ("ls", "smoothed_ce", {"eps": 0.1})],
+            conditions=asymmetric("{2 = 7}" if i < 2 else "{3 = 8}"),
+        )
+        for i in range(4)
+    ]
+    result = meta(dirs)
+    acc = [k for k in result.keys if k.metric.key == "test_acc"]
+    labels = [k.condition for k in acc]
+    assert len(acc) == 3  # clean (k = 4) and the two asymmetric conditions (k = 2 each)
+    assert len(set(labels)) == 3, labels
+    assert sorted(k.k for k in acc) == [2, 2, 4]
+    assert all(label.startswith("asymmetric 20%") for label in labels if label != "clean")
+
+
+def test_other_methods_are_named_as_they_were_run(three, tmp_path):
+    out = tmp_path / "dl"
+    result = runner.invoke(
+        app, ["meta", *map(str, three), "--out", str(out), "--method", "dl", "--interval", "wald"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(DerSimonian-Laird + Wald 95%)" in " ".join(result.stdout.split())
+    md = (out / "report" / "report.md").read_text()
+    assert "REML" not in md  # no caption, table or sentence claims the default reading
+    assert "interval: DerSimonian-Laird + Wald." in md
+    assert "| estimate [Wald] |" in md
+    assert "random-effects estimate (DerSimonian-Laird) with its 95% Wald interval" in md
+
+
 def test_report_is_self_contained_and_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     dirs = [
@@ -305,6 +423,7 @@ def test_bad_input_is_one_line_and_writes_nothing(three, tmp_path):
         ([*three[:2], empty], "not a study directory"),
         ([three[0], three[1], three[0]], "given twice"),
         ([three[0], Path(str(three[0]) + "/."), three[1]], "given twice"),
+        ([three[0]], "it needs at least two, got only"),
     ]
     damaged = tmp_path / "damaged"
     shutil.copytree(three[2], damaged)
@@ -324,6 +443,16 @@ def test_bad_input_is_one_line_and_writes_nothing(three, tmp_path):
     result = runner.invoke(app, ["meta", *map(str, three), "--out", str(three[1])])
     assert_one_line_error(result, "is a study directory")
     assert sorted(p.name for p in three[1].iterdir()) == before
+
+
+def test_bad_options_are_one_line_and_write_nothing(three, tmp_path):
+    out = tmp_path / "never"
+    for option, value in (("--method", "ml"), ("--interval", "z"), ("--at", "best")):
+        result = runner.invoke(app, ["meta", *map(str, three), "--out", str(out), option, value])
+        assert_one_line_error(result, f"got {value!r}")
+        assert not out.exists()
+    with pytest.raises(SmoothflipError, match=r"meta: alpha must be in \(0, 0.5\), got 0.7"):
+        meta(three, alpha=0.7)
 
 
 def test_different_primary_metrics_need_a_choice(tmp_path, three):

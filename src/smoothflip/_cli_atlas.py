@@ -98,6 +98,13 @@ def _atlas(
             after_study=after_study,
             **run_options,
         )
+    if analysis is None:
+        (name,) = [s.name.removeprefix("atlas-") for s in atlas_specs(only, quick=quick)]
+        out.print(
+            f"atlas: one study ({name}): nothing to pool; its verdict: smoothflip verdict {out_dir / name}",
+            markup=False,
+        )
+        return
     print_pooled(out, analysis)
     meta_dir = out_dir / "meta"
     out.print(f"studies: {out_dir}/<study> (each an ordinary study directory)", markup=False)

@@ -31,6 +31,7 @@ def _shown(name: Any) -> str:
 def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> None:
     """The terminal table: one row per key of the primary metric (and the secondary ones if asked)."""
     from smoothflip.analysis import format_diff, format_size
+    from smoothflip.analysis.meta import reading
 
     def interval(low: float, high: float, metric: Any) -> str:
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -46,7 +47,7 @@ def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> Non
         family = "Holm family" if role == "primary" else "BH"
         table = Table(
             title=f"{_shown(metric.label)} ({role}, {family}): technique - baseline, pooled over studies "
-            f"(REML + HKSJ {100 * analysis.level:g}%)"
+            f"({reading(analysis.method, analysis.interval)} {100 * analysis.level:g}%)"
         )
         for column in (
             "condition",
@@ -76,6 +77,12 @@ def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> Non
                 "-" if k.verdict == "no verdict" else format_size(k.mde, metric),
             )
         out.print(table)
+    out.print(
+        f"verdicts: a claim (error rate {analysis.alpha:g}) needs the modified-HKSJ random-effects test and "
+        "the unweighted t-test across studies to agree; their simultaneous interval, which the verdict is "
+        "read from, is verdict_low / verdict_high in pooled.csv (wider than the interval shown)",
+        markup=False,
+    )
     for note in analysis.notes:
         out.print(f"note: {note}", markup=False)
 
@@ -92,12 +99,24 @@ def meta_command(
     primary: str | None,
     secondary: bool,
     report: bool,
+    alpha: float | None = None,
+    power: float | None = None,
 ) -> None:
     """Pool ``dirs`` into ``out_dir`` and print the table."""
     from smoothflip.study.meta import check_out, meta
 
     check_out(out_dir, dirs)
-    analysis = meta(dirs, at=at, method=method, interval=interval, level=level, primary=primary, out=None)
+    analysis = meta(
+        dirs,
+        at=at,
+        method=method,
+        interval=interval,
+        level=level,
+        primary=primary,
+        alpha=alpha,
+        power=power,
+        out=None,
+    )
     print_pooled(out, analysis, secondary=secondary)
     analysis.write(out_dir, report=report)
     out.print(f"pooled:  {out_dir / 'pooled.csv'} (and {out_dir / 'studies.csv'})", markup=False)
@@ -130,6 +149,17 @@ def register_commands(app: typer.Typer, *, out: Console, console: Console) -> No
         at: Annotated[
             str, typer.Option("--at", help="Which epoch's metrics: selected or last.")
         ] = "selected",
+        level: Annotated[
+            float, typer.Option("--level", help="Level of the intervals and prediction intervals.")
+        ] = 0.95,
+        alpha: Annotated[
+            float | None,
+            typer.Option("--alpha", help="Error rate of the verdicts (default: the studies' alpha)."),
+        ] = None,
+        power: Annotated[
+            float | None,
+            typer.Option("--power", help="Power of the pooled MDEs (default: the studies' power)."),
+        ] = None,
         all_metrics: Annotated[bool, typer.Option("--all", help="Print the secondary metrics too.")] = False,
         no_report: Annotated[bool, typer.Option("--no-report", help="Write the tables only.")] = False,
     ) -> None:
@@ -141,10 +171,12 @@ def register_commands(app: typer.Typer, *, out: Console, console: Console) -> No
             at=at,
             method=method,
             interval=interval,
-            level=0.95,
+            level=level,
             primary=primary,
             secondary=all_metrics,
             report=not no_report,
+            alpha=alpha,
+            power=power,
         )
 
     register_atlas(app, out=out, console=console)

@@ -61,11 +61,14 @@ from smoothflip._validation import check_choice, check_int, check_range
 
 __all__ = [
     "INTERVALS",
+    "INTERVAL_NAMES",
     "METHODS",
+    "METHOD_NAMES",
     "LeaveOneOut",
     "MetaResult",
     "leave_one_out",
     "random_effects",
+    "reading",
     "sensitivity",
 ]
 
@@ -74,6 +77,14 @@ METHODS = ("reml", "pm", "dl", "fe")
 #: How the interval of the pooled effect is computed.
 INTERVALS = ("hksj", "hksj_modified", "wald")
 _FALLBACK = {"reml": ("pm", "dl"), "pm": ("dl",)}
+#: Each method and interval in words, for tables, captions and reports.
+METHOD_NAMES = {"reml": "REML", "pm": "Paule-Mandel", "dl": "DerSimonian-Laird", "fe": "fixed effect"}
+INTERVAL_NAMES = {"hksj": "HKSJ", "hksj_modified": "modified HKSJ", "wald": "Wald"}
+
+
+def reading(method: str, interval: str) -> str:
+    """How a pooled estimate was read, in words: ``reading("reml", "hksj") == "REML + HKSJ"``."""
+    return f"{METHOD_NAMES[method]} + {INTERVAL_NAMES[interval]}"
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,8 @@ def run_atlas(
             (``device``, ``executor``, ``address``, ``cpus_per_pack``, ``workers``, ...).
 
     Returns:
-        The :class:`~smoothflip.study.meta.MetaAnalysis` of the atlas (also written to ``out/meta``).
+        The :class:`~smoothflip.study.meta.MetaAnalysis` of the atlas (also written to ``out/meta``),
+        or None when ``only`` names a single study: it is trained, and there is nothing to pool.
     """
     from smoothflip.study.meta import meta
 
@@ -270,4 +271,6 @@ def run_atlas(
         progress(
             AtlasProgress("", len(planned), len(planned), runs_total, runs_total, work_total, work_total)
         )
+    if len(planned) < 2:  # one study trained (--only NAME): nothing to pool, and no error after training
+        return None
     return meta([p.directory for p in planned], out=out / META_DIR, **(meta_options or {}))

@@ -25,6 +25,7 @@ import matplotlib.style
 
 from smoothflip import __version__
 from smoothflip.analysis import format_diff, format_size
+from smoothflip.analysis.meta import INTERVAL_NAMES, METHOD_NAMES, reading
 from smoothflip.report.figures import FigureResult, FigureSkipped, to_png
 from smoothflip.report.figures._common import _RC
 from smoothflip.report.figures._forest import forest, pooled_overview
@@ -93,12 +94,13 @@ def _clean(primary: Sequence[PooledKey], names: Sequence[str]) -> tuple[Any, str
     # one panel per technique: the forest's panels are titled by their key's condition
     panels = [replace(k, condition=k.arm) for k in clean]
     fig, _ = forest(panels, names)
+    r = clean[0].result
     caption = (
         f"With correct training labels, each technique against {clean[0].baseline} on "
         f"{clean[0].metric.label}: each study's mean paired difference over its seeds with its 95% t "
-        "interval (square area: weight), the random-effects estimate (REML) with its HKSJ interval as "
-        "a diamond coloured by the pooled verdict, the prediction interval (orange) and no difference "
-        "(dashed)."
+        f"interval (square area: weight), the random-effects estimate ({METHOD_NAMES[r.requested]}) with "
+        f"its {INTERVAL_NAMES[r.interval]} interval as a diamond coloured by the pooled verdict, the "
+        "prediction interval (orange) and no difference (dashed)."
     )
     return fig, caption
 
@@ -109,7 +111,7 @@ def _row(k: PooledKey) -> dict[str, Any]:
     mod = k.sensitivity.get("hksj_modified")
     fe = k.sensitivity.get("fixed effect")
     wald = k.sensitivity.get("wald")
-    also = [n for n in k.arm_names if n != k.arm]
+    also = k.arm_names[1:]  # the first is the name k.arm starts with (before any disambiguation)
     return {
         "condition": k.condition,
         "arm": k.arm,
@@ -149,8 +151,6 @@ def _context(analysis: MetaAnalysis, figures: Sequence[FigureResult]) -> dict[st
             labels[k.metric.key] = k.metric.label + (f" ({k.metric.unit})" if k.metric.unit else "")
     p = analysis.primary
     level = f"{100 * analysis.level:g}%"
-    method = {"reml": "REML", "pm": "Paule-Mandel", "dl": "DerSimonian-Laird", "fe": "fixed effect"}
-    interval = {"hksj": "HKSJ", "hksj_modified": "modified HKSJ", "wald": "Wald"}
     warnings = sorted({w for k in analysis.keys for w in (*k.result.notes, *k.result.warnings)})
     tasks = len(analysis.studies)
     return {
@@ -162,7 +162,9 @@ def _context(analysis: MetaAnalysis, figures: Sequence[FigureResult]) -> dict[st
         "primary_label": p.label + (f" ({p.unit})" if p.unit else ""),
         "primary_rows": [_row(k) for k in primary],
         "secondary": [{"label": labels[key], "rows": rows} for key, rows in secondary.items()],
-        "method": f"{method[analysis.method]} + {interval[analysis.interval]}, {level}",
+        "method": f"{reading(analysis.method, analysis.interval)}, {level}",
+        "reading": reading(analysis.method, analysis.interval),
+        "interval_name": INTERVAL_NAMES[analysis.interval],
         "alpha": f"{analysis.alpha:g}",
         "power": f"{analysis.power:g}",
         "tasks": tasks,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -360,6 +360,17 @@ def study_conditions(spec: Any) -> list[LabelCondition]:
             if point not in seen:
                 seen.append(point)
     return _disambiguate(seen)
+
+
+def distinct_labels(conditions: Iterable[LabelCondition]) -> dict[str, str]:
+    """``condition_id -> label`` for the distinct conditions among ``conditions`` (several studies'),
+    in order of first appearance; conditions that would print alike get distinguishing labels, as
+    within a study (:func:`study_conditions`). Conditions are matched by id: their options may hold
+    maps, so they are never hashed."""
+    seen: dict[str, LabelCondition] = {}
+    for c in conditions:
+        seen.setdefault(c.condition_id, LabelCondition(c.noise, c.rate, c.options))
+    return {c.condition_id: c.label for c in _disambiguate(list(seen.values()))}
 
 
 def _disambiguate(conditions: list[LabelCondition]) -> list[LabelCondition]:

@@ -41,8 +41,10 @@ from smoothflip.analysis.meta_family import (
     paired_probability_of_improvement,
     pooled_verdicts,
 )
-from smoothflip.errors import SmoothflipError
+from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study._readonly import DB_NAME
+from smoothflip.study.conditions import distinct_labels
+from smoothflip.study.ids import condition_id
 from smoothflip.study.meta_keys import KeyParts, StudyEffect, arm_words, study_effects
 from smoothflip.study.results import StudyData, load_study_data
 from smoothflip.study.spec.analysis import primary_metric, raw_margin
@@ -70,11 +72,13 @@ class PooledKey:
 
     Attributes:
         key: the key's id.
-        arm: display name (the arm's name in the first study that has it; with its definition when
-            another key would print alike).
-        arm_names: every name the arm has in the pooled studies.
+        arm: display name (the arm's name in the first study that has it; with its definition, or
+            ``vs`` its baseline's, when another key would print alike).
+        arm_names: every name the arm has in the pooled studies (the first study's first: ``arm``
+            starts with it).
         arm_definition: the arm's technique and parameters in words.
         baseline: display name of the baseline.
+        baseline_definition: the baseline's technique and parameters in words.
         condition: display label of the condition (from its definition).
         noise: the condition's noise model (``none`` for correct labels).
         rate: its rate.
@@ -98,6 +102,7 @@ class PooledKey:
     arm_names: tuple[str, ...]
     arm_definition: str
     baseline: str
+    baseline_definition: str
     condition: str
     noise: str
     rate: float
@@ -204,8 +209,9 @@ def _load(dirs: Sequence[str | Path]) -> list[StudyData]:
     if isinstance(dirs, str | os.PathLike):
         dirs = [dirs]
     paths = [Path(d) for d in dirs]
-    if not paths:
-        raise SmoothflipError("meta needs study directories (at least two), got none")
+    if len(paths) < 2:
+        got = f"only {paths[0]}" if paths else "none"
+        raise SmoothflipError(f"meta pools study directories: it needs at least two, got {got}")
     for i, a in enumerate(paths):
         if not a.is_dir():
             raise SmoothflipError(
@@ -305,10 +311,15 @@ def meta(
             twice; no key shared by two studies; studies naming different primary metrics without
             ``primary``; a bad option or ``out``. Nothing is written then.
     """
-    check_choice("at", at, ("selected", "last"))
-    check_choice("method", method, METHODS)
-    check_choice("interval", interval, INTERVALS)
-    level = check_range("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    with user_input("meta"):  # a bad option is a user's error (one line on the command line), not a bug
+        check_choice("at", at, ("selected", "last"))
+        check_choice("method", method, METHODS)
+        check_choice("interval", interval, INTERVALS)
+        level = check_range("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+        if alpha is not None:
+            alpha = check_range("alpha", alpha, low=0.0, high=0.5, low_open=True, high_open=True)
+        if power is not None:
+            power = check_range("power", power, low=0.0, high=1.0, low_open=True, high_open=True)
     studies = _load(dirs)
     if out is not None:
         check_out(out, [s.directory for s in studies])
@@ -318,8 +329,6 @@ def meta(
         _common([s.spec.analysis.alpha for s in studies], "alpha", 0.05, notes) if alpha is None else alpha
     )
     power = _common([s.spec.analysis.power for s in studies], "power", 0.8, notes) if power is None else power
-    alpha = check_range("alpha", alpha, low=0.0, high=0.5, low_open=True, high_open=True)
-    power = check_range("power", power, low=0.0, high=1.0, low_open=True, high_open=True)
 
     parts: dict[str, KeyParts] = {}
     effects: dict[str, list[StudyEffect]] = {}
@@ -346,8 +355,11 @@ def meta(
         if len(finite) > 1:
             notes.append(f"equivalence margins for {key} differ between the studies; the smallest is used")
 
+    # conditions by id (their options may hold maps); those that would print alike are labelled apart
+    labels = distinct_labels(c for s in studies for c in s.conditions)
     pooled = [
-        _pool(key, parts[key], effects[key], names[key], method, interval, level, prim) for key in effects
+        _pool(key, _relabel(parts[key], labels), effects[key], names[key], method, interval, level, prim)
+        for key in effects
     ]
     floored = sum(e.floored for es in effects.values() for e in es)
     if floored:
@@ -357,9 +369,7 @@ def meta(
         )
     pooled = _verdicts(pooled, prim, margin_of, alpha, power)
     pooled = _label(pooled)
-    conditions = {
-        c.base_label: i for i, c in enumerate(dict.fromkeys(c for s in studies for c in s.conditions))
-    }
+    conditions = {label: i for i, label in enumerate(labels.values())}
     arms = {name: i for i, name in enumerate(dict.fromkeys(p.arm for p in pooled))}  # first study's order
     pooled.sort(
         key=lambda p: (
@@ -427,6 +437,7 @@ def _pool(
         arm_names=tuple(names),
         arm_definition=arm_words(part.arm),
         baseline=part.baseline_name,
+        baseline_definition=arm_words(part.baseline),
         condition=part.condition_label,
         noise=part.noise,
         rate=part.rate,
@@ -438,6 +449,12 @@ def _pool(
         loo=loo,
         improvement=improvement,
     )
+
+
+def _relabel(part: KeyParts, labels: dict[str, str]) -> KeyParts:
+    from dataclasses import replace
+
+    return replace(part, condition_label=labels[condition_id(part.condition)])
 
 
 def _with_variance(effect: StudyEffect, variance: float) -> StudyEffect:
@@ -478,15 +495,21 @@ def _verdicts(
 
 
 def _label(pooled: list[PooledKey]) -> list[PooledKey]:
-    """Arms that would print alike (same name, other parameters) get their definition in the label."""
+    """Keys the tables would print alike get the definitions in their label: one arm name for arms
+    defined otherwise (``ls-0.1 (smoothed_ce eps=0.2)``), or the same arm against baselines defined
+    otherwise (``ls vs gce q=0.7``). The tables show the arm's name only, so the name decides."""
     from dataclasses import replace
 
-    by_label: dict[tuple[str, str], set[str]] = {}
+    by_name: dict[str, set[tuple[str, str]]] = {}
     for p in pooled:
-        by_label.setdefault((p.arm, p.baseline), set()).add(p.arm_definition + "|" + p.baseline)
+        by_name.setdefault(p.arm, set()).add((p.arm_definition, p.baseline_definition))
     out = []
     for p in pooled:
-        if len(by_label[(p.arm, p.baseline)]) > 1:
-            p = replace(p, arm=f"{p.arm} ({p.arm_definition})")
-        out.append(p)
+        group = by_name[p.arm]
+        label = p.arm
+        if len({arm for arm, _ in group}) > 1:
+            label += f" ({p.arm_definition})"
+        if len({base for _, base in group}) > 1:
+            label += f" vs {p.baseline_definition}"
+        out.append(replace(p, arm=label) if label != p.arm else p)
     return out

@@ -158,6 +158,29 @@ def stored_metrics(data: StudyData, at: str) -> list[Any]:
     return [m for m in data.kind.metrics if m.key in stored]
 
 
+ROUND_OFF = 1e-12
+"""Paired differences whose spread is at most this (relative to ``max(1, |d|)``) count as equal."""
+
+
+def _variance_of_mean(d: np.ndarray) -> float:
+    """``s² / n`` of the paired differences ``d`` ``[n]``; exactly 0 when they agree up to round-off.
+
+    Two seeds that each gain one test example over the baseline give differences like
+    ``165/171 - 164/171`` and ``167/171 - 166/171``, equal up to 1e-16; their variance (~1e-33) is
+    round-off, not a measurement, and would weigh its study ~1e30 times the others. It is 0, and
+    :func:`smoothflip.study.meta.meta` floors and flags it.
+
+    Example:
+        >>> _variance_of_mean(np.array([165 / 171 - 164 / 171, 167 / 171 - 166 / 171, 1 / 171]))
+        0.0
+        >>> round(_variance_of_mean(np.array([0.01, 0.03])), 6)
+        0.0001
+    """
+    if float(np.ptp(d)) <= ROUND_OFF * max(1.0, float(np.max(np.abs(d)))):
+        return 0.0
+    return float(np.var(d - d[0], ddof=1)) / d.size
+
+
 def study_effects(
     data: StudyData, index: int, *, at: str = "selected"
 ) -> Iterator[tuple[KeyParts, StudyEffect]]:
@@ -183,8 +206,7 @@ def study_effects(
                 if d.size < 2:
                     continue
                 seen.add(key)
-                shifted = d - d[0]  # an exact zero variance when every seed agrees
-                variance = float(np.var(shifted, ddof=1)) / d.size
+                variance = _variance_of_mean(d)
                 parts = KeyParts(
                     arm=identities[arm],
                     baseline=identities[base],

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from scipy import stats
 
+from smoothflip.analysis.meta import INTERVAL_NAMES, METHOD_NAMES
 from smoothflip.report.figures._common import (
     _PALETTE,
     VERDICT_COLORS,
@@ -141,7 +142,8 @@ def forest(keys: Sequence[Any], study_names: Sequence[str]) -> tuple[Figure, str
         f"{first.arm} against {first.baseline} on {metric.label}, per label condition: each study's mean "
         "paired difference over its seeds with its 95% t interval (square area: the study's weight in "
         "the pooled estimate, also printed on the right); the diamond is the random-effects estimate "
-        f"(REML) with its {100 * first.result.level:g}% HKSJ interval, coloured by the pooled verdict; the "
+        f"({METHOD_NAMES[first.result.requested]}) with its {100 * first.result.level:g}% "
+        f"{INTERVAL_NAMES[first.result.interval]} interval, coloured by the pooled verdict; the "
         "orange bar below it is the prediction interval for the effect in a new study like these "
         "(k ≥ 3); the dashed line is no difference."
     )
@@ -214,11 +216,13 @@ def pooled_overview(keys: Sequence[Any], *, conditions: Sequence[str] | None = N
         ax.set_yticklabels([plain(a, limit=26) for a in arms])
         ax.set_ylim(len(arms) - 0.4, -0.6)
     _hide_unused(axes, len(labels))
+    result = keys[0].result
     caption = (
         f"Each technique against its baseline on {metric.label}, pooled over the studies that have it "
-        "(k): the diamond is the random-effects estimate (REML) with its HKSJ interval, coloured by the "
-        "pooled verdict (green helps, red hurts, blue equivalent, grey inconclusive); the orange bar "
-        "is the prediction interval for a new study like these; grey dots are the studies' own "
-        "estimates; the dashed line is no difference."
+        f"(k): the diamond is the random-effects estimate ({METHOD_NAMES[result.requested]}) with its "
+        f"{INTERVAL_NAMES[result.interval]} interval, coloured by the pooled verdict (green helps, red "
+        "hurts, blue equivalent, grey inconclusive); the orange bar is the prediction interval for a "
+        "new study like these; grey dots are the studies' own estimates; the dashed line is no "
+        "difference."
     )
     return fig, caption
