@@ -359,3 +359,22 @@ def test_a_module_class_from_a_cell_is_named_by_its_text_across_reruns():
     assert callable_reference(changed, "model.factory")[0] != reference
     study = sf.Study(**{**SETTINGS, "data": blobs(n=30), "model": first})
     assert study.spec.model.factory == reference
+
+
+def test_every_table_of_the_study_file_is_a_keyword_of_study():
+    from smoothflip.study.spec.parse import TOP_LEVEL_KEYS
+
+    keywords = set(inspect.signature(sf.Study.__init__).parameters)
+    assert set(TOP_LEVEL_KEYS) <= keywords
+    certified = {
+        "name": "cert",
+        "kind": "certified",
+        "data": "digits",
+        "certify": {"partitions": [5, 10], "radii": [0, 1, 2]},
+        "arms": [{"name": "ce"}],
+    }
+    study = sf.Study(**certified)
+    assert study.spec.certify.partitions == (5, 10)
+    assert study.spec == sf.Study.from_dict(certified).spec
+    with pytest.raises(SpecError, match=r"^certify.radii = \[0, -1\]: must be whole numbers >= 0"):
+        sf.Study(**{**certified, "certify": {"partitions": 5, "radii": [0, -1]}})
