@@ -378,3 +378,18 @@ def test_every_table_of_the_study_file_is_a_keyword_of_study():
     assert study.spec == sf.Study.from_dict(certified).spec
     with pytest.raises(SpecError, match=r"^certify.radii = \[0, -1\]: must be whole numbers >= 0"):
         sf.Study(**{**certified, "certify": {"partitions": 5, "radii": [0, -1]}})
+
+
+@pytest.mark.parametrize(
+    ("kind", "own"),
+    [("standard", None), ("distillation", "distillation"), ("certified", "certified_accuracy")],
+)
+def test_the_figure_names_follow_the_study_kind(kind, own):
+    from types import SimpleNamespace
+
+    from smoothflip.report.figures import ALL_FIGURE_NAMES, FIGURE_NAMES, figure_names
+    from smoothflip.study.kinds import get_kind
+
+    names = figure_names(SimpleNamespace(kind=get_kind(kind)))
+    assert names == ((own,) if own else ()) + FIGURE_NAMES
+    assert set(names) <= set(ALL_FIGURE_NAMES)
