@@ -393,3 +393,38 @@ def test_the_figure_names_follow_the_study_kind(kind, own):
     names = figure_names(SimpleNamespace(kind=get_kind(kind)))
     assert names == ((own,) if own else ()) + FIGURE_NAMES
     assert set(names) <= set(ALL_FIGURE_NAMES)
+
+
+UNGUARDED = """
+import numpy as np
+from torch import nn
+import smoothflip as sf
+
+rng = np.random.default_rng(0)
+y = np.arange(4000) % 3
+x = (rng.normal(size=(3, 16))[y] + rng.normal(size=(4000, 16))).astype(np.float32)  # 256 KB: > a pipe
+
+
+def net(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, num_classes))
+
+
+study = sf.Study(name="unguarded", seeds=2, data=(x, y), model=net, train={"epochs": 1},
+                 arms=[{"name": "ce"}, {"name": "ls", "loss": "smoothed_ce", "eps": 0.1}])
+study.run(out="out", workers=2, pack_size=1, progress=False, report=False)  # no __main__ guard
+"""
+
+
+@pytest.mark.slow
+def test_workers_of_a_script_without_a_main_guard_are_one_error_not_a_hang(tmp_path):
+    """Each spawned worker imports the script again and dies starting; the study stops with one line
+    (it used to block forever writing the dataset to a worker that was gone)."""
+    (tmp_path / "script.py").write_text(UNGUARDED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("smoothflip.errors.SmoothflipError: a worker process ended abruptly")
+    assert 'outside `if __name__ == "__main__":`' in last
