@@ -428,3 +428,17 @@ def test_workers_of_a_script_without_a_main_guard_are_one_error_not_a_hang(tmp_p
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("smoothflip.errors.SmoothflipError: a worker process ended abruptly")
     assert 'outside `if __name__ == "__main__":`' in last
+
+
+def test_until_settled_adds_seeds_in_rounds_and_its_options_are_checked(tmp_path):
+    with pytest.raises(SmoothflipError, match="until_settled needs max_seeds"):
+        memory_study().run(out=tmp_path / "s", until_settled=True)
+    with pytest.raises(SmoothflipError, match="max_seeds is an option of until_settled"):
+        memory_study().run(out=tmp_path / "s", max_seeds=4)
+    assert not (tmp_path / "s").exists()
+    study = memory_study(conditions=None, train={"epochs": 1, "batch_size": 80})
+    results = study.run(out=tmp_path / "s", until_settled=True, max_seeds=4, progress=False, report=False)
+    seeds = set(results.runs["seed"])
+    assert {0, 1} <= seeds <= {0, 1, 2, 3}
+    assert results.trained == len(results.runs) == 2 * len(seeds)
+    assert any(line.startswith("Design: until settled") for line in results.verdict().design)
