@@ -232,6 +232,8 @@ def test_the_command_line_tracks_exports_and_says_what_is_wrong_in_one_line(tmp_
             "failed: ConnectionRefusedError",
         ),
         (["export", str(out), "--to", "mlflow=sqlite:///x.db"], "needs the full mlflow package"),
+        (["export", str(out), "--to", f"tensorboard={tb}", "-f", "parquet"], "--format: options of the file"),
+        (["export", str(out), "--to", f"tensorboard={tb}", "-o", str(tmp_path)], "--out: options of"),
     ):
         if "sqlite" in args[-1] and importlib.util.find_spec("sqlalchemy") is not None:
             continue  # the full mlflow is installed: a database store works
