@@ -14,6 +14,7 @@ import numpy as np
 
 from smoothflip import certify
 from smoothflip.report.data import StudyData, t_interval
+from smoothflip.study.spec.certify import metric_suffix
 from smoothflip.study.store import RunResult
 
 
@@ -121,7 +122,7 @@ def certified_section(data: StudyData, verdict: Any) -> dict[str, Any] | None:
         return None
     tables = []
     for k in cert.partitions:
-        sfx = "" if k == cert.partitions[0] else f"_k{k}"
+        sfx = metric_suffix(cert, k)
         for condition in data.conditions:
             rows = []
             for arm in data.arms:

@@ -119,8 +119,9 @@ def read_certify(top: Table) -> CertifySpec:
     )
 
 
-def metric_suffix(spec: CertifySpec, k: int) -> str:
-    """``""`` for the first ``k`` of ``partitions``, ``"_k<k>"`` for the others."""
+def metric_suffix(spec: Any, k: int) -> str:
+    """``""`` for the first ``k`` of ``spec.partitions``, ``"_k<k>"`` for the others (``spec``: the
+    :class:`CertifySpec`, or anything with its ``partitions``, as the engine's settings)."""
     return "" if k == spec.partitions[0] else f"_k{k}"
 
 
