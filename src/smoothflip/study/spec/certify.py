@@ -125,6 +125,22 @@ def metric_suffix(spec: Any, k: int) -> str:
     return "" if k == spec.partitions[0] else f"_k{k}"
 
 
+def certified_measured_at(spec: StudySpec) -> str:
+    """Where a certified run's metrics come from (no validation split: see ``selection``).
+
+    Example:
+        >>> from smoothflip.study.spec.schema import CertifySpec
+        >>> class Study:  # stands for a StudySpec
+        ...     certify = CertifySpec(selection="partition")
+        >>> certified_measured_at(Study())
+        "each base learner's best epoch on its own held-out labels"
+    """
+    selection = spec.certify.selection if spec.certify is not None else CertifySpec.selection
+    if selection == "partition":
+        return "each base learner's best epoch on its own held-out labels"
+    return "each base learner's last epoch"
+
+
 def middle_radius(spec: CertifySpec) -> int:
     """The middle of the radii (the lower middle of an even count): the default primary's radius."""
     return spec.radii[(len(spec.radii) - 1) // 2]
