@@ -313,7 +313,8 @@ def test_a_certified_study_end_to_end_verdicts_report_and_attack_checks(tmp_path
     assert results.figure("certified_accuracy")._repr_png_().startswith(b"\x89PNG")
     verdict = CliRunner().invoke(app, ["verdict", str(out)])
     assert verdict.exit_code == 0, verdict.output
-    assert "certified accuracy at 1 flips" in verdict.output
+    assert "certified accuracy at 1 flip" in verdict.output
+    assert "1 flips" not in verdict.output + markdown
 
 
 BAD = [

@@ -97,7 +97,8 @@ def _checks(data: StudyData) -> dict[str, Any]:
     else:
         text = (
             f"{len(found)} attacked retrainings checked ({', '.join(attacks)} attack on the training labels, "
-            f"{'/'.join(map(str, budgets))} flips, {covered} test predictions certified at those budgets): "
+            f"{'/'.join(map(str, budgets))} flip{'' if budgets == [1] else 's'}, {covered} test predictions "
+            "certified at those budgets): "
         )
         if not broken:
             text += "none changed a certified prediction, and every learner whose part the attack left alone "

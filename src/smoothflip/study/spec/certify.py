@@ -168,7 +168,7 @@ def certified_metrics(spec: StudySpec) -> tuple[MetricSpec, ...]:
             out.append(
                 MetricSpec(
                     f"test_cert_acc_r{r}{suffix}",
-                    f"certified accuracy at {r} flips{of}",
+                    f"certified accuracy at {r} flip{'' if r == 1 else 's'}{of}",
                     True,
                     100.0,
                     "pts",
