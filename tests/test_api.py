@@ -360,3 +360,86 @@ def test_a_module_class_from_a_cell_is_named_by_its_text_across_reruns():
     assert callable_reference(changed, "model.factory")[0] != reference
     study = sf.Study(**{**SETTINGS, "data": blobs(n=30), "model": first})
     assert study.spec.model.factory == reference
+
+
+def test_every_table_of_the_study_file_is_a_keyword_of_study():
+    from smoothflip.study.spec.parse import TOP_LEVEL_KEYS
+
+    keywords = set(inspect.signature(sf.Study.__init__).parameters)
+    assert set(TOP_LEVEL_KEYS) <= keywords
+    certified = {
+        "name": "cert",
+        "kind": "certified",
+        "data": "digits",
+        "certify": {"partitions": [5, 10], "radii": [0, 1, 2]},
+        "arms": [{"name": "ce"}],
+    }
+    study = sf.Study(**certified)
+    assert study.spec.certify.partitions == (5, 10)
+    assert study.spec == sf.Study.from_dict(certified).spec
+    with pytest.raises(SpecError, match=r"^certify.radii = \[0, -1\]: must be whole numbers >= 0"):
+        sf.Study(**{**certified, "certify": {"partitions": 5, "radii": [0, -1]}})
+
+
+@pytest.mark.parametrize(
+    ("kind", "own"),
+    [("standard", None), ("distillation", "distillation"), ("certified", "certified_accuracy")],
+)
+def test_the_figure_names_follow_the_study_kind(kind, own):
+    from types import SimpleNamespace
+
+    from smoothflip.report.figures import ALL_FIGURE_NAMES, FIGURE_NAMES, figure_names
+    from smoothflip.study.kinds import get_kind
+
+    names = figure_names(SimpleNamespace(kind=get_kind(kind)))
+    assert names == ((own,) if own else ()) + FIGURE_NAMES
+    assert set(names) <= set(ALL_FIGURE_NAMES)
+
+
+UNGUARDED = """
+import numpy as np
+from torch import nn
+import smoothflip as sf
+
+rng = np.random.default_rng(0)
+y = np.arange(4000) % 3
+x = (rng.normal(size=(3, 16))[y] + rng.normal(size=(4000, 16))).astype(np.float32)  # 256 KB: > a pipe
+
+
+def net(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, num_classes))
+
+
+study = sf.Study(name="unguarded", seeds=2, data=(x, y), model=net, train={"epochs": 1},
+                 arms=[{"name": "ce"}, {"name": "ls", "loss": "smoothed_ce", "eps": 0.1}])
+study.run(out="out", workers=2, pack_size=1, progress=False, report=False)  # no __main__ guard
+"""
+
+
+@pytest.mark.slow
+def test_workers_of_a_script_without_a_main_guard_are_one_error_not_a_hang(tmp_path):
+    """Each spawned worker imports the script again and dies starting; the study stops with one line
+    (it used to block forever writing the dataset to a worker that was gone)."""
+    (tmp_path / "script.py").write_text(UNGUARDED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("smoothflip.errors.SmoothflipError: a worker process ended abruptly")
+    assert 'outside `if __name__ == "__main__":`' in last
+
+
+def test_until_settled_adds_seeds_in_rounds_and_its_options_are_checked(tmp_path):
+    with pytest.raises(SmoothflipError, match="until_settled needs max_seeds"):
+        memory_study().run(out=tmp_path / "s", until_settled=True)
+    with pytest.raises(SmoothflipError, match="max_seeds is an option of until_settled"):
+        memory_study().run(out=tmp_path / "s", max_seeds=4)
+    assert not (tmp_path / "s").exists()
+    study = memory_study(conditions=None, train={"epochs": 1, "batch_size": 80})
+    results = study.run(out=tmp_path / "s", until_settled=True, max_seeds=4, progress=False, report=False)
+    seeds = set(results.runs["seed"])
+    assert {0, 1} <= seeds <= {0, 1, 2, 3}
+    assert results.trained == len(results.runs) == 2 * len(seeds)
+    assert any(line.startswith("Design: until settled") for line in results.verdict().design)

@@ -303,10 +303,18 @@ def test_a_certified_study_end_to_end_verdicts_report_and_attack_checks(tmp_path
     assert "Certified robustness" in markdown
     assert "4 attacked retrainings checked" in markdown
     assert "none changed a certified prediction" in markdown
+    assert "Test metrics at each base learner's last epoch" in markdown  # no validation split here
+    assert "selected on validation" not in markdown
     assert (out / "report" / "figures" / "certified_accuracy.png").is_file()
+    import smoothflip as sf
+
+    results = sf.open(out)  # the Python API reads the certified study back, its own figure first
+    assert results.figure_names[0] == "certified_accuracy"
+    assert results.figure("certified_accuracy")._repr_png_().startswith(b"\x89PNG")
     verdict = CliRunner().invoke(app, ["verdict", str(out)])
     assert verdict.exit_code == 0, verdict.output
-    assert "certified accuracy at 1 flips" in verdict.output
+    assert "certified accuracy at 1 flip" in verdict.output
+    assert "1 flips" not in verdict.output + markdown
 
 
 BAD = [

@@ -442,6 +442,20 @@ def test_smoothing_arms_are_picked(tmp_path: Path) -> None:
     assert other.smoothing_arms == ("g",)  # no smoothing arm: every other arm
 
 
+def test_a_figure_of_metrics_no_run_stores_is_skipped_not_drawn_empty(tmp_path: Path) -> None:
+    """A certified study's runs store no ECE or NLL: no empty calibration axes, a note instead."""
+    from smoothflip.report.figures import FigureSkipped, accuracy_vs_noise, calibration_vs_noise
+
+    data = load_study_data(make_study(tmp_path / "s", probes=False, seeds=2))
+    for run in data.results:
+        for block in ("selected", "last"):
+            del run.metrics[block]["test_ece"], run.metrics[block]["test_nll"]
+    with pytest.raises(FigureSkipped, match="No run stores test_ece or test_nll"):
+        calibration_vs_noise(data)
+    figure, _caption = accuracy_vs_noise(data)  # what the runs do store is still drawn
+    assert figure.axes
+
+
 def test_real_tiny_study_end_to_end(tmp_path: Path) -> None:
     from smoothflip.engine import run_study
 

@@ -232,6 +232,8 @@ def test_the_command_line_tracks_exports_and_says_what_is_wrong_in_one_line(tmp_
             "failed: ConnectionRefusedError",
         ),
         (["export", str(out), "--to", "mlflow=sqlite:///x.db"], "needs the full mlflow package"),
+        (["export", str(out), "--to", f"tensorboard={tb}", "-f", "parquet"], "--format: options of the file"),
+        (["export", str(out), "--to", f"tensorboard={tb}", "-o", str(tmp_path)], "--out: options of"),
     ):
         if "sqlite" in args[-1] and importlib.util.find_spec("sqlalchemy") is not None:
             continue  # the full mlflow is installed: a database store works
@@ -248,3 +250,19 @@ def test_the_command_line_tracks_exports_and_says_what_is_wrong_in_one_line(tmp_
     assert "pip install 'smoothflip[tensorboard]'" in missing.stderr
     assert not (tmp_path / "o2").exists()
     assert len(stored_runs(out)) == 4
+
+
+def test_a_certified_runs_own_table_is_logged_with_its_params():
+    from smoothflip.study.store import RunResult
+    from smoothflip.tracking.session import run_params
+
+    config = {
+        "arm": {"name": "ce", "loss": "ce"},
+        "train": {"epochs": 3},
+        "certify": {"partitions": [20, 50], "scheme": "hash", "d": 1, "radii": [0, 2]},
+    }
+    params = run_params(RunResult("r1", "ce", "clean", "none", 0.0, 0, config, {}, {}, {}, {}, {}))
+    assert params["certify.partitions"] == "[20, 50]"
+    assert params["certify.scheme"] == "hash"
+    assert params["certify.d"] == "1"
+    assert params["train.epochs"] == "3"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -42,12 +42,25 @@ def open_tracking(track: list[str] | None, console: Console) -> TrackingSession:
     return TrackingSession.open(track or [], warn=warn)
 
 
-def export_to(directory: Path, target: str, out: Console) -> None:
+def export_to(
+    directory: Path, target: str, out: Console, *, file_options: dict[str, Any] | None = None
+) -> None:
     """Push the study stored in ``directory`` to the tracker ``target`` (``mlflow[=URI]`` ...).
 
+    Args:
+        file_options: the file export's options given too (``{"--format": True, "--out": None}``):
+            any that is set is refused, not silently ignored.
+
     Raises:
-        SmoothflipError: no finished runs; a tracker that is not installed, not reachable or fails.
+        SmoothflipError: a file export's option with ``--to``; no finished runs; a tracker that is not
+            installed, not reachable or fails.
     """
+    given = [name for name, value in (file_options or {}).items() if value]
+    if given:
+        raise SmoothflipError(
+            f"{' and '.join(given)}: options of the file export; --to {target} pushes to a tracker "
+            "(run them as two commands)"
+        )
     from smoothflip.report import write_report
     from smoothflip.study.results import load_study_data
     from smoothflip.tracking.session import TrackingSession

@@ -403,7 +403,7 @@ def export(
     if to is not None:
         from smoothflip._cli_track import export_to
 
-        return export_to(directory, to, out)
+        return export_to(directory, to, out, file_options={"--format": format != "csv", "--out": out_dir})
 
     for path in export_results(directory, format=format, out=out_dir):
         out.print(f"wrote {path}", markup=False)

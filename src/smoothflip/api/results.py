@@ -225,10 +225,9 @@ class Results:
     @property
     def figure_names(self) -> tuple[str, ...]:
         """The report's figures (some are skipped when the study lacks their data)."""
-        from smoothflip.report.figures import ALL_FIGURE_NAMES, FIGURE_NAMES
+        from smoothflip.report.figures import figure_names
 
-        kind = self._data().kind
-        return ALL_FIGURE_NAMES if "distillation" in kind.report_parts else FIGURE_NAMES
+        return figure_names(self._data())
 
     def figure(self, name: str) -> Figure:
         """One of the report's figures as a matplotlib ``Figure`` (shown inline in a notebook).

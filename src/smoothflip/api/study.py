@@ -52,8 +52,9 @@ class Study:
         model: a built-in model's name (``"mlp"``), the ``[model]`` table, a factory function
             ``(input_shape, num_classes, **options) -> nn.Module``, an ``nn.Module`` subclass taking
             those arguments, or ``{"factory": function, **options}``.
-        train, arms, conditions, analysis, probes, distillation: the study file's tables (dicts;
-            ``arms`` and ``conditions`` lists of dicts).
+        train, arms, conditions, analysis, probes, distillation, certify: the study file's tables
+            (dicts; ``arms`` and ``conditions`` lists of dicts; ``certify`` is the ``[certify]`` table of
+            a ``kind = "certified"`` study).
         baseline, kind, description: as in the study file.
         trainer: your own training function (a ``kind = "trainer"`` study: it receives a
             :class:`~smoothflip.engine.trainer.TrainerRun`), or ``"file.py:function"``.
@@ -92,6 +93,7 @@ class Study:
         description: str | None = None,
         probes: Mapping[str, Any] | None = None,
         distillation: Mapping[str, Any] | None = None,
+        certify: Mapping[str, Any] | None = None,
         trainer: Any = None,
         base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -109,6 +111,7 @@ class Study:
             "description": description,
             "probes": probes,
             "distillation": distillation,
+            "certify": certify,
             "trainer": trainer,
         }
         self._build(settings, base_dir)

@@ -8,7 +8,11 @@ committed at once, so a killed study loses at most the packs in flight, and reru
 command resumes where it stopped. Packs come in stage order (teachers before the students distilled
 from them), and a stage's packs are submitted only when every earlier stage is stored, so every
 student's teacher is in the store by the time its pack starts. Worker processes end with this one
-(on Linux they receive SIGKILL when their parent dies).
+(on Linux they receive SIGKILL when their parent dies). The data and a Python study's callables reach
+the workers through a queue, not as the processes' start arguments: a worker that dies while it starts
+(a script without ``if __name__ == "__main__":`` is imported again by every spawned worker) would
+leave this process blocked forever writing start arguments larger than a pipe holds; through the
+queue its death is a one-line error.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from smoothflip._memory import pack_callables, references
@@ -70,7 +76,16 @@ def run_local(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(dataset: Any, kind: str, threads: int, callables: bytes | None = None) -> None:
+WORKER_DIED = (
+    "a worker process ended abruptly (killed, out of memory, or a script that runs a study with "
+    'workers > 1 outside `if __name__ == "__main__":`, which every spawned worker imports again); '
+    "the runs stored so far are kept: fix it and run again to resume"
+)
+
+
+def _init_worker(start: Any, threads: int) -> None:
+    """A worker's start: its share of what ``start`` (a queue) holds — the dataset, the track's kind
+    and a Python study's callables."""
     import torch
 
     from smoothflip._memory import install
@@ -78,6 +93,7 @@ def _init_worker(dataset: Any, kind: str, threads: int, callables: bytes | None 
 
     _die_with_parent()
     torch.set_num_threads(threads)
+    dataset, kind, callables = pickle.loads(start.get())  # what this study's process pickled
     install(callables)  # a study made in Python: its model or training function, by value
     _WORKER.update(dataset=dataset, track=track_for(kind))
 
@@ -113,14 +129,38 @@ def _run_workers(
     progress: Callable[[Progress], None] | None,
     workers: int,
 ) -> None:
-    total, done, packs_done = len(study.runs), len(study.done), 0
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
+    # pickled here (an error shows here, and once), sent by the queue's thread (see the docstring)
+    payload = pickle.dumps(
+        (study.dataset, study.spec.kind, pack_callables(references(study.spec.to_dict()))),
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    start = context.Queue()
+    for _ in range(workers):
+        start.put(payload)
+    try:
+        _train_in_workers(study, store, progress, workers, device, context, start, threads)
+    except BrokenProcessPool:
+        raise SmoothflipError(WORKER_DIED) from None
+    finally:
+        start.cancel_join_thread()  # copies no worker took must not hold this process at exit
+        start.close()
+
+
+def _train_in_workers(
+    study: StudyPlan,
+    store: Store,
+    progress: Callable[[Progress], None] | None,
+    workers: int,
+    device: str,
+    context: Any,
+    start: Any,
+    threads: int,
+) -> None:
+    total, done, packs_done = len(study.runs), len(study.done), 0
     with ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(study.dataset, study.spec.kind, threads, pack_callables(references(study.spec.to_dict()))),
+        workers, mp_context=context, initializer=_init_worker, initargs=(start, threads)
     ) as pool:
         try:
             for _stage, packs in itertools.groupby(study.packs, key=lambda p: p[0].arm.stage):

@@ -14,6 +14,7 @@ import numpy as np
 
 from smoothflip import certify
 from smoothflip.report.data import StudyData, t_interval
+from smoothflip.study.spec.certify import metric_suffix
 from smoothflip.study.store import RunResult
 
 
@@ -96,7 +97,8 @@ def _checks(data: StudyData) -> dict[str, Any]:
     else:
         text = (
             f"{len(found)} attacked retrainings checked ({', '.join(attacks)} attack on the training labels, "
-            f"{'/'.join(map(str, budgets))} flips, {covered} test predictions certified at those budgets): "
+            f"{'/'.join(map(str, budgets))} flip{'' if budgets == [1] else 's'}, {covered} test predictions "
+            "certified at those budgets): "
         )
         if not broken:
             text += "none changed a certified prediction, and every learner whose part the attack left alone "
@@ -121,7 +123,7 @@ def certified_section(data: StudyData, verdict: Any) -> dict[str, Any] | None:
         return None
     tables = []
     for k in cert.partitions:
-        sfx = "" if k == cert.partitions[0] else f"_k{k}"
+        sfx = metric_suffix(cert, k)
         for condition in data.conditions:
             rows = []
             for arm in data.arms:

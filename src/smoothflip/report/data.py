@@ -129,3 +129,14 @@ def mean_curve(runs: Sequence[RunResult], key: str) -> tuple[np.ndarray, np.ndar
     epochs = np.array(sorted(table), dtype=float)
     mean = np.array([np.mean(table[e]) for e in epochs], dtype=float)
     return epochs, mean
+
+
+def measured_at(data: StudyData, *, long: bool = False) -> str:
+    """Where the study's metrics come from, for captions and tables: its kind's own words, else
+    the epoch selected on the validation metric (``long``: saying the labels are noisy)."""
+    if data.kind.measured_at is not None:
+        return data.kind.measured_at(data.spec)
+    what = "validation NLL" if data.spec.train.selection == "val_nll" else "validation accuracy"
+    if long:
+        return f"the selected epoch (best {what}, measured on the noisy validation labels)"
+    return f"the epoch selected on {what}"

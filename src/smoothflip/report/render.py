@@ -31,7 +31,7 @@ import numpy as np
 from smoothflip import __version__
 from smoothflip._text import printable
 from smoothflip.report.certified import certified_section
-from smoothflip.report.data import StudyData, load_study_data
+from smoothflip.report.data import StudyData, load_study_data, measured_at
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
 from smoothflip.study.results import summarize
 from smoothflip.study.verdict import study_verdict
@@ -395,14 +395,13 @@ def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> 
     from smoothflip.report.findings import check_findings
 
     findings = [] if analysis_note is not None else check_findings(data, verdict)
-    selection = "validation NLL" if data.spec.train.selection == "val_nll" else "validation accuracy"
     return {
         "name": data.spec.name,
         "description": data.spec.description,
         "setup": _setup(data),
         "baseline": data.baseline,
         "single_baseline": data.single_baseline,
-        "selection": selection,
+        "measured_at": measured_at(data),
         "headlines": [{"arm": arm, "sentences": texts} for arm, texts in headlines.items()],
         "analysis_note": analysis_note,
         "verdicts": _verdict_table(data, comparisons),

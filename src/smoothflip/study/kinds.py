@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 from smoothflip.analysis import LM_METRICS, METRICS, SELECTIVE_METRICS, MetricSpec
 from smoothflip.errors import SpecError
 from smoothflip.study.spec.arms import read_arms
-from smoothflip.study.spec.certify import CERTIFIED_METRICS, certified_metrics, read_certify
+from smoothflip.study.spec.certify import (
+    CERTIFIED_METRICS,
+    certified_measured_at,
+    certified_metrics,
+    read_certify,
+)
 from smoothflip.study.spec.distillation import distillation_baselines, read_distillation_study
 from smoothflip.study.spec.schema import ArmSpec, ModelSpec, StudySpec
 from smoothflip.study.spec.sections import read_lm_model, read_model, read_trainer_model
@@ -99,6 +104,8 @@ class StudyKind:
             (``[certify]`` -> ``spec.certify``). Another kind's table is refused.
         metrics_of: the metrics of one study of the kind when they follow its tables (a certified
             study's radii); None: :attr:`metrics`.
+        measured_at: where a run's metrics come from, as the report says it ("each base learner's
+            last epoch"); None: the epoch selected on ``[train] selection``'s validation metric.
     """
 
     name: str
@@ -120,6 +127,7 @@ class StudyKind:
     probes: bool = True
     tables: Mapping[str, Callable[[Table], Any]] = field(default_factory=dict)
     metrics_of: Callable[[StudySpec], tuple[MetricSpec, ...]] | None = None
+    measured_at: Callable[[StudySpec], str] | None = None
 
     def study_metrics(self, spec: StudySpec) -> tuple[MetricSpec, ...]:
         """The metrics the verdicts of ``spec`` (a study of this kind) compare, in report order."""
@@ -184,6 +192,7 @@ for _kind in (
         track="smoothflip.engine.certified:TRACK",
         metrics=CERTIFIED_METRICS,
         metrics_of=certified_metrics,
+        measured_at=certified_measured_at,
         headline=("test_mcr", "test_acc"),
         report_parts=frozenset({"certified"}),
         probes=False,

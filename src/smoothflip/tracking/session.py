@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from smoothflip.study.ids import short_hash
+from smoothflip.study.kinds import table_owners
 from smoothflip.study.spec import StudySpec
 from smoothflip.study.store import RunResult
 from smoothflip.tracking import TrackingError, load_tracker, parse_track
@@ -115,7 +116,8 @@ def _text(value: Any) -> str:
 
 
 def run_params(run: RunResult) -> dict[str, str]:
-    """A run's parameters: arm, technique and its parameters, flipping, condition, seed, model, data.
+    """A run's parameters: arm, technique and its parameters, flipping, condition, seed, model, data,
+    ``[train]`` and its study kind's own table (``certify.partitions`` ...).
 
     Example:
         >>> from smoothflip.study.store import RunResult
@@ -149,6 +151,9 @@ def run_params(run: RunResult) -> dict[str, str]:
     out["data"] = str((config.get("data") or {}).get("source", ""))
     for key, value in (config.get("train") or {}).items():
         out[f"train.{key}"] = _text(value)
+    for table in table_owners():  # a study kind's own table: a certified run's [certify]
+        for key, value in (config.get(table) or {}).items():
+            out[f"{table}.{key}"] = _text(value)
     return out
 
 

@@ -11,17 +11,13 @@ import numpy as np
 from smoothflip import certify
 from smoothflip.data import Dataset
 from smoothflip.engine.certified.pack import ChunkOutput
-from smoothflip.engine.certified.plan import Member, RunPlan, Settings, partition_salt
+from smoothflip.engine.certified.plan import Member, RunPlan, partition_salt
 from smoothflip.engine.results import run_result
+from smoothflip.study.spec.certify import metric_suffix
 from smoothflip.study.store import RunResult
 
 Outputs = Mapping[str, tuple[ChunkOutput, int]]
 """A learner's key -> (the output of its chunk, its row in the chunk)."""
-
-
-def suffix(settings: Settings, k: int) -> str:
-    """Metric-key suffix of the ``k``-ensemble: none for the first ``k``, ``_k<k>`` for the others."""
-    return "" if k == settings.partitions[0] else f"_k{k}"
 
 
 def predictions(members: list[Member], outputs: Outputs) -> np.ndarray:
@@ -80,7 +76,7 @@ def run_outcome(plan: RunPlan, dataset: Dataset, outputs: Outputs, timings: dict
     total_learners = 0
     curve: list[float] = []
     for k in settings.partitions:
-        sfx = suffix(settings, k)
+        sfx = metric_suffix(settings, k)
         members = plan.members[(k, 0)]
         preds = predictions(members, outputs)
         cert = certificate(preds, plan, k, dataset.num_classes, labels=y_test)

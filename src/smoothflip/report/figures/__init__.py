@@ -77,6 +77,7 @@ __all__ = [
     "certified_accuracy",
     "distillation",
     "draw_figure",
+    "figure_names",
     "memorization",
     "mutual_information",
     "plain",
@@ -137,6 +138,12 @@ def build_figures(
                 continue
             out.append(FigureResult(name=name, title=title, caption=caption, png=to_png(fig)))
     return out
+
+
+def figure_names(data: StudyData) -> tuple[str, ...]:
+    """The names of the figures of ``data``'s report, in report order (its kind's own figures first;
+    some may be skipped when the study lacks their data)."""
+    return tuple(name for name, _title, _build in _figure_specs(data, (), format_diff=lambda d, m: ""))
 
 
 def draw_figure(

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from smoothflip.report.data import StudyData
+from smoothflip.report.data import StudyData, measured_at
 
 DPI = 120
 """Pixels per inch of every PNG (a 9-inch-wide figure is 1080 px, crisp at ~900 px in a browser)."""
@@ -183,8 +183,7 @@ def to_png(fig: Figure) -> bytes:
 
 
 def _selection_text(data: StudyData) -> str:
-    what = "validation NLL" if data.spec.train.selection == "val_nll" else "validation accuracy"
-    return f"the selected epoch (best {what}, measured on the noisy validation labels)"
+    return measured_at(data, long=True)
 
 
 def _unique_handles(axes: np.ndarray) -> tuple[list[Any], list[str]]:

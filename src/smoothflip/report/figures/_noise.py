@@ -67,6 +67,9 @@ def _vs_noise(data: StudyData, rows: Sequence[_MetricAxis]) -> tuple[Figure, str
         raise FigureSkipped("The study has only the clean label condition, so there is no noise-rate axis.")
     if not data.results:
         raise FigureSkipped("No runs are stored yet.")
+    if not any(metric_values(data.results, metric.key).size for metric in rows):
+        keys = " or ".join(metric.key for metric in rows)
+        raise FigureSkipped(f"No run stores {keys} (this study's runs do not measure it).")
     styles = arm_styles(data)
     clean = data.clean
     ncols = len(panels)

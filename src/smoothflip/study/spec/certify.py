@@ -119,9 +119,26 @@ def read_certify(top: Table) -> CertifySpec:
     )
 
 
-def metric_suffix(spec: CertifySpec, k: int) -> str:
-    """``""`` for the first ``k`` of ``partitions``, ``"_k<k>"`` for the others."""
+def metric_suffix(spec: Any, k: int) -> str:
+    """``""`` for the first ``k`` of ``spec.partitions``, ``"_k<k>"`` for the others (``spec``: the
+    :class:`CertifySpec`, or anything with its ``partitions``, as the engine's settings)."""
     return "" if k == spec.partitions[0] else f"_k{k}"
+
+
+def certified_measured_at(spec: StudySpec) -> str:
+    """Where a certified run's metrics come from (no validation split: see ``selection``).
+
+    Example:
+        >>> from smoothflip.study.spec.schema import CertifySpec
+        >>> class Study:  # stands for a StudySpec
+        ...     certify = CertifySpec(selection="partition")
+        >>> certified_measured_at(Study())
+        "each base learner's best epoch on its own held-out labels"
+    """
+    selection = spec.certify.selection if spec.certify is not None else CertifySpec.selection
+    if selection == "partition":
+        return "each base learner's best epoch on its own held-out labels"
+    return "each base learner's last epoch"
 
 
 def middle_radius(spec: CertifySpec) -> int:
@@ -151,7 +168,7 @@ def certified_metrics(spec: StudySpec) -> tuple[MetricSpec, ...]:
             out.append(
                 MetricSpec(
                     f"test_cert_acc_r{r}{suffix}",
-                    f"certified accuracy at {r} flips{of}",
+                    f"certified accuracy at {r} flip{'' if r == 1 else 's'}{of}",
                     True,
                     100.0,
                     "pts",
