@@ -64,9 +64,9 @@ from scipy import optimize, stats
 
 from smoothflip._validation import check_choice, check_int, check_range
 from smoothflip.analysis.meta import MetaResult, random_effects
-from smoothflip.analysis.multiplicity import benjamini_hochberg, holm
+from smoothflip.analysis.multiplicity import CORRECTIONS, read_family
 from smoothflip.analysis.power import mde_in_sd
-from smoothflip.analysis.verdicts import CORRECTIONS
+from smoothflip.analysis.verdicts import tost_p_value
 
 __all__ = [
     "PooledTest",
@@ -101,12 +101,8 @@ class PooledTest:
         return min(1.0, 2.0 * _sf(abs(self.estimate) / self.se, self.df))
 
     def p_equivalence(self, margin: float) -> float:
-        """TOST p-value of ``|μ| >= margin``."""
-        if self.se == 0:
-            return 0.0 if abs(self.estimate) < margin else 1.0
-        upper = _sf((self.estimate + margin) / self.se, self.df)
-        lower = _sf(-(self.estimate - margin) / self.se, self.df)
-        return float(max(upper, lower))
+        """TOST p-value of ``|μ| >= margin`` (:func:`~smoothflip.analysis.verdicts.tost_p_value`)."""
+        return tost_p_value(self.estimate, self.se, self.df, margin)
 
     def interval(self, level: float) -> tuple[float, float]:
         """Two-sided interval at ``level``."""
@@ -246,32 +242,18 @@ def pooled_verdicts(
     p_eq = np.full(size, nan)
     if margin is not None:
         p_eq = np.array([max(t.p_equivalence(margin) for t in pair) if pair else nan for pair in tests])
-    both = np.concatenate([p0, p_eq])
-    if correction == "holm":
-        adjusted = holm(both, alpha=alpha, max_true=m).p_adjusted
-    elif correction == "bh":
-        adjusted = benjamini_hochberg(both, alpha=alpha).p_adjusted
-    else:
-        adjusted = both
-    p0_adj, p_eq_adj = adjusted[:size], adjusted[size:]
-    significant = np.nan_to_num(p0_adj, nan=2.0) <= alpha
-    equivalent = np.nan_to_num(p_eq_adj, nan=2.0) <= alpha
     # both tests must point the same way (they always do once both reject 0, unless they disagree)
     sign = np.array([_common_sign(pair) for pair in tests])
-    helps = significant & (sign != 0) & ((sign > 0) == better_up)
-    hurts = significant & (sign != 0) & ~helps
-    verdict = np.select(
-        [~tested, helps, hurts, equivalent], ["no verdict", "helps", "hurts", "equivalent"], "inconclusive"
-    )
+    read = read_family(p0, p_eq, sign, tested, higher_is_better=better_up, alpha=alpha, correction=correction)
     mde_level = alpha / m if correction != "none" else alpha
     hulls = [_hull(pair, 1.0 - alpha / m) for pair in tests]
     mde = [max(t.mde(mde_level, power) for t in pair) if pair else math.inf for pair in tests]
     return PooledVerdicts(
-        verdict=verdict,
+        verdict=read.verdict,
         p_value=p0,
-        p_adjusted=p0_adj,
+        p_adjusted=read.p_adjusted,
         p_equivalence=p_eq,
-        p_equivalence_adjusted=p_eq_adj,
+        p_equivalence_adjusted=read.p_equivalence_adjusted,
         simultaneous_low=np.array([h[0] for h in hulls]),
         simultaneous_high=np.array([h[1] for h in hulls]),
         mde=np.array(mde),
