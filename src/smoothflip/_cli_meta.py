@@ -80,7 +80,8 @@ def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> Non
     out.print(
         f"verdicts: a claim (error rate {analysis.alpha:g}) needs the modified-HKSJ random-effects test and "
         "the unweighted t-test across studies to agree; their simultaneous interval, which the verdict is "
-        "read from, is verdict_low / verdict_high in pooled.csv (wider than the interval shown)",
+        "read from, is verdict_low / verdict_high in pooled.csv (wider than the interval shown); the MDE is "
+        "the effect at which both would reject together with the power asked for",
         markup=False,
     )
     for note in analysis.notes:
