@@ -6,7 +6,11 @@ conditions and metrics by what was run (:mod:`smoothflip.study.meta_keys`), and 
 
 1. each study contributes the mean paired difference ``arm - baseline`` over the seeds both arms
    have and its variance ``s² / n`` (``n >= 2``; a zero variance — every seed agreed — is floored at
-   the smallest positive variance another study of the key has, and flagged);
+   the smallest positive variance another study of the key has, and flagged). A key whose studies
+   *all* have zero variance (every study had identical paired differences at every seed) gets
+   **no verdict** and a note: nothing measures its noise, and an interval built on a floor would claim
+   a precision no seed showed (``smoothflip atlas --quick`` made "equivalent" verdicts with an MDE
+   of 0.001 points that way). It is not counted in its family;
 2. :func:`smoothflip.analysis.meta.random_effects` pools them (REML + HKSJ by default) with the
    fixed-effect, Wald and modified-HKSJ readings and the leave-one-out range beside it;
 3. the primary metric's keys form one Holm family, equivalence claims in the same family, and every
@@ -123,6 +127,11 @@ class PooledKey:
     @property
     def k(self) -> int:
         return self.result.k
+
+    @property
+    def seeds_agree(self) -> bool:
+        """Every study had identical paired differences at every seed: no variance anywhere (no verdict)."""
+        return all(e.floored for e in self.effects)
 
 
 @dataclass(frozen=True)
@@ -361,12 +370,15 @@ def meta(
         _pool(key, _relabel(parts[key], labels), effects[key], names[key], method, interval, level, prim)
         for key in effects
     ]
-    floored = sum(e.floored for es in effects.values() for e in es)
+    floored = sum(e.floored for es in effects.values() if not all(e.floored for e in es) for e in es)
     if floored:
         notes.append(
             f"{floored} study effect(s) had zero variance over their seeds (every seed gave the same "
             "difference); their variance is floored at the smallest positive one of the key"
         )
+    agree = sum(p.seeds_agree for p in pooled)
+    if agree:
+        notes.append(f"{agree} key(s): {_AGREE}")
     pooled = _verdicts(pooled, prim, margin_of, alpha, power)
     pooled = _label(pooled)
     conditions = {label: i for i, label in enumerate(labels.values())}
@@ -420,11 +432,16 @@ def _pool(
 ) -> PooledKey:
     positive = [e.variance for e in effects if e.variance > 0]
     if any(e.floored for e in effects):
+        # no positive variance: a floor only so that the estimate can be computed (no verdict, see _AGREE)
         floor = min(positive) if positive else 1e-12 * max(1.0, max(e.estimate**2 for e in effects))
         effects = [e if not e.floored else _with_variance(e, floor) for e in effects]
     y = [e.estimate for e in effects]
     v = [e.variance for e in effects]
     result = random_effects(y, v, method=method, interval=interval, level=level)
+    if not positive:
+        from dataclasses import replace
+
+        result = replace(result, notes=(*result.notes, f"no verdict: {_AGREE}"))
     loo = (math.nan, math.nan)
     if result.k >= 3:
         loo = result.leave_one_out().range
@@ -451,6 +468,12 @@ def _pool(
     )
 
 
+_AGREE = (
+    "every study had identical paired differences at every seed, so nothing measures the noise: no "
+    "verdict, and its intervals rest on a floored variance, not on a measurement"
+)
+
+
 def _relabel(part: KeyParts, labels: dict[str, str]) -> KeyParts:
     from dataclasses import replace
 
@@ -470,9 +493,15 @@ def _verdicts(
 
     out = list(pooled)
     for metric_key in dict.fromkeys(p.metric.key for p in pooled):
-        index = [i for i, p in enumerate(pooled) if p.metric.key == metric_key]
-        members = [pooled[i] for i in index]
+        # keys without any variance are not tested and not counted in the family (no verdict)
+        index = [i for i, p in enumerate(pooled) if p.metric.key == metric_key and not p.seeds_agree]
         margin = margins.get(metric_key, math.nan)
+        for i, p in enumerate(pooled):
+            if p.metric.key == metric_key:
+                out[i] = replace(p, margin=margin)
+        if not index:
+            continue
+        members = [pooled[i] for i in index]
         v = pooled_verdicts(
             [p.result for p in members],
             higher_is_better=members[0].metric.higher_is_better,

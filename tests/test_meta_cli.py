@@ -1,0 +1,62 @@
+"""`smoothflip meta` follow-ups: keys without any variance get no verdict, clean conditions are read
+from their definition, and `--out` inside a study directory is refused."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from smoothflip.analysis.meta_family import pooled_verdicts
+from smoothflip.cli import app
+from smoothflip.study.meta import meta
+from test_study_meta import CE, keys_of, make_study, runner
+
+LS = ("ls", "smoothed_ce", {"eps": 0.1})
+CP = ("cp", "confidence_penalty", {"beta": 0.5})
+
+
+def test_a_key_whose_studies_all_agree_at_every_seed_gets_no_verdict(tmp_path):
+    # "ls" gains exactly one point on every seed of every study: no variance anywhere
+    dirs = [
+        make_study(
+            tmp_path / name,
+            name=name,
+            seed=i,
+            effects={"ls": 0.01, "cp": 0.02},
+            constant=("ls",),
+            arms=[CE, LS, CP],
+        )
+        for i, name in enumerate(("one", "two", "three"))
+    ]
+    out = tmp_path / "out"
+    cli = runner.invoke(app, ["meta", *map(str, dirs), "--out", str(out), "--no-report"])
+    assert cli.exit_code == 0, cli.output
+    result = meta(dirs)
+    ls, cp = (keys_of(result)[d] for d in ("smoothed_ce eps=0.1", "confidence_penalty beta=0.5"))
+    assert ls.k == 3
+    assert ls.seeds_agree
+    assert not cp.seeds_agree
+    assert ls.verdict == "no verdict"  # not "helps" on a zero-width interval
+    assert ls.mde == math.inf
+    assert math.isnan(ls.p_adjusted)
+    assert math.isnan(ls.verdict_low)
+    assert any("identical paired differences at every seed" in n for n in ls.result.notes)
+    agree = [k for k in result.keys if k.seeds_agree]
+    assert {k.arm for k in agree} == {"ls"}
+    assert len(agree) == 2 * 5  # two conditions, five metrics: every metric of "ls" is constant
+    assert all(k.verdict == "no verdict" for k in agree)
+    assert f"{len(agree)} key(s): every study had identical paired differences" in " ".join(result.notes)
+    assert not any("floored at the smallest positive" in n for n in result.notes)
+    # such keys are not counted in the family: the others are read as a family without them
+    primary = [k for k in result.keys if k.role == "primary"]
+    tested = [k for k in primary if not k.seeds_agree]
+    again = pooled_verdicts([k.result for k in tested], higher_is_better=True, margin=0.005)
+    assert [k.p_adjusted for k in tested] == pytest.approx(again.p_adjusted.tolist(), rel=1e-12)
+    assert [k.verdict for k in tested] == again.verdict.tolist()
+    pooled = pd.read_csv(out / "pooled.csv")
+    rows = pooled[pooled.key == ls.key].iloc[0]
+    assert rows.verdict == "no verdict"
+    assert "identical paired differences" in rows.notes
+    assert "identical paired differences at every seed" in " ".join(cli.stdout.split())
