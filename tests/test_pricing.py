@@ -250,3 +250,25 @@ def test_csv_rows_are_the_verdict_rows():
     parsed = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert tuple(parsed[0]) == CSV_COLUMNS
     assert [r["verdict"] for r in parsed] == [r["verdict"] for r in records]
+
+
+def test_csv_floats_read_back_to_the_exact_stored_numbers():
+    result = study_verdict(make_data(make_spec(5), seed=1))
+    buffer = io.StringIO()
+    write_csv(result, buffer)
+    parsed = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    by_key = {(c.condition, c.arm, c.metric.short): c for c in result.comparisons}
+    long = 0
+    for row in parsed:
+        c = by_key[(row["condition"], row["technique"], row["metric"])]
+        scale = c.metric.scale
+        assert float(row["estimate"]) == c.mean_diff * scale  # exactly: repr round-trips
+        assert (float(row["low"]), float(row["high"])) == (c.ci_low * scale, c.ci_high * scale)
+        assert float(row["mde"]) == c.mde * scale
+        assert float(row["p_adjusted"]) == c.p_adjusted
+        long += len(row["estimate"].lstrip("-").replace(".", "").lstrip("0")) > 6
+    assert long > len(parsed) // 2  # more than the 6 significant digits the CSV used to keep
+    # the terminal and the report keep their rounding
+    row = verdict_rows(result)["primary"][0]
+    assert row["diff"].count(".") == 1
+    assert len(row["diff"].split(".")[1].split()[0]) <= 2
