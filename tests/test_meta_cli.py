@@ -4,12 +4,14 @@ from their definition, and `--out` inside a study directory is refused."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from smoothflip.analysis.meta_family import pooled_verdicts
 from smoothflip.cli import app
+from smoothflip.report.meta import meta_figures
 from smoothflip.study.meta import meta
 from test_study_meta import CE, keys_of, make_study, runner
 
@@ -60,3 +62,18 @@ def test_a_key_whose_studies_all_agree_at_every_seed_gets_no_verdict(tmp_path):
     assert rows.verdict == "no verdict"
     assert "identical paired differences" in rows.notes
     assert "identical paired differences at every seed" in " ".join(cli.stdout.split())
+
+
+def test_clean_keys_are_read_from_the_condition_definition(tmp_path):
+    dirs = [
+        make_study(tmp_path / f"s{i}", name=f"s{i}", seed=i, effects={"ls": 0.01}, arms=[CE, LS])
+        for i in range(3)
+    ]
+    result = meta(dirs)
+    clean = {k.condition: k.is_clean for k in result.keys}
+    assert clean == {"clean": True, "symmetric 20%": False}
+    assert all(k.definition["noise"] == ("none" if k.is_clean else "symmetric") for k in result.keys)
+    # the report's correct-labels forest follows the definition, not the display fields
+    renamed = replace(result, keys=tuple(replace(k, noise="?", condition=f"c-{k.rate}") for k in result.keys))
+    figure = next(f for f in meta_figures(renamed) if f.name == "clean")
+    assert figure.png is not None, figure.note

@@ -47,7 +47,7 @@ from smoothflip.analysis.meta_family import (
 )
 from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study._readonly import DB_NAME
-from smoothflip.study.conditions import distinct_labels
+from smoothflip.study.conditions import LabelCondition, distinct_labels
 from smoothflip.study.ids import condition_id
 from smoothflip.study.meta_keys import KeyParts, StudyEffect, arm_words, study_effects
 from smoothflip.study.results import StudyData, load_study_data
@@ -86,6 +86,7 @@ class PooledKey:
         condition: display label of the condition (from its definition).
         noise: the condition's noise model (``none`` for correct labels).
         rate: its rate.
+        definition: the condition's resolved definition (noise model, rate and options), as keyed.
         metric: the metric (:class:`~smoothflip.analysis.MetricSpec`).
         role: ``"primary"`` or ``"secondary"``.
         effects: each study's contribution, in study order.
@@ -110,6 +111,7 @@ class PooledKey:
     condition: str
     noise: str
     rate: float
+    definition: dict[str, Any]
     metric: Any
     role: str
     effects: tuple[StudyEffect, ...]
@@ -127,6 +129,13 @@ class PooledKey:
     @property
     def k(self) -> int:
         return self.result.k
+
+    @property
+    def is_clean(self) -> bool:
+        """The key's condition is correct labels (read from its definition by the noise-model registry's
+        :class:`~smoothflip.study.conditions.LabelCondition`, never from a display name)."""
+        options = tuple((k, v) for k, v in self.definition.items() if k not in ("noise", "rate"))
+        return LabelCondition(self.definition["noise"], float(self.definition["rate"]), options).is_clean
 
     @property
     def seeds_agree(self) -> bool:
@@ -458,6 +467,7 @@ def _pool(
         condition=part.condition_label,
         noise=part.noise,
         rate=part.rate,
+        definition=dict(part.condition),
         metric=part.metric,
         role="primary" if part.metric.key == primary.key else "secondary",
         effects=tuple(effects),
