@@ -11,9 +11,10 @@ import pytest
 
 from smoothflip.analysis.meta_family import pooled_verdicts
 from smoothflip.cli import app
+from smoothflip.errors import SmoothflipError
 from smoothflip.report.meta import meta_figures
 from smoothflip.study.meta import meta
-from test_study_meta import CE, keys_of, make_study, runner
+from test_study_meta import CE, assert_one_line_error, keys_of, make_study, runner
 
 LS = ("ls", "smoothed_ce", {"eps": 0.1})
 CP = ("cp", "confidence_penalty", {"beta": 0.5})
@@ -77,3 +78,22 @@ def test_clean_keys_are_read_from_the_condition_definition(tmp_path):
     renamed = replace(result, keys=tuple(replace(k, noise="?", condition=f"c-{k.rate}") for k in result.keys))
     figure = next(f for f in meta_figures(renamed) if f.name == "clean")
     assert figure.png is not None, figure.note
+
+
+def test_out_inside_a_study_directory_is_refused_and_nothing_is_written(tmp_path):
+    dirs = [
+        make_study(tmp_path / f"s{i}", name=f"s{i}", seed=i, effects={"ls": 0.01}, arms=[CE, LS])
+        for i in range(2)
+    ]
+    (dirs[0] / "report").mkdir()  # a study report written by `smoothflip report`
+    (dirs[0] / "report" / "index.html").write_text("the study's report")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for out in (dirs[0] / "report", dirs[0] / "pooled" / "deeper", dirs[1] / "." / "meta"):
+        result = runner.invoke(app, ["meta", *map(str, dirs), "--out", str(out)])
+        assert_one_line_error(result, "is inside the study directory")
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    with pytest.raises(SmoothflipError, match="is inside the study directory"):
+        meta(dirs, out=dirs[1] / "meta")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    # beside the studies it is fine
+    assert runner.invoke(app, ["meta", *map(str, dirs), "--out", str(tmp_path / "pooled")]).exit_code == 0

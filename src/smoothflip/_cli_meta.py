@@ -2,7 +2,8 @@
 
 Everything is read and computed before anything is written, so bad input (a directory that is not
 a study, a damaged store, no key shared by two studies, a directory given twice, an ``--out`` that
-is a study directory) ends with one ``error:`` line, exit code 2, and nothing written.
+is a study directory or lies inside one) ends with one ``error:`` line, exit code 2, and nothing
+written.
 """
 
 from __future__ import annotations

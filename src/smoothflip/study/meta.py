@@ -201,7 +201,8 @@ class MetaAnalysis:
 
 
 def check_out(out: str | Path, studies: Sequence[PooledStudy] | Sequence[Path]) -> Path:
-    """Refuse an output directory that is a study directory (or one of the pooled ones)."""
+    """Refuse an output directory that is a study directory, lies inside one (its ``report/`` folder
+    included), or is one of the pooled studies."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SmoothflipError(f"--out {out}: exists and is not a directory")
@@ -209,6 +210,12 @@ def check_out(out: str | Path, studies: Sequence[PooledStudy] | Sequence[Path]) 
         raise SmoothflipError(
             f"--out {out}: is a study directory; write the pooled results to a directory of their own"
         )
+    for parent in Path(os.path.abspath(out)).resolve().parents:
+        if (parent / DB_NAME).is_file():
+            raise SmoothflipError(
+                f"--out {out}: is inside the study directory {parent}; write the pooled results to a "
+                "directory of their own"
+            )
     for s in studies:
         directory = s.directory if isinstance(s, PooledStudy) else Path(s)
         if out.exists() and _same(out, directory):
@@ -310,7 +317,7 @@ def meta(
     Args:
         dirs: study directories written by ``smoothflip run`` (each given once); opened read-only.
         out: where to write ``pooled.csv``, ``studies.csv`` and ``report/`` (None: write nothing).
-            Refused when it is a study directory.
+            Refused when it is a study directory or lies inside one (its ``report/`` included).
         at: the metrics of the validation-selected epoch (``"selected"``) or the last one.
         method: ``τ²`` estimator: ``"reml"``, ``"pm"``, ``"dl"`` or ``"fe"``.
         interval: the estimate's interval: ``"hksj"``, ``"hksj_modified"`` or ``"wald"``.
@@ -338,6 +345,8 @@ def meta(
             alpha = check_range("alpha", alpha, low=0.0, high=0.5, low_open=True, high_open=True)
         if power is not None:
             power = check_range("power", power, low=0.0, high=1.0, low_open=True, high_open=True)
+    if out is not None:  # before any store is opened: a refused --out touches nothing
+        check_out(out, [Path(d) for d in ([dirs] if isinstance(dirs, str | os.PathLike) else dirs)])
     studies = _load(dirs)
     if out is not None:
         check_out(out, [s.directory for s in studies])
