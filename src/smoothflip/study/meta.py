@@ -97,7 +97,8 @@ class PooledKey:
         p_adjusted: the corrected p-value of ``μ = 0`` (NaN when untested).
         verdict_low: lower end of the interval the verdict is read from (simultaneous).
         verdict_high: its upper end.
-        mde: pooled minimum detectable effect (raw units).
+        mde: pooled minimum detectable effect of the two-test rule (raw units;
+            :func:`~smoothflip.analysis.meta_family.pooled_mde`; ``inf`` without a verdict).
         margin: the equivalence margin (raw units; NaN: none).
         improvement: paired probability of improvement with its stratified-bootstrap interval.
     """
