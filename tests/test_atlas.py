@@ -3,19 +3,24 @@ a real kill -9 (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 from importlib import resources
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import smoothflip.engine.atlas as atlas
+import smoothflip.study.meta as meta_module
 from smoothflip.cli import app
-from smoothflip.engine.atlas import atlas_names, atlas_specs
+from smoothflip.engine.atlas import AtlasStudy, atlas_names, atlas_specs, progress_weights
+from smoothflip.engine.planning import Progress
 from smoothflip.errors import StoreError
 from smoothflip.study.conditions import study_conditions
 from smoothflip.study.meta_keys import arm_words
@@ -183,3 +188,60 @@ def test_atlas_through_ray_pools_the_same_numbers_as_locally(tmp_path):
     assert list(a.key) == list(b.key)
     pd.testing.assert_series_equal(a.k, b.k)
     assert a.estimate.to_numpy() == pytest.approx(b.estimate.to_numpy(), abs=1e-6)
+
+
+def planned_studies(tmp_path) -> list[AtlasStudy]:
+    """a: 10 runs left estimated at 100 s; b: 10 runs left without an estimate; c: all stored."""
+    return [
+        AtlasStudy("a", "spec-a", tmp_path / "a", runs=10, stored=0, seconds=100.0),
+        AtlasStudy("b", "spec-b", tmp_path / "b", runs=12, stored=2, seconds=None),
+        AtlasStudy("c", "spec-c", tmp_path / "c", runs=5, stored=5, seconds=None),
+    ]
+
+
+def test_progress_weights_are_all_seconds_or_all_runs(tmp_path):
+    a, b, c = planned_studies(tmp_path)
+    # b has no estimate: its 10 runs at a's 10 s per run, not "10" beside a's 100 seconds
+    assert progress_weights([a, b, c]) == [100.0, 100.0, 0.0]
+    untimed = dataclasses.replace(a, seconds=None)
+    assert progress_weights([untimed, b, c]) == [10.0, 10.0, 0.0]  # no estimate anywhere: runs
+    timed = dataclasses.replace(b, seconds=30.0)
+    assert progress_weights([a, timed, c]) == [100.0, 30.0, 0.0]
+    b_only = dataclasses.replace(b, seconds=40.0)
+    assert progress_weights([untimed, b_only]) == [40.0, 40.0]
+
+
+def test_the_atlas_bar_advances_by_estimated_seconds(tmp_path, monkeypatch):
+    planned = planned_studies(tmp_path)
+    planned = [
+        dataclasses.replace(p, weight=w) for p, w in zip(planned, progress_weights(planned), strict=True)
+    ]
+    by_spec = {p.spec: p for p in planned}
+    specs = [SimpleNamespace(name=f"atlas-{p.name}") for p in planned]
+    monkeypatch.setattr(atlas, "atlas_specs", lambda only, quick: specs)
+    monkeypatch.setattr(atlas, "plan_atlas", lambda *args, **kwargs: planned)
+    monkeypatch.setattr(atlas, "run_study", lambda spec, directory, **kw: fake_run(by_spec[spec], **kw))
+    monkeypatch.setattr(meta_module, "meta", lambda dirs, **kwargs: ("pooled", len(dirs)))
+
+    def fake_run(study, *, progress, on_plan):
+        left = study.runs - study.stored
+        for done in (study.stored + left / 2, study.runs):
+            progress(Progress(done=done, total=study.runs, packs_done=0, packs_total=1))
+
+    seen, estimates = [], []
+    result = atlas.run_atlas(
+        tmp_path / "atlas", progress=seen.append, on_plan=lambda p, s: estimates.append(s)
+    )
+    assert result == ("pooled", 3)
+    assert estimates == [200.0]  # a's 100 s, and b's 10 runs at a's 10 s per run
+    assert {p.work_total for p in seen} == {200.0}
+    work = [(p.study, p.work_done) for p in seen]
+    assert work == [
+        ("a", 50.0),
+        ("a", 100.0),
+        ("b", 150.0),
+        ("b", 200.0),
+        ("c", 200.0),
+        ("c", 200.0),
+        ("", 200.0),
+    ]

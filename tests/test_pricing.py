@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smoothflip.analysis import METRICS, plan_cells
 from smoothflip.errors import SpecError
 from smoothflip.report.verdict_rows import CSV_COLUMNS, cost_sentences, csv_records, verdict_rows, write_csv
 from smoothflip.study.conditions import study_conditions
 from smoothflip.study.growth import growth_problem
-from smoothflip.study.pricing import grow_cost, run_seconds, total_cost
+from smoothflip.study.pricing import CellPrice, grow_cost, run_seconds, total_cost
 from smoothflip.study.results import StudyData
 from smoothflip.study.spec import dumps_study, loads_study
 from smoothflip.study.store import RunResult
@@ -250,3 +252,64 @@ def test_csv_rows_are_the_verdict_rows():
     parsed = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert tuple(parsed[0]) == CSV_COLUMNS
     assert [r["verdict"] for r in parsed] == [r["verdict"] for r in records]
+
+
+def test_csv_floats_read_back_to_the_exact_stored_numbers():
+    result = study_verdict(make_data(make_spec(5), seed=1))
+    buffer = io.StringIO()
+    write_csv(result, buffer)
+    parsed = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    by_key = {(c.condition, c.arm, c.metric.short): c for c in result.comparisons}
+    long = 0
+    for row in parsed:
+        c = by_key[(row["condition"], row["technique"], row["metric"])]
+        scale = c.metric.scale
+        assert float(row["estimate"]) == c.mean_diff * scale  # exactly: repr round-trips
+        assert (float(row["low"]), float(row["high"])) == (c.ci_low * scale, c.ci_high * scale)
+        assert float(row["mde"]) == c.mde * scale
+        assert float(row["p_adjusted"]) == c.p_adjusted
+        long += len(row["estimate"].lstrip("-").replace(".", "").lstrip("0")) > 6
+    assert long > len(parsed) // 2  # more than the 6 significant digits the CSV used to keep
+    # the terminal and the report keep their rounding
+    row = verdict_rows(result)["primary"][0]
+    assert row["diff"].count(".") == 1
+    assert len(row["diff"].split(".")[1].split()[0]) <= 2
+
+
+def test_arm_runs_are_counted_from_the_arms_stored_runs():
+    # under clean labels the baseline has 3 stored seeds, each arm 5: 3 pairs, and the arms' seeds 3
+    # and 4 need only a baseline run each to pair
+    result = study_verdict(make_data(make_spec(5), seeds={("ce", 0): 3}, seed=0))
+    clean = {k: p for k, p in result.prices.items() if k[0] == "clean"}
+    assert clean
+    for price in clean.values():
+        assert (price.seeds, price.arm_stored, price.baseline_stored) == (3, 5, 3)
+        need = price.seeds_detect
+        assert price.runs(need) == (max(0.0, need - 5), need - 3)  # was (need - 3, need - 3)
+        assert price.runs(4.0) == (0.0, 1.0)  # seed 3 of the arm: one baseline run
+    a = clean[("clean", "a", "test_acc")]
+    cost = total_cost([a])
+    assert cost.arm_runs == a.seeds_detect - 5
+    assert cost.baseline_runs == a.seeds_detect - 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 8),
+    arm_only=st.integers(0, 6),
+    base_only=st.integers(0, 6),
+    target=st.integers(0, 30),
+)
+def test_new_runs_pair_up_to_the_target_with_the_fewest_runs(n, arm_only, base_only, target):
+    a, b = n + arm_only, n + base_only
+    price = CellPrice("c", "x", "ce", "acc", "primary", n, 1.0, 0.01, 1.0, 5.0, 0.8, 5.0, 0.8, a, b, 1.0, 1.0)
+    arm, base = price.runs(float(target))
+    need = max(0, target - n)
+    # each stored unpaired seed pairs with one run of the other arm; a fresh seed needs one of each
+    assert arm + base == need + max(0, need - arm_only - base_only)  # the fewest runs that make them
+    assert arm >= max(0, target - a)
+    assert base >= max(0, target - b)
+    pairs = n + min(arm_only, base) + min(base_only, arm) + max(0, min(arm - base_only, base - arm_only))
+    assert pairs >= target
+    if need >= arm_only + base_only:  # enough new pairs to use every unpaired seed
+        assert (arm, base) == (max(0, target - a), max(0, target - b))

@@ -2,7 +2,8 @@
 
 Everything is read and computed before anything is written, so bad input (a directory that is not
 a study, a damaged store, no key shared by two studies, a directory given twice, an ``--out`` that
-is a study directory) ends with one ``error:`` line, exit code 2, and nothing written.
+is a study directory or lies inside one) ends with one ``error:`` line, exit code 2, and nothing
+written.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def print_pooled(out: Console, analysis: Any, *, secondary: bool = False) -> Non
     out.print(
         f"verdicts: a claim (error rate {analysis.alpha:g}) needs the modified-HKSJ random-effects test and "
         "the unweighted t-test across studies to agree; their simultaneous interval, which the verdict is "
-        "read from, is verdict_low / verdict_high in pooled.csv (wider than the interval shown)",
+        "read from, is verdict_low / verdict_high in pooled.csv (wider than the interval shown); the MDE is "
+        "the effect at which both would reject together with the power asked for",
         markup=False,
     )
     for note in analysis.notes:

@@ -58,6 +58,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from smoothflip._validation import check_choice, check_int, check_range
+from smoothflip.analysis.verdicts import tost_p_value
 
 __all__ = [
     "INTERVALS",
@@ -166,11 +167,7 @@ class MetaResult:
             (0.0005, 0.17)
         """
         delta = check_range("margin", margin, low=0.0, low_open=True)
-        if self.se == 0:
-            return 0.0 if abs(self.estimate) < delta else 1.0
-        upper = _sf((self.estimate + delta) / self.se, self.df)
-        lower = _sf(-(self.estimate - delta) / self.se, self.df)
-        return float(max(upper, lower))
+        return tost_p_value(self.estimate, self.se, self.df, delta)
 
     def leave_one_out(self) -> LeaveOneOut:
         """:func:`leave_one_out` with this result's studies and options."""

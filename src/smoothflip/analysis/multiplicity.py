@@ -32,6 +32,12 @@ Both take ``[..., m]`` arrays and correct along the last axis, each row on its o
 hypothesis that was not tested: it is neither counted in ``m`` nor rejected, and its adjusted
 value is NaN.
 
+**Reading a family** (:func:`read_family`): the one rule that turns a family's raw p-values into
+words, shared by a study's cells (:func:`smoothflip.analysis.family_verdicts`) and pooled keys
+(:func:`smoothflip.analysis.meta_family.pooled_verdicts`): the ``m`` p-values of ``μ = 0`` and the
+``m`` of ``|μ| >= margin`` corrected together (:data:`CORRECTIONS`: Holm with ``max_true = m``, BH,
+or none), then *helps* / *hurts* / *equivalent* / *inconclusive* / *no verdict*.
+
 Example:
     >>> from smoothflip.analysis import benjamini_hochberg, holm
     >>> p = [0.01, 0.04, 0.03, 0.005]
@@ -48,9 +54,12 @@ from typing import Any
 
 import numpy as np
 
-from smoothflip._validation import check_range
+from smoothflip._validation import check_choice, check_range
 
-__all__ = ["MultipleTests", "benjamini_hochberg", "holm"]
+__all__ = ["CORRECTIONS", "FamilyReading", "MultipleTests", "benjamini_hochberg", "holm", "read_family"]
+
+#: The multiplicity corrections of a family of verdicts (:func:`read_family`).
+CORRECTIONS = ("holm", "bh", "none")
 
 
 @dataclass(frozen=True)
@@ -163,3 +172,84 @@ def benjamini_hochberg(pvalues: Any, *, alpha: float = 0.05) -> MultipleTests:
     q = np.where(np.isnan(ps), np.nan, q)
     q = _unsort(q, order)
     return MultipleTests(q, np.nan_to_num(q, nan=2.0) <= alpha, alpha)
+
+
+@dataclass(frozen=True)
+class FamilyReading:
+    """What :func:`read_family` makes of a family's raw p-values; arrays ``[..., m]``.
+
+    Attributes:
+        p_adjusted: corrected p-values of ``μ = 0`` (NaN where untested).
+        p_equivalence_adjusted: corrected p-values of ``|μ| >= margin``.
+        significant: ``p_adjusted <= alpha``.
+        equivalent: ``p_equivalence_adjusted <= alpha``.
+        verdict: helps / hurts / equivalent / inconclusive / no verdict.
+    """
+
+    p_adjusted: np.ndarray
+    p_equivalence_adjusted: np.ndarray
+    significant: np.ndarray
+    equivalent: np.ndarray
+    verdict: np.ndarray
+
+
+def read_family(
+    p_value: Any,
+    p_equivalence: Any,
+    sign: Any,
+    tested: Any,
+    *,
+    higher_is_better: Any,
+    alpha: float,
+    correction: str,
+) -> FamilyReading:
+    """Correct a family's ``2m`` p-values together and give each member its word.
+
+    The one rule behind a study's :func:`~smoothflip.analysis.family_verdicts` and the pooled
+    :func:`~smoothflip.analysis.meta_family.pooled_verdicts`: Holm's step-down with Shaffer's bound
+    ``max_true = m`` (``m`` tested members), Benjamini-Hochberg, or none, over the p-values of
+    ``μ = 0`` and of ``|μ| >= margin`` at once; then *helps* / *hurts* (``μ = 0`` rejected; the sign and
+    the direction say which), *equivalent*, *inconclusive*, or *no verdict* (not tested).
+
+    Args:
+        p_value: ``[..., m]`` raw p-values of ``μ = 0`` (NaN where untested).
+        p_equivalence: ``[..., m]`` raw TOST p-values (NaN: no margin, or untested).
+        sign: ``[..., m]`` each effect's sign (0: no direction, never helps or hurts).
+        tested: ``[..., m]`` which members were tested.
+        higher_is_better: the metric's direction (broadcast to ``[..., m]``).
+        alpha: the error rate.
+        correction: ``"holm"``, ``"bh"`` or ``"none"``.
+
+    Returns:
+        A :class:`FamilyReading`.
+
+    Example:
+        >>> r = read_family([0.001, 0.5, 0.4], [0.9, 0.002, 0.3], [1.0, -1.0, 1.0], [True, True, True],
+        ...                 higher_is_better=True, alpha=0.05, correction="holm")
+        >>> r.verdict.tolist()
+        ['helps', 'equivalent', 'inconclusive']
+    """
+    check_choice("correction", correction, CORRECTIONS)
+    p0 = np.asarray(p_value, dtype=float)
+    p_eq = np.asarray(p_equivalence, dtype=float)
+    sign = np.asarray(sign, dtype=float)
+    tested = np.asarray(tested, dtype=bool)
+    size = p0.shape[-1]
+    m = np.maximum(tested.sum(axis=-1), 1)
+    both = np.concatenate([p0, p_eq], axis=-1)
+    if correction == "holm":
+        adjusted = holm(both, alpha=alpha, max_true=m).p_adjusted
+    elif correction == "bh":
+        adjusted = benjamini_hochberg(both, alpha=alpha).p_adjusted
+    else:
+        adjusted = both
+    p0_adj, p_eq_adj = adjusted[..., :size], adjusted[..., size:]
+    significant = np.nan_to_num(p0_adj, nan=2.0) <= alpha
+    equivalent = np.nan_to_num(p_eq_adj, nan=2.0) <= alpha
+    better_up = np.broadcast_to(np.asarray(higher_is_better, dtype=bool), p0.shape)
+    helps = significant & (sign != 0) & ((sign > 0) == better_up)
+    hurts = significant & (sign != 0) & ~helps
+    verdict = np.select(
+        [~tested, helps, hurts, equivalent], ["no verdict", "helps", "hurts", "equivalent"], "inconclusive"
+    )
+    return FamilyReading(p0_adj, p_eq_adj, significant, equivalent, verdict)

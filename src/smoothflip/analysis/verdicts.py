@@ -85,7 +85,7 @@ from smoothflip._validation import check_choice, check_int, check_range
 from smoothflip.analysis import sequential as seq
 from smoothflip.analysis._arrays import as_values, moments, ratio
 from smoothflip.analysis.intervals import MIN_SEEDS
-from smoothflip.analysis.multiplicity import benjamini_hochberg, holm
+from smoothflip.analysis.multiplicity import CORRECTIONS, read_family
 from smoothflip.analysis.paired import check_margin
 from smoothflip.analysis.power import mde_in_sd
 
@@ -100,12 +100,11 @@ __all__ = [
     "family_verdicts",
     "replay_until_settled",
     "sequential_verdicts",
+    "tost_p_value",
 ]
 
 #: Every word :func:`family_verdicts` can give.
 FAMILY_VERDICTS = ("helps", "hurts", "equivalent", "inconclusive", "no verdict")
-#: The multiplicity corrections of :func:`family_verdicts`.
-CORRECTIONS = ("holm", "bh", "none")
 #: The designs of :func:`family_verdicts`.
 DESIGNS = ("fixed", "sequential")
 _SETTLED = ("helps", "hurts", "equivalent")
@@ -355,22 +354,7 @@ def family_verdicts(
     p0 = np.where(tested, p0, np.nan)
     p_eq = np.where(tested, p_eq, np.nan)
 
-    both = np.concatenate([p0, p_eq], axis=-1)
-    if correction == "holm":
-        adjusted = holm(both, alpha=alpha, max_true=m).p_adjusted
-    elif correction == "bh":
-        adjusted = benjamini_hochberg(both, alpha=alpha).p_adjusted
-    else:
-        adjusted = both
-    p0_adj, p_eq_adj = adjusted[..., : n.shape[-1]], adjusted[..., n.shape[-1] :]
-    significant = np.nan_to_num(p0_adj, nan=2.0) <= alpha
-    equivalent = np.nan_to_num(p_eq_adj, nan=2.0) <= alpha
-
-    helps = significant & (sign != 0) & ((sign > 0) == better_up)
-    hurts = significant & (sign != 0) & ~helps
-    verdict = np.select(
-        [~tested, helps, hurts, equivalent], ["no verdict", "helps", "hurts", "equivalent"], "inconclusive"
-    )
+    read = read_family(p0, p_eq, sign, tested, higher_is_better=better_up, alpha=alpha, correction=correction)
 
     cell_level = np.broadcast_to(level[..., None], n.shape)
     if design == "fixed":
@@ -384,7 +368,7 @@ def family_verdicts(
     mde = np.where(n >= 2, mde, math.inf)
 
     return FamilyVerdicts(
-        verdict=verdict,
+        verdict=read.verdict,
         n=n,
         mean_diff=mean,
         sd=sd,
@@ -393,11 +377,11 @@ def family_verdicts(
         simultaneous_low=sim[0],
         simultaneous_high=sim[1],
         p_value=p0,
-        p_adjusted=p0_adj,
+        p_adjusted=read.p_adjusted,
         p_equivalence=p_eq,
-        p_equivalence_adjusted=p_eq_adj,
-        significant=significant,
-        equivalent=equivalent,
+        p_equivalence_adjusted=read.p_equivalence_adjusted,
+        significant=read.significant,
+        equivalent=read.equivalent,
         mde=mde,
         mde_level=np.array(cell_level),
         alpha=alpha,
@@ -406,6 +390,29 @@ def family_verdicts(
         design=design,
         power=power,
     )
+
+
+def tost_p_value(estimate: float, se: float, df: float, margin: float) -> float:
+    """TOST p-value of ``|μ| >= margin`` for an ``estimate`` with standard error ``se`` on a t with ``df``.
+
+    ``max(P(T >= (estimate + margin) / se), P(T <= (estimate - margin) / se))`` with ``T`` a t on ``df``
+    degrees of freedom (``inf``: normal); ``se = 0`` gives 0 when ``|estimate| < margin``, else 1. The
+    one TOST of a pooled effect: :meth:`smoothflip.analysis.meta.MetaResult.tost` and the pooled tests
+    of :mod:`smoothflip.analysis.meta_family` call it.
+
+    Example:
+        >>> round(tost_p_value(0.0, 0.01, 4.0, 0.05), 4), tost_p_value(0.2, 0.0, 4.0, 0.05)
+        (0.0037, 1.0)
+    """
+    if se == 0:
+        return 0.0 if abs(estimate) < margin else 1.0
+    upper = _sf((estimate + margin) / se, df)
+    lower = _sf(-(estimate - margin) / se, df)
+    return float(max(upper, lower))
+
+
+def _sf(x: float, df: float) -> float:
+    return float(stats.norm.sf(x) if math.isinf(df) else stats.t.sf(x, df))
 
 
 def sequential_verdicts(diffs_per_cell: Any, **options: Any) -> FamilyVerdicts:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -43,7 +44,15 @@ from smoothflip.study.spec import loads_study
 from smoothflip.study.spec.schema import StudySpec, frozen
 from smoothflip.study.store import Store
 
-__all__ = ["AtlasProgress", "AtlasStudy", "atlas_names", "atlas_specs", "plan_atlas", "run_atlas"]
+__all__ = [
+    "AtlasProgress",
+    "AtlasStudy",
+    "atlas_names",
+    "atlas_specs",
+    "plan_atlas",
+    "progress_weights",
+    "run_atlas",
+]
 
 META_DIR = "meta"
 """Where the pooled results go inside the atlas directory."""
@@ -105,6 +114,8 @@ class AtlasStudy:
         runs: runs of its grid.
         stored: runs already stored there.
         seconds: estimated seconds to train the rest (the engine's timing probe; None: unknown).
+        weight: its share of the atlas' progress bar, in one unit for every study
+            (:func:`progress_weights`; set by :func:`plan_atlas`).
     """
 
     name: str
@@ -113,12 +124,38 @@ class AtlasStudy:
     runs: int
     stored: int
     seconds: float | None
+    weight: float = 0.0
 
-    @property
-    def weight(self) -> float:
-        """The study's share of the progress bar: its estimated seconds (or its runs left)."""
-        left = self.runs - self.stored
-        return float(self.seconds) if self.seconds is not None and left else float(left)
+
+def progress_weights(studies: Sequence[AtlasStudy]) -> list[float]:
+    """Each study's share of the progress bar, in one unit: estimated seconds of the runs left.
+
+    A study without a timing estimate gets its runs left times the seconds per run of the studies
+    that have one (together); when none has one, every study is weighed by its runs left. A study
+    with nothing left weighs 0.
+
+    Example:
+        >>> a = AtlasStudy("a", None, Path("a"), runs=10, stored=0, seconds=50.0)
+        >>> b = AtlasStudy("b", None, Path("b"), runs=20, stored=10, seconds=None)
+        >>> progress_weights([a, b]), progress_weights([dataclasses.replace(a, seconds=None), b])
+        ([50.0, 50.0], [10.0, 10.0])
+    """
+    left = [max(s.runs - s.stored, 0) for s in studies]
+    rate = _seconds_per_run(studies)
+    if math.isnan(rate):
+        return [float(n) for n in left]
+    return [
+        0.0 if not n else float(s.seconds) if s.seconds is not None else n * rate
+        for s, n in zip(studies, left, strict=True)
+    ]
+
+
+def _seconds_per_run(studies: Sequence[AtlasStudy]) -> float:
+    """Estimated seconds per run left over the studies with an estimate (NaN: none, or not > 0)."""
+    timed = [(float(s.seconds), s.runs - s.stored) for s in studies if s.seconds is not None]
+    timed = [(t, n) for t, n in timed if n > 0]
+    rate = sum(t for t, _ in timed) / sum(n for _, n in timed) if timed else math.nan
+    return rate if math.isfinite(rate) and rate > 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -177,7 +214,8 @@ def plan_atlas(
             )
             seconds = None if found is None else float(found[1])
         planned.append(AtlasStudy(name, spec, directory, len(runs), len(done), seconds))
-    return planned
+    weights = progress_weights(planned)
+    return [dataclasses.replace(p, weight=w) for p, w in zip(planned, weights, strict=True)]
 
 
 def run_atlas(
@@ -200,7 +238,8 @@ def run_atlas(
         quick: smoke-test sizes (2 seeds, 2 epochs, small data): the numbers mean nothing.
         progress: called with an :class:`AtlasProgress` after every epoch of every pack.
         on_plan: called once with the planned studies and the estimated seconds of them all (None:
-            unknown), before training.
+            no study has an estimate; studies without one are estimated from those with one, as
+            :func:`progress_weights` does), before training.
         on_study: called when a study starts training, with its plan.
         after_study: called when a study has finished training.
         meta_options: passed to :func:`smoothflip.study.meta.meta`.
@@ -222,11 +261,10 @@ def run_atlas(
     planned = plan_atlas(
         out, specs, names, device=device if run_options.get("executor", "local") == "local" else "cpu"
     )
-    known = [p.seconds for p in planned if p.seconds is not None]
-    if on_plan is not None:
-        on_plan(planned, sum(known) if known else None)
-    runs_total = sum(p.runs for p in planned)
     weights = [p.weight for p in planned]
+    if on_plan is not None:  # the weights are seconds when any study has an estimate
+        on_plan(planned, None if math.isnan(_seconds_per_run(planned)) else sum(weights))
+    runs_total = sum(p.runs for p in planned)
     work_total = sum(weights)
     runs_before = 0.0
     work_before = 0.0

@@ -88,7 +88,7 @@ def _clean(primary: Sequence[PooledKey], names: Sequence[str]) -> tuple[Any, str
     """The correct-labels condition: one forest panel per technique."""
     from dataclasses import replace
 
-    clean = [k for k in primary if k.noise == "none"]
+    clean = [k for k in primary if k.is_clean]
     if not clean:
         raise FigureSkipped("No study has the correct-labels condition.")
     # one panel per technique: the forest's panels are titled by their key's condition

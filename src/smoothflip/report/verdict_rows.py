@@ -9,8 +9,9 @@ Markdown), so both show the same words, intervals and minimum detectable effects
 - ``secondary``: one row per arm x condition x secondary metric.
 
 Each row holds display text (``diff``, ``interval``, ``mde``, ``needs``, ...) and, under ``values``, the
-same numbers for machines (display units: accuracy in points): :func:`csv_records` and
-:func:`write_csv` (``smoothflip verdict --format csv``) read those, never a second computation.
+same numbers for machines (display units: accuracy in points) at full precision: :func:`csv_records`
+and :func:`write_csv` (``smoothflip verdict --format csv``) read those, never a second computation, and
+the CSV holds each float's shortest round-trip ``repr`` (it parses back to the very same number).
 """
 
 from __future__ import annotations
@@ -89,13 +90,15 @@ def price_text(price: Any, goal: str = "detect") -> str:
     return f"{seeds:.0f} (+{more:.0f}, {minutes_text(price.minutes(seeds))})"
 
 
-def _number(value: float, digits: int = 6) -> Any:
-    """A number for a CSV cell: '' for NaN, 'inf', else ``digits`` significant digits."""
+def _number(value: float) -> Any:
+    """A number for a CSV cell: '' for NaN, 'inf', else the float itself at full precision (the CSV
+    writes its shortest round-trip ``repr``, so it reads back exactly; the terminal and the report
+    round their display text instead)."""
     if value is None or math.isnan(value):
         return ""
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return float(f"{value:.{digits}g}")
+    return float(value)
 
 
 def _seeds(value: float) -> Any:
@@ -131,9 +134,9 @@ def _values(c: Any, price: Any, target: float) -> dict[str, Any]:
     if price is not None:
         out["seeds_needed"] = _seeds(price.seeds_detect)
         out["plan_level"] = _number(price.level)
-        out["minutes_needed"] = _number(price.minutes(price.seeds_detect), 4)
+        out["minutes_needed"] = _number(price.minutes(price.seeds_detect))
         out["seeds_equivalence"] = _seeds(price.seeds_equivalence)
-        out["minutes_equivalence"] = _number(price.minutes(price.seeds_equivalence), 4)
+        out["minutes_equivalence"] = _number(price.minutes(price.seeds_equivalence))
     return out
 
 

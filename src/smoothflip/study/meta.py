@@ -6,7 +6,11 @@ conditions and metrics by what was run (:mod:`smoothflip.study.meta_keys`), and 
 
 1. each study contributes the mean paired difference ``arm - baseline`` over the seeds both arms
    have and its variance ``s² / n`` (``n >= 2``; a zero variance — every seed agreed — is floored at
-   the smallest positive variance another study of the key has, and flagged);
+   the smallest positive variance another study of the key has, and flagged). A key whose studies
+   *all* have zero variance (every study had identical paired differences at every seed) gets
+   **no verdict** and a note: nothing measures its noise, and an interval built on a floor would claim
+   a precision no seed showed (``smoothflip atlas --quick`` made "equivalent" verdicts with an MDE
+   of 0.001 points that way). It is not counted in its family;
 2. :func:`smoothflip.analysis.meta.random_effects` pools them (REML + HKSJ by default) with the
    fixed-effect, Wald and modified-HKSJ readings and the leave-one-out range beside it;
 3. the primary metric's keys form one Holm family, equivalence claims in the same family, and every
@@ -43,7 +47,7 @@ from smoothflip.analysis.meta_family import (
 )
 from smoothflip.errors import SmoothflipError, user_input
 from smoothflip.study._readonly import DB_NAME
-from smoothflip.study.conditions import distinct_labels
+from smoothflip.study.conditions import LabelCondition, distinct_labels
 from smoothflip.study.ids import condition_id
 from smoothflip.study.meta_keys import KeyParts, StudyEffect, arm_words, study_effects
 from smoothflip.study.results import StudyData, load_study_data
@@ -82,6 +86,7 @@ class PooledKey:
         condition: display label of the condition (from its definition).
         noise: the condition's noise model (``none`` for correct labels).
         rate: its rate.
+        definition: the condition's resolved definition (noise model, rate and options), as keyed.
         metric: the metric (:class:`~smoothflip.analysis.MetricSpec`).
         role: ``"primary"`` or ``"secondary"``.
         effects: each study's contribution, in study order.
@@ -92,7 +97,8 @@ class PooledKey:
         p_adjusted: the corrected p-value of ``μ = 0`` (NaN when untested).
         verdict_low: lower end of the interval the verdict is read from (simultaneous).
         verdict_high: its upper end.
-        mde: pooled minimum detectable effect (raw units).
+        mde: pooled minimum detectable effect of the two-test rule (raw units;
+            :func:`~smoothflip.analysis.meta_family.pooled_mde`; ``inf`` without a verdict).
         margin: the equivalence margin (raw units; NaN: none).
         improvement: paired probability of improvement with its stratified-bootstrap interval.
     """
@@ -106,6 +112,7 @@ class PooledKey:
     condition: str
     noise: str
     rate: float
+    definition: dict[str, Any]
     metric: Any
     role: str
     effects: tuple[StudyEffect, ...]
@@ -123,6 +130,18 @@ class PooledKey:
     @property
     def k(self) -> int:
         return self.result.k
+
+    @property
+    def is_clean(self) -> bool:
+        """The key's condition is correct labels (read from its definition by the noise-model registry's
+        :class:`~smoothflip.study.conditions.LabelCondition`, never from a display name)."""
+        options = tuple((k, v) for k, v in self.definition.items() if k not in ("noise", "rate"))
+        return LabelCondition(self.definition["noise"], float(self.definition["rate"]), options).is_clean
+
+    @property
+    def seeds_agree(self) -> bool:
+        """Every study had identical paired differences at every seed: no variance anywhere (no verdict)."""
+        return all(e.floored for e in self.effects)
 
 
 @dataclass(frozen=True)
@@ -183,7 +202,8 @@ class MetaAnalysis:
 
 
 def check_out(out: str | Path, studies: Sequence[PooledStudy] | Sequence[Path]) -> Path:
-    """Refuse an output directory that is a study directory (or one of the pooled ones)."""
+    """Refuse an output directory that is a study directory, lies inside one (its ``report/`` folder
+    included), or is one of the pooled studies."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SmoothflipError(f"--out {out}: exists and is not a directory")
@@ -191,6 +211,12 @@ def check_out(out: str | Path, studies: Sequence[PooledStudy] | Sequence[Path]) 
         raise SmoothflipError(
             f"--out {out}: is a study directory; write the pooled results to a directory of their own"
         )
+    for parent in Path(os.path.abspath(out)).resolve().parents:
+        if (parent / DB_NAME).is_file():
+            raise SmoothflipError(
+                f"--out {out}: is inside the study directory {parent}; write the pooled results to a "
+                "directory of their own"
+            )
     for s in studies:
         directory = s.directory if isinstance(s, PooledStudy) else Path(s)
         if out.exists() and _same(out, directory):
@@ -292,7 +318,7 @@ def meta(
     Args:
         dirs: study directories written by ``smoothflip run`` (each given once); opened read-only.
         out: where to write ``pooled.csv``, ``studies.csv`` and ``report/`` (None: write nothing).
-            Refused when it is a study directory.
+            Refused when it is a study directory or lies inside one (its ``report/`` included).
         at: the metrics of the validation-selected epoch (``"selected"``) or the last one.
         method: ``τ²`` estimator: ``"reml"``, ``"pm"``, ``"dl"`` or ``"fe"``.
         interval: the estimate's interval: ``"hksj"``, ``"hksj_modified"`` or ``"wald"``.
@@ -320,6 +346,8 @@ def meta(
             alpha = check_range("alpha", alpha, low=0.0, high=0.5, low_open=True, high_open=True)
         if power is not None:
             power = check_range("power", power, low=0.0, high=1.0, low_open=True, high_open=True)
+    if out is not None:  # before any store is opened: a refused --out touches nothing
+        check_out(out, [Path(d) for d in ([dirs] if isinstance(dirs, str | os.PathLike) else dirs)])
     studies = _load(dirs)
     if out is not None:
         check_out(out, [s.directory for s in studies])
@@ -361,12 +389,15 @@ def meta(
         _pool(key, _relabel(parts[key], labels), effects[key], names[key], method, interval, level, prim)
         for key in effects
     ]
-    floored = sum(e.floored for es in effects.values() for e in es)
+    floored = sum(e.floored for es in effects.values() if not all(e.floored for e in es) for e in es)
     if floored:
         notes.append(
             f"{floored} study effect(s) had zero variance over their seeds (every seed gave the same "
             "difference); their variance is floored at the smallest positive one of the key"
         )
+    agree = sum(p.seeds_agree for p in pooled)
+    if agree:
+        notes.append(f"{agree} key(s): {_AGREE}")
     pooled = _verdicts(pooled, prim, margin_of, alpha, power)
     pooled = _label(pooled)
     conditions = {label: i for i, label in enumerate(labels.values())}
@@ -420,11 +451,16 @@ def _pool(
 ) -> PooledKey:
     positive = [e.variance for e in effects if e.variance > 0]
     if any(e.floored for e in effects):
+        # no positive variance: a floor only so that the estimate can be computed (no verdict, see _AGREE)
         floor = min(positive) if positive else 1e-12 * max(1.0, max(e.estimate**2 for e in effects))
         effects = [e if not e.floored else _with_variance(e, floor) for e in effects]
     y = [e.estimate for e in effects]
     v = [e.variance for e in effects]
     result = random_effects(y, v, method=method, interval=interval, level=level)
+    if not positive:
+        from dataclasses import replace
+
+        result = replace(result, notes=(*result.notes, f"no verdict: {_AGREE}"))
     loo = (math.nan, math.nan)
     if result.k >= 3:
         loo = result.leave_one_out().range
@@ -441,6 +477,7 @@ def _pool(
         condition=part.condition_label,
         noise=part.noise,
         rate=part.rate,
+        definition=dict(part.condition),
         metric=part.metric,
         role="primary" if part.metric.key == primary.key else "secondary",
         effects=tuple(effects),
@@ -449,6 +486,12 @@ def _pool(
         loo=loo,
         improvement=improvement,
     )
+
+
+_AGREE = (
+    "every study had identical paired differences at every seed, so nothing measures the noise: no "
+    "verdict, and its intervals rest on a floored variance, not on a measurement"
+)
 
 
 def _relabel(part: KeyParts, labels: dict[str, str]) -> KeyParts:
@@ -470,9 +513,15 @@ def _verdicts(
 
     out = list(pooled)
     for metric_key in dict.fromkeys(p.metric.key for p in pooled):
-        index = [i for i, p in enumerate(pooled) if p.metric.key == metric_key]
-        members = [pooled[i] for i in index]
+        # keys without any variance are not tested and not counted in the family (no verdict)
+        index = [i for i, p in enumerate(pooled) if p.metric.key == metric_key and not p.seeds_agree]
         margin = margins.get(metric_key, math.nan)
+        for i, p in enumerate(pooled):
+            if p.metric.key == metric_key:
+                out[i] = replace(p, margin=margin)
+        if not index:
+            continue
+        members = [pooled[i] for i in index]
         v = pooled_verdicts(
             [p.result for p in members],
             higher_is_better=members[0].metric.higher_is_better,

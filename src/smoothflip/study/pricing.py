@@ -17,9 +17,11 @@ design is planned with the anytime-valid test's critical values (a lower bound o
 (``pack_size``); runs stored without that clock use ``seconds_per_run`` (the pack's wall time per
 member). Each arm's cost per run is the mean over its stored runs under the condition (else over
 all its runs, else over the study's). One more paired seed for a cell is one more run of the arm
-and one of its baseline, unless the baseline already has a run at that seed (another cell of the
-condition went further): a cell that needs ``N`` paired seeds costs ``N - n`` arm runs and
-``max(0, N - b)`` baseline runs, ``b`` the baseline's stored runs under the condition. The baseline's
+and one of its baseline, unless one of them already has a run at that seed (another cell of the
+condition went further, or a run of the other is missing): a cell that needs ``N`` paired seeds
+costs ``max(0, N - a)`` arm runs and ``max(0, N - b)`` baseline runs, ``a`` and ``b`` the arm's and
+the baseline's stored runs under the condition (:meth:`CellPrice.runs`; when both hold seeds the
+other lacks and fewer new pairs are needed than those seeds, each new pair costs one run). The baseline's
 runs serve every cell of the condition, so the cells of one condition together cost the sum of their
 arm runs plus ``max(0, max N - b)`` baseline runs (:func:`total_cost`); a run also serves every
 metric, so an arm × condition is charged once, for the largest ``N`` over its metrics. The time is
@@ -97,10 +99,28 @@ class CellPrice:
     baseline_seconds: float
 
     def runs(self, seeds: float) -> tuple[float, float]:
-        """New runs (arm, baseline) to reach ``seeds`` paired seeds (``inf`` / NaN pass through)."""
+        """New runs (arm, baseline) to reach ``seeds`` paired seeds (``inf`` / NaN pass through).
+
+        The new pairs first use the seeds only the arm has (a baseline run each), then those only the
+        baseline has (an arm run each), then fresh seeds (one run of each): ``max(0, seeds - a)`` arm
+        runs and ``max(0, seeds - b)`` baseline runs (``a``, ``b``: their stored runs) whenever that
+        many new pairs are needed, and never more runs than new pairs need.
+
+        Example:
+            >>> p = CellPrice("clean", "ls", "ce", "test_acc", "primary", 3, 1.0, 0.01, 1.0, 10.0, 0.8,
+            ...               20.0, 0.8, 5, 3, 2.0, 1.0)        # ls has 5 runs, ce 3: 3 pairs
+            >>> p.runs(10.0), p.runs(4.0)
+            ((5.0, 7.0), (0.0, 1.0))
+        """
         if not math.isfinite(seeds):
             return seeds, seeds
-        return max(0.0, seeds - self.seeds), max(0.0, seeds - self.baseline_stored)
+        need = max(0.0, seeds - self.seeds)
+        arm_only = max(0.0, float(self.arm_stored - self.seeds))  # seeds the baseline lacks
+        base_only = max(0.0, float(self.baseline_stored - self.seeds))  # seeds the arm lacks
+        base_runs_at_arm_seeds = min(arm_only, need)
+        arm_runs_at_base_seeds = min(base_only, need - base_runs_at_arm_seeds)
+        fresh = need - base_runs_at_arm_seeds - arm_runs_at_base_seeds
+        return arm_runs_at_base_seeds + fresh, base_runs_at_arm_seeds + fresh
 
     def minutes(self, seeds: float) -> float:
         """Estimated training minutes of those runs (NaN when a needed timing is unknown)."""
