@@ -227,14 +227,14 @@ class Study:
         Raises:
             SmoothflipError: bad options, or a directory that holds another study (nothing is written).
         """
-        from smoothflip.api.running import run_study_here
+        from smoothflip.api.running import run_study_here, warn_failures, write_report_at
 
         if until_settled and max_seeds is None:
             raise SmoothflipError("until_settled needs max_seeds (the most seeds a cell may get)")
         if not until_settled and max_seeds is not None:
             raise SmoothflipError("max_seeds is an option of until_settled; pass until_settled=True")
         target = Path(out) if out is not None else DEFAULT_RUNS_DIR / _safe_name(self.spec.name)
-        return run_study_here(
+        results = run_study_here(
             self.spec,
             target,
             options={
@@ -251,8 +251,10 @@ class Study:
             settle=(max_seeds, round_size) if until_settled else None,
             track=track,
             progress=progress,
-            report=report,
+            report=write_report_at if report else None,
         )
+        warn_failures(results)
+        return results
 
     def __repr__(self) -> str:
         from smoothflip.study.conditions import study_conditions
