@@ -9,7 +9,6 @@ command runs again.
 
 from __future__ import annotations
 
-import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -125,12 +124,9 @@ def _write_report(out_dir: Path) -> Path:
 
 
 def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    text = f"{mean * scale:.{digits}f}"
-    if math.isfinite(sd):
-        text += f"±{sd * scale:.{digits}f}"
-    return text
+    from smoothflip.report.data import mean_sd_text
+
+    return mean_sd_text(mean, sd, scale=scale, digits=digits, sep="±", missing="-")
 
 
 def _print_summary(spec: Any, out_dir: Path) -> None:

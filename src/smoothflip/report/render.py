@@ -31,7 +31,14 @@ import numpy as np
 from smoothflip import __version__
 from smoothflip._text import printable
 from smoothflip.report.certified import certified_section
-from smoothflip.report.data import StudyData, load_study_data, measured_at
+from smoothflip.report.data import (
+    StudyData,
+    load_study_data,
+    mean_sd,
+    mean_sd_text,
+    measured_at,
+    metric_values,
+)
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
 from smoothflip.study.results import summarize
 from smoothflip.study.verdict import study_verdict
@@ -117,11 +124,7 @@ def _bare(text: str, unit: str) -> str:
 
 
 def _mean_sd(row: dict[str, Any], key: str, digits: int, scale: float) -> str:
-    mean, sd = row.get(key, math.nan), row.get(f"{key}_sd", math.nan)
-    if not math.isfinite(mean):
-        return "—"
-    text = f"{mean * scale:.{digits}f}"
-    return f"{text} ± {sd * scale:.{digits}f}" if math.isfinite(sd) else text
+    return mean_sd_text(row.get(key, math.nan), row.get(f"{key}_sd", math.nan), scale=scale, digits=digits)
 
 
 def _analysis(data: StudyData) -> Any:
@@ -283,21 +286,7 @@ def _attack_table(data: StudyData) -> dict[str, Any] | None:
     columns = ([data.clean] if data.clean is not None else []) + attacks
     rows = []
     for arm in data.arms:
-        cells = []
-        for condition in columns:
-            values = np.array(
-                [
-                    float(r.metrics.get("selected", {}).get("test_acc", math.nan))
-                    for r in data.runs(arm, condition)
-                ]
-            )
-            values = values[np.isfinite(values)] * 100.0
-            if not values.size:
-                cells.append("—")
-            elif values.size == 1:
-                cells.append(f"{values[0]:.1f}")
-            else:
-                cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}")
+        cells = [mean_sd(metric_values(data.runs(arm, c), "test_acc"), scale=100.0) for c in columns]
         rows.append({"arm": arm, "cells": cells})
     return {"columns": [c.label for c in columns], "rows": rows}
 
@@ -314,12 +303,7 @@ def _language_model(data: StudyData) -> dict[str, Any] | None:
                 continue
 
             def stat(key: str, digits: int, runs: list = runs) -> str:
-                values = np.array([float(r.metrics.get("selected", {}).get(key, math.nan)) for r in runs])
-                values = values[np.isfinite(values)]
-                if not values.size:
-                    return "—"
-                sd = f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else ""
-                return f"{values.mean():.{digits}f}{sd}"
+                return mean_sd(metric_values(runs, key), digits=digits)
 
             rows.append(
                 {
