@@ -81,7 +81,7 @@ def _run(
     from smoothflip.api.running import run_study_here
 
     def summary_and_report(directory: Path) -> Path:
-        _print_summary(spec, directory)
+        _print_summary(directory)
         return _write_report(directory)
 
     run_study_here(
@@ -123,36 +123,11 @@ def _write_report(out_dir: Path) -> Path:
     return index
 
 
-def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
-    from smoothflip.report.data import mean_sd_text
+def _print_summary(out_dir: Path) -> None:
+    from smoothflip.report.terminal import print_summary
+    from smoothflip.study.results import load_study_data
 
-    return mean_sd_text(mean, sd, scale=scale, digits=digits, sep="±", missing="-")
-
-
-def _print_summary(spec: Any, out_dir: Path) -> None:
-    from smoothflip.study.results import load_study_data, summarize
-
-    data = load_study_data(out_dir)
-    rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
-    table = Table(
-        title=f"{shown(spec.name)}: test metrics at the validation-selected epoch (mean ± sd over seeds)"
-    )
-    for column in ("condition", "arm", "n", "accuracy %", "NLL", "ECE %", "ECE % (temp. scaled)", "diverged"):
-        named = column in ("condition", "arm")
-        justify, overflow = ("left", "fold") if named else ("right", "ellipsis")
-        table.add_column(column, justify=justify, overflow=overflow)
-    for row in rows:
-        table.add_row(
-            shown(row["condition"]),
-            shown(row["arm"]),
-            str(row["n"]),
-            _fmt(row["test_acc"], row["test_acc_sd"], 100),
-            _fmt(row["test_nll"], row["test_nll_sd"], 1, 3),
-            _fmt(row["test_ece"], row["test_ece_sd"], 100),
-            _fmt(row["test_ece_ts"], row["test_ece_ts_sd"], 100),
-            str(row["diverged"]),
-        )
-    out.print(table)
+    print_summary(out, load_study_data(out_dir))
     out.print(
         f"results: {out_dir} (store {out_dir / 'smoothflip.sqlite'}, "
         f"resolved study {out_dir / 'study.toml'})",

@@ -40,7 +40,7 @@ from smoothflip.report.data import (
     metric_values,
 )
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
-from smoothflip.study.results import summarize
+from smoothflip.study.results import study_summary
 from smoothflip.study.verdict import study_verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -123,10 +123,6 @@ def _bare(text: str, unit: str) -> str:
     return text[: -len(suffix)] if unit and text.endswith(suffix) else text
 
 
-def _mean_sd(row: dict[str, Any], key: str, digits: int, scale: float) -> str:
-    return mean_sd_text(row.get(key, math.nan), row.get(f"{key}_sd", math.nan), scale=scale, digits=digits)
-
-
 def _analysis(data: StudyData) -> Any:
     """The study's verdict (comparisons, headlines, families, design), as the terminal shows it."""
     return study_verdict(data)
@@ -179,21 +175,24 @@ def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any
     return {"headers": headers, "groups": groups}
 
 
-def _summary(data: StudyData) -> list[dict[str, Any]]:
-    rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
-    return [
-        {
-            "condition": r["condition"],
-            "arm": r["arm"],
-            "n": r["n"],
-            "acc": _mean_sd(r, "test_acc", 1, 100.0),
-            "nll": _mean_sd(r, "test_nll", 3, 1.0),
-            "ece": _mean_sd(r, "test_ece", 1, 100.0),
-            "ece_ts": _mean_sd(r, "test_ece_ts", 1, 100.0),
-            "diverged": r["diverged"],
-        }
-        for r in rows
-    ]
+def _summary(data: StudyData) -> dict[str, Any]:
+    """The summary table: the study kind's summary columns, mean ± sd over seeds per condition and arm."""
+    columns, rows = study_summary(data)
+    return {
+        "columns": [c.title for c in columns],
+        "rows": [
+            {
+                "condition": r["condition"],
+                "arm": r["arm"],
+                "n": r["n"],
+                "cells": [
+                    mean_sd_text(r[c.key], r[f"{c.key}_sd"], scale=c.scale, digits=c.digits) for c in columns
+                ],
+                "diverged": r["diverged"],
+            }
+            for r in rows
+        ],
+    }
 
 
 def _representation(data: StudyData) -> list[dict[str, Any]]:
