@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -341,6 +342,32 @@ def test_to_toml_names_a_function_of_a_py_file_by_its_path_and_the_file_reruns_t
     again = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "file")])
     assert again.exit_code == 0, again.output
     assert "4 runs (4 already stored): nothing to train" in " ".join(again.stderr.split())
+
+
+def test_the_command_line_finds_what_study_run_stored_in_the_default_directory(tmp_path, monkeypatch):
+    """Without ``out``, both write to ``smoothflip-runs/<name>`` with the same folder name (a name in
+    any script), so `smoothflip run` on the study's file resumes what the notebook trained."""
+    from typer.testing import CliRunner
+
+    from smoothflip import cli
+    from smoothflip.api import study as api_study
+
+    monkeypatch.chdir(tmp_path)
+    study = sf.Study(
+        name="étude: ls/0.1",
+        seeds=1,
+        data="digits",
+        model={"name": "mlp", "hidden": [8]},
+        train={"epochs": 1, "batch_size": 200},
+        arms=[{"name": "ce"}],
+    )
+    assert study.run(progress=False, report=False).directory == Path("smoothflip-runs/étude--ls-0.1")
+    study.to_toml("s.toml")
+    again = CliRunner().invoke(cli.app, ["run", "s.toml"])
+    assert again.exit_code == 0, again.output
+    assert "1 runs (1 already stored): nothing to train" in " ".join(again.stderr.split())
+    assert cli.DEFAULT_RUNS_DIR == api_study.DEFAULT_RUNS_DIR
+    assert sorted(p.name for p in (tmp_path / "smoothflip-runs").iterdir()) == ["étude--ls-0.1"]
 
 
 def test_warnings_raised_on_every_run_are_shown_once(tmp_path):

@@ -23,7 +23,7 @@ from smoothflip import __version__
 from smoothflip._cli_errors import DEBUG, OneLineGroup, clean_errors
 from smoothflip._cli_meta import register_commands
 from smoothflip._cli_track import TRACK_HELP
-from smoothflip._text import printable
+from smoothflip._text import printable, safe_name
 from smoothflip.errors import SmoothflipError, user_input
 
 app = typer.Typer(
@@ -255,7 +255,7 @@ def run(
     if not until_settled and max_seeds is not None:
         raise SmoothflipError("--max-seeds is an option of --until-settled; add --until-settled")
     spec = load_study(study)
-    target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / _safe_name(spec.name)
+    target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / safe_name(spec.name)
     _run(
         spec,
         target,
@@ -493,11 +493,6 @@ def clean(
             data, out_file, defense=defense, seed=seed, label_column=label_column, **_parse_options(option)
         )
     out.print(result.summary(), highlight=False, markup=False)
-
-
-def _safe_name(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
-    return safe or "study"
 
 
 register_commands(app, out=out, console=console)  # `meta` and `atlas`: _cli_meta.py, _cli_atlas.py

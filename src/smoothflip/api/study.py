@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smoothflip._memory import Entry
+from smoothflip._text import safe_name
 from smoothflip.api.inputs import memory_keys, study_document
 from smoothflip.errors import SmoothflipError, SpecError
 from smoothflip.study.spec import StudySpec, load_study, parse_study
@@ -29,10 +29,6 @@ __all__ = ["DEFAULT_RUNS_DIR", "Study"]
 
 DEFAULT_RUNS_DIR = Path("smoothflip-runs")
 """Where :meth:`Study.run` writes without ``out``: ``smoothflip-runs/<study name>`` (as the CLI)."""
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^0-9A-Za-z_.-]", "-", name).strip(".-") or "study"
 
 
 class Study:
@@ -244,7 +240,7 @@ class Study:
             raise SmoothflipError("until_settled needs max_seeds (the most seeds a cell may get)")
         if not until_settled and max_seeds is not None:
             raise SmoothflipError("max_seeds is an option of until_settled; pass until_settled=True")
-        target = Path(out) if out is not None else DEFAULT_RUNS_DIR / _safe_name(self.spec.name)
+        target = Path(out) if out is not None else DEFAULT_RUNS_DIR / safe_name(self.spec.name)
         results = run_study_here(
             self.spec,
             target,
