@@ -269,7 +269,7 @@ def file_reference(obj: Any, *, relative_to: str | os.PathLike[str]) -> str | No
         >>> file_reference(json.dumps, relative_to=".")
         'json:dumps'
         >>> def local(input_shape, num_classes): ...
-        >>> file_reference(local, relative_to=".") is None  # defined inside a function (a doctest)
+        >>> file_reference(local, relative_to=".") is None  # not found at the top of its module
         True
     """
     module_name, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
