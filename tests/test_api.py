@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -277,10 +278,96 @@ def test_to_toml_round_trips_a_file_study_and_refuses_in_memory_values(tmp_path)
         sf.Study.from_dict({**SETTINGS, "data": "digits", "model": {"name": "mlp", "hidden": [16]}}).spec
         == study.spec
     )
-    with pytest.raises(
-        SpecError, match=r"to_toml: data.source, model.factory hold\(s\) in-memory data or a Python"
-    ):
-        memory_study().to_toml()
+    with pytest.raises(SpecError, match=r"to_toml: data.source hold\(s\) in-memory data or a Python"):
+        memory_study().to_toml()  # (make_net, of this test file, is named by its path)
+    cell = {"__name__": "__main__"}
+    exec(textwrap.dedent(NETS), cell)  # a function of a notebook cell or a script
+    for model in (cell["make"], lambda input_shape, num_classes: make_net(input_shape, num_classes)):
+        with pytest.raises(SpecError, match=r"to_toml: model.factory hold\(s\) in-memory data or a Python"):
+            sf.Study(**{**SETTINGS, "data": "digits", "model": model}).to_toml()
+
+
+NETS = """
+import math
+
+from torch import nn
+
+
+def make(input_shape, num_classes, width=8):
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(), nn.Linear(width, num_classes)
+    )
+"""
+
+
+def test_to_toml_names_a_function_of_a_py_file_by_its_path_and_the_file_reruns_the_study(
+    tmp_path, monkeypatch
+):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from smoothflip.cli import app
+    from smoothflip.engine import resolve_study
+
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "f24_nets.py").write_text(NETS)
+    found = importlib.util.spec_from_file_location("f24_nets", tmp_path / "nets" / "f24_nets.py")
+    module = importlib.util.module_from_spec(found)
+    monkeypatch.setitem(sys.modules, "f24_nets", module)
+    found.loader.exec_module(module)  # `from f24_nets import make`, in a notebook
+    settings = {**SETTINGS, "seeds": 1, "train": {"epochs": 1, "batch_size": 100}, "data": "digits"}
+    study = sf.Study(**settings, model={"factory": module.make, "width": 8})
+    path = tmp_path / "studies" / "s.toml"
+    path.parent.mkdir()
+    text = study.to_toml(path)
+    assert 'factory = "../nets/f24_nets.py:make"' in text  # relative to the study file's folder
+
+    monkeypatch.chdir(tmp_path / "nets")  # the file's paths resolve against its folder, not here
+    written = sf.Study.from_toml(path)
+    assert written.to_toml() == text
+    by_hand = sf.Study(
+        **settings, model={"factory": "../nets/f24_nets.py:make", "width": 8}, base_dir=path.parent
+    )
+    assert written.spec.to_dict() == by_hand.spec.to_dict()
+    ids = [r.run_id for r in resolve_study(written.spec)[1]]
+    assert ids == [r.run_id for r in resolve_study(by_hand.spec)[1]]
+
+    first = written.run(out=tmp_path / "file", progress=False, report=False)
+    assert sorted(first.runs["run_id"]) == sorted(ids)
+    original = study.run(out=tmp_path / "memory", progress=False, report=False)
+    cells = ["arm", "condition", "seed"]
+    a, b = (r.runs.sort_values(cells).reset_index(drop=True) for r in (original, first))
+    pd.testing.assert_frame_equal(a[[*cells, "selected_test_acc"]], b[[*cells, "selected_test_acc"]])
+    again = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "file")])
+    assert again.exit_code == 0, again.output
+    assert "4 runs (4 already stored): nothing to train" in " ".join(again.stderr.split())
+
+
+def test_the_command_line_finds_what_study_run_stored_in_the_default_directory(tmp_path, monkeypatch):
+    """Without ``out``, both write to ``smoothflip-runs/<name>`` with the same folder name (a name in
+    any script), so `smoothflip run` on the study's file resumes what the notebook trained."""
+    from typer.testing import CliRunner
+
+    from smoothflip import cli
+    from smoothflip.api import study as api_study
+
+    monkeypatch.chdir(tmp_path)
+    study = sf.Study(
+        name="étude: ls/0.1",
+        seeds=1,
+        data="digits",
+        model={"name": "mlp", "hidden": [8]},
+        train={"epochs": 1, "batch_size": 200},
+        arms=[{"name": "ce"}],
+    )
+    assert study.run(progress=False, report=False).directory == Path("smoothflip-runs/étude--ls-0.1")
+    study.to_toml("s.toml")
+    again = CliRunner().invoke(cli.app, ["run", "s.toml"])
+    assert again.exit_code == 0, again.output
+    assert "1 runs (1 already stored): nothing to train" in " ".join(again.stderr.split())
+    assert cli.DEFAULT_RUNS_DIR == api_study.DEFAULT_RUNS_DIR
+    assert sorted(p.name for p in (tmp_path / "smoothflip-runs").iterdir()) == ["étude--ls-0.1"]
 
 
 def test_warnings_raised_on_every_run_are_shown_once(tmp_path):

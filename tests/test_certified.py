@@ -315,6 +315,60 @@ def test_a_certified_study_end_to_end_verdicts_report_and_attack_checks(tmp_path
     assert verdict.exit_code == 0, verdict.output
     assert "certified accuracy at 1 flip" in verdict.output
     assert "1 flips" not in verdict.output + markdown
+    check_certified_summaries(out, markdown)
+
+
+def check_certified_summaries(out, markdown: str) -> None:
+    """Every summary of a certified study (the terminal's, ``Results.summary()``, the report's) shows
+    its own metrics where it measures them: clean accuracy, certified accuracy at each radius and the
+    median certified radius per k, each base learner's last epoch; no NLL or ECE, no validation."""
+    from rich.console import Console
+
+    import smoothflip as sf
+    from smoothflip.report.terminal import print_summary
+
+    data = load_study_data(out)
+    narrow, wide = Console(record=True, width=140), Console(record=True, width=400)
+    print_summary(narrow, data)  # 140: what `smoothflip run` prints into a pipe
+    assert "…" not in narrow.export_text()  # no number cut short
+    print_summary(wide, data)
+    printed = wide.export_text()
+    flips = [f"{r} flip{'' if r == 1 else 's'}" for r in range(4)]
+    heads = ["clean ensemble accuracy %", *(f"certified accuracy at {f} %" for f in flips)]
+    header = next(line for line in printed.splitlines() if "condition" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "condition",
+        "arm",
+        "n",
+        *heads,
+        "median certified radius",
+        "diverged",
+    ]
+    for k in (8, 20):  # a table per k
+        assert f"certified-e2e: test metrics at each base learner's last epoch, k = {k} (mean ± sd" in printed
+    for gone in ("NLL", "ECE", "validation"):
+        assert gone not in printed
+    ce = [r for r in data.results if r.arm == "ce"]
+    acc = np.array([r.metrics["selected"]["test_cert_acc_r1_k20"] for r in ce]) * 100
+    mcr = np.array([r.metrics["selected"]["test_mcr_k20"] for r in ce])
+    row = [line for line in printed.splitlines() if "│ ce " in line][1]  # the k = 20 table
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[5] == f"{acc.mean():.1f}±{acc.std(ddof=1):.1f}"
+    assert cells[8] == f"{mcr.mean():.1f}±{mcr.std(ddof=1):.1f}"
+
+    summary = sf.open(out).summary()
+    assert summary.attrs["measured_at"] == "each base learner's last epoch"
+    keys = {"test_acc", "test_cert_acc_r3", "test_mcr_sd", "test_cert_acc_r1_k20", "test_mcr_k20"}
+    assert keys <= set(summary)
+    assert not {"test_nll", "test_ece", "test_ece_ts"} & set(summary)
+    assert summary[summary.arm == "ce"]["test_cert_acc_r1_k20"].item() == pytest.approx(acc.mean() / 100)
+
+    section = markdown[markdown.index("## Summary per technique") :]
+    columns = " | ".join(f"{head} (k = 8)" for head in heads[:3])  # one table: the k in each header
+    assert f"| condition | technique | runs | {columns} |" in section
+    assert "median certified radius (k = 20) | diverged |" in section
+    assert "NLL" not in section
+    assert "ECE" not in section
 
 
 BAD = [

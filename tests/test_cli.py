@@ -247,6 +247,48 @@ def test_progress_bar_counts_runs_and_shows_an_eta(tmp_path):
     assert "cli: 4 runs (4 already stored)" in again.stderr
 
 
+WARNING_NET = """
+import math
+import warnings
+
+from torch import nn
+
+
+def make(input_shape, num_classes):
+    warnings.warn("built a net", UserWarning, stacklevel=1)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+"""
+
+
+def test_the_command_line_runs_a_study_as_the_python_api_does(tmp_path, capsys):
+    """`smoothflip run` calls what `study.run()` calls: the same plan line and bar (on its console), and
+    a warning the model raises on every run shown once."""
+    import warnings
+
+    import smoothflip as sf
+
+    (tmp_path / "net.py").write_text(WARNING_NET)
+    text = STUDY.format(source="digits", data_extra="", arm_extra="")
+    path = write_study(tmp_path, text=text.replace('name = "logistic"', 'factory = "net.py:make"'))
+    plan = r"cli: 4 runs \(0 already stored\), 1 pack\(s\) of up to \d+ on cpu; data digits: [^;]*classes"
+    shown = {}
+    for way in ("cli", "api"):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            if way == "cli":
+                result = invoke("run", path, "--out", tmp_path / way)
+                assert result.exit_code == 0, result.output
+                err = result.stderr
+            else:
+                assert sf.Study.from_toml(path).run(out=tmp_path / way, report=False).trained == 4
+                err = capsys.readouterr().err
+        assert len([w for w in seen if "built a net" in str(w.message)]) == 1, way
+        flat = " ".join(err.split())
+        assert re.search(r"4/4 runs \d+:\d\d:\d\d ETA", flat), flat
+        shown[way] = re.search(plan, flat).group(0)
+    assert shown["cli"] == shown["api"]
+
+
 def test_study_file_problems_exit_2(tmp_path):
     assert_clean_error(invoke("run", tmp_path / "nope.toml"), "study file not found")
     bad = tmp_path / "bad.toml"

@@ -65,7 +65,7 @@ def test_the_example_notebook_runs_in_a_kernel_and_shows_its_results(tmp_path, m
     assert base64.b64decode(png[0]).startswith(b"\x89PNG")
 
     rerun = by_source['again = study.run(out="smoothflip-runs/notebook-demo")']
-    assert "all 12 runs are stored: nothing to train" in html_of(rerun)
+    assert "12 runs (12 already stored): nothing to train" in html_of(rerun)
     printed = "".join(o.get("text", "") for o in outputs(rerun) if o.get("name") == "stdout")
     assert printed == "runs trained by this call: 0\n"
     warnings_shown = [

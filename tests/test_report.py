@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import statistics
 import struct
 import textwrap
 from pathlib import Path
@@ -14,9 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smoothflip.report import md_escape, write_report
-from smoothflip.report.data import load_study_data, mean_curve, pooled_reliability, t_interval
+from smoothflip.report.data import (
+    load_study_data,
+    mean_curve,
+    mean_sd,
+    mean_sd_text,
+    pooled_reliability,
+    t_interval,
+)
 from smoothflip.report.figures import FIGURE_NAMES, plain
 from smoothflip.study.conditions import study_conditions
 from smoothflip.study.spec import dumps_study, loads_study
@@ -625,3 +635,26 @@ def test_user_data_file_and_class_names_are_escaped(tmp_path: Path) -> None:
     assert "&lt;script&gt;x.csv" in html
     assert "<script" not in md
     assert "<b>cat</b>" not in md
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-10, 10, allow_nan=False), max_size=8),
+    st.sampled_from([1.0, 100.0]),
+    st.integers(0, 4),
+)
+def test_every_mean_sd_cell_is_the_mean_and_sample_sd_of_the_finite_values(values, scale, digits):
+    """The one helper behind the report's summary, attack, language-model and certified tables (and the
+    terminal summary), against the standard library's mean and sample standard deviation."""
+    text = mean_sd(np.array([*values, math.nan, math.inf]), scale=scale, digits=digits)
+    if not values:
+        assert text == "—"
+        return
+    parts = text.split(" ± ")
+    assert len(parts) == (1 if len(values) == 1 else 2)
+    expected = [statistics.fmean(values), *([statistics.stdev(values)] if len(values) > 1 else [])]
+    number = r"-?\d+" + (rf"\.\d{{{digits}}}" if digits else "")
+    for part, value in zip(parts, expected, strict=True):
+        assert re.fullmatch(number, part), text
+        assert abs(float(part) - value * scale) <= 0.5 * 10**-digits + 1e-9 * max(1.0, abs(value) * scale)
+    assert mean_sd_text(float(np.mean(values)), math.nan, scale=scale, digits=digits) == parts[0]

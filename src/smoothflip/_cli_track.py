@@ -1,9 +1,9 @@
 """``smoothflip run --track`` and ``smoothflip export --to``: experiment trackers from the command line.
 
-- :func:`open_tracking` parses ``--track mlflow[=URI] --track tensorboard[=DIR]``, imports the
-  backends (a missing one is a one-line error before anything trains) and returns the session
-  ``smoothflip run`` hands each stored pack to; a tracker that fails prints one ``warning:`` line
-  and the study goes on.
+- :func:`tracker_warning`: how a tracker that fails during ``smoothflip run --track mlflow[=URI]
+  --track tensorboard[=DIR]`` is reported: one ``warning:`` line, and the study goes on (the
+  trackers themselves are opened by :func:`smoothflip.api.running.run_study_here`, as for
+  ``study.run(track=...)``; a missing one is a one-line error before anything trains).
 - :func:`export_to` pushes a stored study to a tracker (``smoothflip export DIR --to mlflow``): every
   finished run the tracker does not hold yet, and the report; here a failure is an error (exit 2).
 """
@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -20,10 +21,7 @@ from rich.markup import escape
 from smoothflip._text import printable
 from smoothflip.errors import SmoothflipError
 
-if TYPE_CHECKING:
-    from smoothflip.tracking.session import TrackingSession
-
-__all__ = ["TRACK_HELP", "export_to", "open_tracking"]
+__all__ = ["TRACK_HELP", "export_to", "tracker_warning"]
 
 TRACK_HELP = (
     "Log the study to an experiment tracker as it trains: mlflow[=URI] (a tracking server, or a folder; "
@@ -32,14 +30,13 @@ TRACK_HELP = (
 )
 
 
-def open_tracking(track: list[str] | None, console: Console) -> TrackingSession:
-    """The trackers ``--track`` names; failures print one ``warning:`` line on ``console``."""
-    from smoothflip.tracking.session import TrackingSession
+def tracker_warning(console: Console) -> Callable[[str], None]:
+    """Reports a tracker's failure as one ``warning:`` line on ``console``."""
 
     def warn(message: str) -> None:
         console.print(f"warning: {escape(printable(message))}", highlight=False, soft_wrap=True)
 
-    return TrackingSession.open(track or [], warn=warn)
+    return warn
 
 
 def export_to(

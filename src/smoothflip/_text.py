@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["control_characters", "printable"]
+__all__ = ["control_characters", "printable", "safe_name"]
 
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Bidirectional overrides and isolates: they reorder what a terminal or an editor shows."""
@@ -40,3 +40,16 @@ def printable(text: object) -> str:
     if not any(_is_control(ch) for ch in value):
         return value
     return "".join(ch.encode("unicode_escape").decode("ascii") if _is_control(ch) else ch for ch in value)
+
+
+def safe_name(name: str) -> str:
+    """A study's name as a folder name (``smoothflip-runs/<it>``, the default study directory of
+    ``smoothflip run`` and ``study.run()`` alike): letters and digits of any script, ``-``, ``_``
+    and ``.`` kept, anything else ``-``, no leading or trailing ``.`` or ``-``; ``"study"`` if empty.
+
+    Example:
+        >>> safe_name("étude: ls/0.1"), safe_name("日本"), safe_name("..")
+        ('étude--ls-0.1', '日本', 'study')
+    """
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
+    return safe or "study"

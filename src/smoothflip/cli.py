@@ -9,7 +9,6 @@ command runs again.
 
 from __future__ import annotations
 
-import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -18,22 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from smoothflip import __version__
 from smoothflip._cli_errors import DEBUG, OneLineGroup, clean_errors
 from smoothflip._cli_meta import register_commands
 from smoothflip._cli_track import TRACK_HELP
-from smoothflip._text import printable
+from smoothflip._text import printable, safe_name
 from smoothflip.errors import SmoothflipError, user_input
 
 app = typer.Typer(
@@ -80,87 +70,31 @@ def _run(
     spec: Any,
     out_dir: Path,
     *,
-    device: str,
-    pack_size: int | None,
-    executor: str,
     quiet: bool,
-    address: str | None = None,
-    cpus_per_pack: float | None = None,
-    gpus_per_pack: float | None = None,
-    workers: int = 1,
-    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
-    allow_long: bool = False,
     settle: tuple[int | None, int] | None = None,
     track: list[str] | None = None,
+    **options: Any,
 ) -> None:
-    from smoothflip._cli_track import open_tracking
-    from smoothflip.engine.planning import describe_data
-    from smoothflip.engine.runner import run_study
-    from smoothflip.engine.settle import run_until_settled
+    """Train (or resume) as ``study.run()`` does (the same function, drawing on this console), print
+    the summary, write the report; failed runs end the command with exit code 2."""
+    from smoothflip._cli_track import tracker_warning
+    from smoothflip.api.running import run_study_here
 
-    columns = (
-        TextColumn("[bold]{task.description}"),  # the description is escaped below
-        BarColumn(),
-        TaskProgressColumn(),  # moves with every epoch of the pack in training, not only per stored pack
-        MofNCompleteColumn(),
-        TextColumn("runs"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+    def summary_and_report(directory: Path) -> Path:
+        _print_summary(directory)
+        return _write_report(directory)
+
+    run_study_here(
+        spec,
+        out_dir,
+        options=options,
+        settle=settle,
+        track=track or [],  # a tracker that is not installed: one line, nothing trains
+        progress=not quiet,
+        console=console,
+        warn=tracker_warning(console),
+        report=summary_and_report,
     )
-    session = open_tracking(track, console)  # a tracker that is not installed: one line, nothing trains
-    with (
-        Progress(*columns, console=console, disable=quiet, transient=False) as bar,
-        session.ending_on_error(),
-    ):
-        task = bar.add_task(shown(spec.name), total=None)
-
-        def on_plan(plan: Any) -> None:
-            session.begin(out_dir)
-            bar.update(task, total=len(plan.runs), completed=len(plan.done))
-            if not quiet:
-                console.print(
-                    f"{shown(spec.name)}: {len(plan.runs)} runs ({len(plan.done)} already stored), "
-                    f"{len(plan.packs)} pack(s) of up to {plan.pack_size} "
-                    f"{'on a Ray cluster' if executor == 'ray' else 'on ' + device}"
-                    f"{f', {workers} at once' if workers > 1 else ''}; data "
-                    f"{shown(describe_data(spec, plan.dataset))}"
-                    + (f"; {plan.estimate.describe()}" if plan.estimate is not None and plan.packs else "")
-                )
-
-        def on_progress(p: Any) -> None:
-            bar.update(task, completed=p.done, total=p.total)
-
-        options = {
-            "device": device,
-            "pack_size": pack_size,
-            "executor": executor,
-            "address": address,
-            "cpus_per_pack": cpus_per_pack,
-            "gpus_per_pack": gpus_per_pack,
-            "workers": workers,
-            "checkpoint_seconds": checkpoint_seconds,
-            "allow_long": allow_long,
-            "progress": on_progress,
-            "on_plan": on_plan,
-            "on_stored": session.log,
-        }
-        if settle is None:
-            run_study(spec, out_dir, **options)
-        else:
-
-            def on_round(r: Any) -> None:
-                if not quiet:
-                    what = r.stopped or f"{r.extended} open cell(s) get more seeds"
-                    console.print(f"look {r.round}: {r.open_cells} cell(s) inconclusive; {escape(what)}")
-
-            max_seeds, round_size = settle
-            run_until_settled(
-                spec, out_dir, max_seeds=max_seeds, round_size=round_size, on_round=on_round, **options
-            )
-    _print_summary(spec, out_dir)
-    _write_report(out_dir)
-    session.finish(out_dir, out_dir / "report")
     _fail_on_failures(out_dir)
 
 
@@ -180,47 +114,20 @@ def _fail_on_failures(out_dir: Path) -> None:
     )
 
 
-def _write_report(out_dir: Path) -> None:
+def _write_report(out_dir: Path) -> Path:
     from smoothflip.report import write_report
 
     with console.status("writing the report"):
         index = write_report(out_dir)
     out.print(f"report:  {index} (and {index.parent / 'report.md'})", markup=False)
+    return index
 
 
-def _fmt(mean: float, sd: float, scale: float = 1.0, digits: int = 1) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    text = f"{mean * scale:.{digits}f}"
-    if math.isfinite(sd):
-        text += f"±{sd * scale:.{digits}f}"
-    return text
+def _print_summary(out_dir: Path) -> None:
+    from smoothflip.report.terminal import print_summary
+    from smoothflip.study.results import load_study_data
 
-
-def _print_summary(spec: Any, out_dir: Path) -> None:
-    from smoothflip.study.results import load_study_data, summarize
-
-    data = load_study_data(out_dir)
-    rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
-    table = Table(
-        title=f"{shown(spec.name)}: test metrics at the validation-selected epoch (mean ± sd over seeds)"
-    )
-    for column in ("condition", "arm", "n", "accuracy %", "NLL", "ECE %", "ECE % (temp. scaled)", "diverged"):
-        named = column in ("condition", "arm")
-        justify, overflow = ("left", "fold") if named else ("right", "ellipsis")
-        table.add_column(column, justify=justify, overflow=overflow)
-    for row in rows:
-        table.add_row(
-            shown(row["condition"]),
-            shown(row["arm"]),
-            str(row["n"]),
-            _fmt(row["test_acc"], row["test_acc_sd"], 100),
-            _fmt(row["test_nll"], row["test_nll_sd"], 1, 3),
-            _fmt(row["test_ece"], row["test_ece_sd"], 100),
-            _fmt(row["test_ece_ts"], row["test_ece_ts_sd"], 100),
-            str(row["diverged"]),
-        )
-    out.print(table)
+    print_summary(out, load_study_data(out_dir))
     out.print(
         f"results: {out_dir} (store {out_dir / 'smoothflip.sqlite'}, "
         f"resolved study {out_dir / 'study.toml'})",
@@ -348,7 +255,7 @@ def run(
     if not until_settled and max_seeds is not None:
         raise SmoothflipError("--max-seeds is an option of --until-settled; add --until-settled")
     spec = load_study(study)
-    target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / _safe_name(spec.name)
+    target = out_dir if out_dir is not None else DEFAULT_RUNS_DIR / safe_name(spec.name)
     _run(
         spec,
         target,
@@ -586,11 +493,6 @@ def clean(
             data, out_file, defense=defense, seed=seed, label_column=label_column, **_parse_options(option)
         )
     out.print(result.summary(), highlight=False, markup=False)
-
-
-def _safe_name(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
-    return safe or "study"
 
 
 register_commands(app, out=out, console=console)  # `meta` and `atlas`: _cli_meta.py, _cli_atlas.py

@@ -5,7 +5,8 @@ warning once.
   the runs done, the time and the plan — updated in place through an IPython display handle (at
   most a few times a second), so the notebook holds one live line, never raw terminal escape codes;
   no ``ipywidgets`` needed.
-- Elsewhere (a script, a terminal IPython) it is the same rich bar as ``smoothflip run``'s, on stderr.
+- Elsewhere (a script, a terminal IPython, ``smoothflip run`` itself: the display is bound to its
+  console) it is a rich bar on stderr, with the plan line and each until-settled look above it.
 - :func:`warnings_once` shows each warning *location* (category, file, line) once for the whole
   study: a warning a model or a metric raises on every run is not repeated per run.
 """
@@ -48,6 +49,7 @@ class _NotebookLine:
         self._html = HTML
         self.name = name
         self.plan = ""
+        self.note = ""  # the until-settled loop's last look
         self.done, self.total = 0.0, None
         self.started = time.monotonic()
         self.first: tuple[float, float] | None = None  # (time, done) when training started
@@ -65,11 +67,13 @@ class _NotebookLine:
             rate = (time.monotonic() - self.first[0]) / (self.done - self.first[1])
             eta = f" · ETA {_clock(rate * (total - self.done))}"
         runs = f"{self.done:.0f}/{self.total} runs"
+        grey = '<div style="font-family: monospace; color: #555">'
         return (
             f'<div style="font-family: monospace"><b>{name}</b> '
             f'<progress value="{self.done:.3f}" max="{total}" style="width: 40%"></progress> '
             f"{runs} · {_clock(elapsed)}{eta}</div>"
-            f'<div style="font-family: monospace; color: #555">{html.escape(self.plan)}</div>'
+            f"{grey}{html.escape(self.plan)}</div>"
+            + (f"{grey}{html.escape(self.note)}</div>" if self.note else "")
         )
 
     def update(self, *, force: bool = False) -> None:
@@ -80,9 +84,9 @@ class _NotebookLine:
 
 
 class _TerminalBar:
-    """The rich progress bar of ``smoothflip run`` (stderr)."""
+    """The rich progress bar (on ``console``, default: a new one on stderr)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, console: Any = None) -> None:
         from rich.console import Console
         from rich.markup import escape
         from rich.progress import (
@@ -97,12 +101,13 @@ class _TerminalBar:
 
         from smoothflip._text import printable
 
-        self.console = Console(stderr=True)
+        self.console = console if console is not None else Console(stderr=True)
         self.escape = lambda text: escape(printable(text))
+        self.name = name
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("[bold]{task.description}"),  # escaped below
             BarColumn(),
-            TaskProgressColumn(),
+            TaskProgressColumn(),  # moves with every epoch of the pack in training, not only per stored pack
             MofNCompleteColumn(),
             TextColumn("runs"),
             TimeElapsedColumn(),
@@ -113,14 +118,18 @@ class _TerminalBar:
         self.bar.start()
         self.task = self.bar.add_task(self.escape(name), total=None)
 
+    def say(self, text: str) -> None:
+        """A line above the bar, ``<study name>: <text>``."""
+        self.console.print(f"{self.escape(self.name)}: {self.escape(text)}", highlight=False)
+
 
 class _Display:
     """The callbacks ``run_study`` takes (``on_plan``, ``progress``), drawing where the study runs."""
 
-    def __init__(self, name: str, mode: str) -> None:
+    def __init__(self, name: str, mode: str, console: Any = None) -> None:
         self.mode = mode
         self.line = _NotebookLine(name) if mode == "notebook" else None
-        self.terminal = _TerminalBar(name) if mode == "terminal" else None
+        self.terminal = _TerminalBar(name, console) if mode == "terminal" else None
         self.trained = 0
 
     def on_plan(self, plan: Any, text: str) -> None:
@@ -131,6 +140,15 @@ class _Display:
             self.line.update(force=True)
         elif self.terminal is not None:
             self.terminal.bar.update(self.terminal.task, total=len(plan.runs), completed=len(plan.done))
+            self.terminal.say(text)
+
+    def on_round(self, text: str) -> None:
+        """One look of the until-settled loop (``look 0: ...``): a line above the bar, or below the
+        plan in a notebook."""
+        if self.line is not None:
+            self.line.note = text
+            self.line.update(force=True)
+        elif self.terminal is not None:
             self.terminal.console.print(self.terminal.escape(text), highlight=False)
 
     def on_progress(self, p: Any) -> None:
@@ -148,14 +166,21 @@ class _Display:
 
 
 @contextmanager
-def progress_display(name: str, *, enabled: bool = True) -> Iterator[_Display]:
+def progress_display(name: str, *, enabled: bool = True, console: Any = None) -> Iterator[_Display]:
     """A live progress display for one study run: a notebook line, a terminal bar, or nothing.
 
-    Yields an object with ``on_plan(plan, text)`` and ``on_progress(progress)`` (the callbacks of
-    :func:`smoothflip.engine.run_study`) and ``trained`` (runs planned to train).
+    Args:
+        name: the study's name.
+        enabled: False: nothing is shown (``smoothflip run --quiet``, ``study.run(progress=False)``).
+        console: the rich ``Console`` to draw the bar on (``smoothflip run``'s stderr); None: a
+            notebook line in a Jupyter kernel, else a bar on stderr.
+
+    Yields an object with ``on_plan(plan, text)``, ``on_progress(progress)`` (the callbacks of
+    :func:`smoothflip.engine.run_study`), ``on_round(text)`` (each look of the until-settled loop)
+    and ``trained`` (runs planned to train).
     """
-    mode = "off" if not enabled else ("notebook" if in_notebook() else "terminal")
-    shown = _Display(name, mode)
+    mode = "off" if not enabled else ("notebook" if console is None and in_notebook() else "terminal")
+    shown = _Display(name, mode, console)
     try:
         yield shown
     finally:

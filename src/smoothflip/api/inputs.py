@@ -33,17 +33,26 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import sys
 import types
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from smoothflip._memory import PREFIX, Entry, is_memory, register
+from smoothflip._memory import PREFIX, Entry, _system_module, is_memory, lookup, register
 from smoothflip.data.memory import is_memory_data, memory_source
 from smoothflip.errors import SpecError, user_input
 
-__all__ = ["callable_reference", "source_hash", "study_document"]
+__all__ = [
+    "callable_reference",
+    "file_reference",
+    "file_references",
+    "memory_keys",
+    "source_hash",
+    "study_document",
+]
 
 _MODEL_HINT = (
     'give a built-in model\'s name ("mlp"), a table of options, a factory function '
@@ -235,13 +244,64 @@ def study_document(settings: Mapping[str, Any]) -> tuple[dict[str, Any], list[En
     return document, entries
 
 
-def memory_keys(document: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """The keys of ``document`` whose values are in-memory references (``["data.source", ...]``)."""
-    found = []
+def memory_keys(document: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """The keys of ``document`` whose values are in-memory references, with the references
+    (``{"data.source": "memory:arrays@...", ...}``)."""
+    found: dict[str, str] = {}
     for key, value in document.items():
         path = f"{prefix}{key}"
         if is_memory(value):
-            found.append(path)
+            found[path] = value
         elif isinstance(value, Mapping):
-            found += memory_keys(value, f"{path}.")
+            found.update(memory_keys(value, f"{path}."))
     return found
+
+
+def file_reference(obj: Any, *, relative_to: str | os.PathLike[str]) -> str | None:
+    """How a study file names the function or class ``obj``: ``"path/to/file.py:name"`` for one
+    defined at the top of a ``.py`` file (the path relative to ``relative_to`` where possible),
+    ``"package.module:name"`` for one of the standard library or an installed package; None for one
+    a file cannot name: defined in ``__main__`` (a script, a notebook cell), inside a function, or in
+    a module without a ``.py`` file.
+
+    Example:
+        >>> import json
+        >>> file_reference(json.dumps, relative_to=".")
+        'json:dumps'
+        >>> def local(input_shape, num_classes): ...
+        >>> file_reference(local, relative_to=".") is None  # not found at the top of its module
+        True
+    """
+    module_name, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    module = sys.modules.get(module_name) if module_name and module_name != "__main__" else None
+    if module is None or "<locals>" in qualname:
+        return None
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is not obj:  # not what the name finds in its module (redefined, or not at its top)
+        return None
+    if _system_module(module):
+        return f"{module_name}:{qualname}"
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py") or not Path(file).is_file():
+        return None
+    path = Path(file).resolve()
+    try:
+        where = Path(os.path.relpath(path, Path(relative_to).resolve())).as_posix()
+    except ValueError:  # another drive
+        where = path.as_posix()
+    return f"{where}:{qualname}"
+
+
+def file_references(memory: Mapping[str, str], *, relative_to: str | os.PathLike[str]) -> dict[str, str]:
+    """The in-memory references among ``memory`` (:func:`memory_keys`) a study file can name
+    instead — callables :func:`file_reference` names — as ``{reference: "file.py:name"}``."""
+    out = {}
+    for reference in memory.values():
+        entry = lookup(reference)
+        if entry is not None and entry.kind == "callable":
+            named = file_reference(entry.value, relative_to=relative_to)
+            if named is not None:
+                out[reference] = named
+    return out

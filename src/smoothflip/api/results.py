@@ -160,8 +160,10 @@ class Results:
     @property
     def runs(self) -> pd.DataFrame:
         """One row per finished run of the study: ``run_id``, ``arm``, ``condition``, ``noise``,
-        ``rate``, ``seed``, ``loss``, then ``selected_<metric>`` (the validation-selected epoch) and
-        ``last_<metric>``, the run's other numbers and ``time_*`` (what ``smoothflip export`` writes)."""
+        ``rate``, ``seed``, ``loss``, then ``selected_<metric>`` (the metrics the verdicts compare:
+        at the validation-selected epoch, or where the study's kind measures them, e.g. a certified
+        study's base learners at their last epoch) and ``last_<metric>`` (the last epoch), the run's
+        other numbers and ``time_*`` (what ``smoothflip export`` writes)."""
         import pandas as pd
 
         from smoothflip.study.results import run_rows
@@ -188,15 +190,22 @@ class Results:
         return pd.DataFrame(rows, columns=columns)
 
     def summary(self) -> pd.DataFrame:
-        """Mean and standard deviation over seeds per condition and arm (the selected epoch)."""
+        """Mean and standard deviation over seeds per condition and arm of the study kind's summary
+        metrics (``<key>``, ``<key>_sd``, raw values; ``n`` runs, ``diverged``) — the table
+        ``smoothflip run`` prints: accuracy, NLL, ECE and ECE after temperature scaling at the
+        validation-selected epoch; for a certified study clean accuracy, certified accuracy at each
+        radius and the median certified radius, where it measures them. ``attrs["measured_at"]``
+        says where."""
         import pandas as pd
 
-        from smoothflip.study.results import summarize
+        from smoothflip.study.results import study_summary
 
         data = self._data()
-        return pd.DataFrame(
-            summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
-        )
+        columns, rows = study_summary(data)
+        keys = [k for c in columns for k in (c.key, f"{c.key}_sd")]
+        frame = pd.DataFrame(rows, columns=["arm", "condition", "n", *keys, "diverged"])
+        frame.attrs["measured_at"] = data.kind.measured(data.spec)
+        return frame
 
     def verdict(self, *, at: str = "selected") -> Verdict:
         """The study's verdict (``at``: the ``"selected"`` or the ``"last"`` epoch's metrics).

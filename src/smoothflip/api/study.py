@@ -10,13 +10,14 @@ the same way ``smoothflip run`` does, and returns :class:`~smoothflip.api.result
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smoothflip._memory import Entry
+from smoothflip._text import safe_name
 from smoothflip.api.inputs import memory_keys, study_document
 from smoothflip.errors import SmoothflipError, SpecError
 from smoothflip.study.spec import StudySpec, load_study, parse_study
@@ -28,10 +29,6 @@ __all__ = ["DEFAULT_RUNS_DIR", "Study"]
 
 DEFAULT_RUNS_DIR = Path("smoothflip-runs")
 """Where :meth:`Study.run` writes without ``out``: ``smoothflip-runs/<study name>`` (as the CLI)."""
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^0-9A-Za-z_.-]", "-", name).strip(".-") or "study"
 
 
 class Study:
@@ -150,7 +147,7 @@ class Study:
             SpecError: the file is not TOML, or a key or value is wrong.
         """
         study = cls.__new__(cls)
-        study._entries, study._memory = [], []
+        study._entries, study._memory = [], {}
         study.spec = load_study(path)
         return study
 
@@ -168,11 +165,21 @@ class Study:
     def to_toml(self, path: str | os.PathLike[str] | None = None) -> str:
         """The resolved study file (every default written out); also written to ``path`` when given.
 
+        A model or training function defined at the top of a ``.py`` file is written as
+        ``"path/to/file.py:function"``, relative to ``path``'s folder (without ``path``: to the
+        study's ``base_dir``), so the file reruns the same study; one of an installed package as
+        ``"package.module:function"``.
+
         Raises:
-            SpecError: the study holds in-memory data or Python callables, which a file cannot name.
+            SpecError: the study holds in-memory data, or a callable a file cannot name (defined in a
+                notebook, in ``__main__`` or inside a function).
         """
-        if self._memory:
-            keys = ", ".join(self._memory)
+        from smoothflip.api.inputs import file_references
+
+        folder = Path(path).resolve().parent if path is not None else self.spec.base_dir
+        named = file_references(self._memory, relative_to=folder)
+        keys = ", ".join(k for k, reference in self._memory.items() if reference not in named)
+        if keys:
             raise SpecError(
                 f"to_toml: {keys} hold(s) in-memory data or a Python callable, which a study file cannot "
                 "name; save the data to a file (numpy.savez, DataFrame.to_parquet) and put the function in "
@@ -180,7 +187,7 @@ class Study:
             )
         from smoothflip.study.spec import dumps_study
 
-        text = dumps_study(self.spec)
+        text = dumps_study(_renamed(self.spec, named))
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
@@ -227,14 +234,14 @@ class Study:
         Raises:
             SmoothflipError: bad options, or a directory that holds another study (nothing is written).
         """
-        from smoothflip.api.running import run_study_here
+        from smoothflip.api.running import run_study_here, warn_failures, write_report_at
 
         if until_settled and max_seeds is None:
             raise SmoothflipError("until_settled needs max_seeds (the most seeds a cell may get)")
         if not until_settled and max_seeds is not None:
             raise SmoothflipError("max_seeds is an option of until_settled; pass until_settled=True")
-        target = Path(out) if out is not None else DEFAULT_RUNS_DIR / _safe_name(self.spec.name)
-        return run_study_here(
+        target = Path(out) if out is not None else DEFAULT_RUNS_DIR / safe_name(self.spec.name)
+        results = run_study_here(
             self.spec,
             target,
             options={
@@ -251,8 +258,10 @@ class Study:
             settle=(max_seeds, round_size) if until_settled else None,
             track=track,
             progress=progress,
-            report=report,
+            report=write_report_at if report else None,
         )
+        warn_failures(results)
+        return results
 
     def __repr__(self) -> str:
         from smoothflip.study.conditions import study_conditions
@@ -276,3 +285,20 @@ def _show(text: str) -> str:
     if text.startswith("memory:"):
         return printable(text.removeprefix("memory:").partition("@")[0])
     return f'"{printable(text)}"' if text != "in memory" else text
+
+
+def _renamed(value: Any, names: Mapping[str, str]) -> Any:
+    """``value`` (a spec: frozen dataclasses and tuples) with every string in ``names`` replaced."""
+    if isinstance(value, str):
+        return names.get(value, value)
+    if isinstance(value, tuple):
+        items = tuple(_renamed(v, names) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and names:
+        changed = {
+            f.name: new
+            for f in dataclasses.fields(value)
+            if f.init and (new := _renamed(getattr(value, f.name), names)) is not getattr(value, f.name)
+        }
+        return dataclasses.replace(value, **changed) if changed else value
+    return value

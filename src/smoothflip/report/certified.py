@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from smoothflip import certify
-from smoothflip.report.data import StudyData, t_interval
+from smoothflip.report.data import StudyData, mean_sd, metric_values, t_interval
 from smoothflip.study.spec.certify import metric_suffix
 from smoothflip.study.store import RunResult
 
@@ -52,15 +52,6 @@ def _cell(mean: float, low: float, high: float) -> str:
     if low == high:
         return f"{100 * mean:.1f}"
     return f"{100 * mean:.1f} [{100 * max(low, 0.0):.1f}, {100 * min(high, 1.0):.1f}]"
-
-
-def _metric_mean(runs: Sequence[RunResult], key: str, scale: float, digits: int) -> str:
-    values = np.array([float(r.metrics.get("selected", {}).get(key, math.nan)) for r in runs], dtype=float)
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return "—"
-    sd = f" ± {scale * values.std(ddof=1):.{digits}f}" if values.size > 1 else ""
-    return f"{scale * values.mean():.{digits}f}{sd}"
 
 
 def _answer(comparison: Any) -> str:
@@ -136,9 +127,9 @@ def certified_section(data: StudyData, verdict: Any) -> dict[str, Any] | None:
                         "arm": arm,
                         "n": len(runs),
                         "cells": [_cell(*v) for v in zip(mean, low, high, strict=True)],
-                        "mcr": _metric_mean(runs, f"test_mcr{sfx}", 1.0, 1),
-                        "acc": _metric_mean(runs, f"test_acc{sfx}", 100.0, 1),
-                        "base": _metric_mean(runs, f"test_base_acc{sfx}", 100.0, 1),
+                        "mcr": mean_sd(metric_values(runs, f"test_mcr{sfx}")),
+                        "acc": mean_sd(metric_values(runs, f"test_acc{sfx}"), scale=100.0),
+                        "base": mean_sd(metric_values(runs, f"test_base_acc{sfx}"), scale=100.0),
                     }
                 )
             if rows:

@@ -22,6 +22,8 @@ __all__ = [
     "StudyData",
     "load_study_data",
     "mean_curve",
+    "mean_sd",
+    "mean_sd_text",
     "metric_values",
     "pooled_reliability",
     "t_interval",
@@ -34,6 +36,42 @@ def metric_values(runs: Iterable[RunResult], key: str, *, at: str = "selected") 
     """Finite values of ``metrics[at][key]`` over ``runs`` (``[n]`` float64)."""
     values = np.array([float(r.metrics.get(at, {}).get(key, math.nan)) for r in runs], dtype=float)
     return values[np.isfinite(values)]
+
+
+def mean_sd_text(
+    mean: float, sd: float, *, scale: float = 1.0, digits: int = 1, sep: str = " ± ", missing: str = "—"
+) -> str:
+    """A mean and its standard deviation as a table cell: ``"84.2 ± 1.3"``.
+
+    Both are multiplied by ``scale`` (100: a fraction shown in percent) and written with ``digits``
+    decimals; a non-finite ``sd`` (one seed) leaves it out, a non-finite ``mean`` gives ``missing``.
+
+    Example:
+        >>> mean_sd_text(0.8421, 0.013, scale=100), mean_sd_text(1.5, math.nan, digits=3)
+        ('84.2 ± 1.3', '1.500')
+        >>> mean_sd_text(math.nan, 0.1), mean_sd_text(0.5, 0.01, sep="±", missing="-")
+        ('—', '0.5±0.0')
+    """
+    if not math.isfinite(mean):
+        return missing
+    text = f"{mean * scale:.{digits}f}"
+    return f"{text}{sep}{sd * scale:.{digits}f}" if math.isfinite(sd) else text
+
+
+def mean_sd(values: np.ndarray, *, scale: float = 1.0, digits: int = 1, missing: str = "—") -> str:
+    """The finite ``values`` (``[n]``, e.g. one metric over seeds) as ``"mean ± sd"`` (sd with
+    ``ddof=1``, from two values): :func:`mean_sd_text` of their mean and standard deviation.
+
+    Example:
+        >>> mean_sd(np.array([0.80, 0.84, math.nan]), scale=100), mean_sd(np.array([2.0]))
+        ('82.0 ± 2.8', '2.0')
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return missing
+    sd = float(values.std(ddof=1)) if values.size > 1 else math.nan
+    return mean_sd_text(float(values.mean()), sd, scale=scale, digits=digits, missing=missing)
 
 
 def t_interval(values: np.ndarray, *, level: float = 0.95) -> tuple[float, float, float]:

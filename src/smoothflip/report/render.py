@@ -31,9 +31,16 @@ import numpy as np
 from smoothflip import __version__
 from smoothflip._text import printable
 from smoothflip.report.certified import certified_section
-from smoothflip.report.data import StudyData, load_study_data, measured_at
+from smoothflip.report.data import (
+    StudyData,
+    load_study_data,
+    mean_sd,
+    mean_sd_text,
+    measured_at,
+    metric_values,
+)
 from smoothflip.report.figures import ALL_FIGURE_NAMES, FigureResult, build_figures
-from smoothflip.study.results import summarize
+from smoothflip.study.results import study_summary
 from smoothflip.study.verdict import study_verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -116,14 +123,6 @@ def _bare(text: str, unit: str) -> str:
     return text[: -len(suffix)] if unit and text.endswith(suffix) else text
 
 
-def _mean_sd(row: dict[str, Any], key: str, digits: int, scale: float) -> str:
-    mean, sd = row.get(key, math.nan), row.get(f"{key}_sd", math.nan)
-    if not math.isfinite(mean):
-        return "—"
-    text = f"{mean * scale:.{digits}f}"
-    return f"{text} ± {sd * scale:.{digits}f}" if math.isfinite(sd) else text
-
-
 def _analysis(data: StudyData) -> Any:
     """The study's verdict (comparisons, headlines, families, design), as the terminal shows it."""
     return study_verdict(data)
@@ -176,21 +175,24 @@ def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any
     return {"headers": headers, "groups": groups}
 
 
-def _summary(data: StudyData) -> list[dict[str, Any]]:
-    rows = summarize(data.results, arms=list(data.arms), conditions=[c.label for c in data.conditions])
-    return [
-        {
-            "condition": r["condition"],
-            "arm": r["arm"],
-            "n": r["n"],
-            "acc": _mean_sd(r, "test_acc", 1, 100.0),
-            "nll": _mean_sd(r, "test_nll", 3, 1.0),
-            "ece": _mean_sd(r, "test_ece", 1, 100.0),
-            "ece_ts": _mean_sd(r, "test_ece_ts", 1, 100.0),
-            "diverged": r["diverged"],
-        }
-        for r in rows
-    ]
+def _summary(data: StudyData) -> dict[str, Any]:
+    """The summary table: the study kind's summary columns, mean ± sd over seeds per condition and arm."""
+    columns, rows = study_summary(data)
+    return {
+        "columns": [c.title for c in columns],
+        "rows": [
+            {
+                "condition": r["condition"],
+                "arm": r["arm"],
+                "n": r["n"],
+                "cells": [
+                    mean_sd_text(r[c.key], r[f"{c.key}_sd"], scale=c.scale, digits=c.digits) for c in columns
+                ],
+                "diverged": r["diverged"],
+            }
+            for r in rows
+        ],
+    }
 
 
 def _representation(data: StudyData) -> list[dict[str, Any]]:
@@ -283,21 +285,7 @@ def _attack_table(data: StudyData) -> dict[str, Any] | None:
     columns = ([data.clean] if data.clean is not None else []) + attacks
     rows = []
     for arm in data.arms:
-        cells = []
-        for condition in columns:
-            values = np.array(
-                [
-                    float(r.metrics.get("selected", {}).get("test_acc", math.nan))
-                    for r in data.runs(arm, condition)
-                ]
-            )
-            values = values[np.isfinite(values)] * 100.0
-            if not values.size:
-                cells.append("—")
-            elif values.size == 1:
-                cells.append(f"{values[0]:.1f}")
-            else:
-                cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}")
+        cells = [mean_sd(metric_values(data.runs(arm, c), "test_acc"), scale=100.0) for c in columns]
         rows.append({"arm": arm, "cells": cells})
     return {"columns": [c.label for c in columns], "rows": rows}
 
@@ -314,12 +302,7 @@ def _language_model(data: StudyData) -> dict[str, Any] | None:
                 continue
 
             def stat(key: str, digits: int, runs: list = runs) -> str:
-                values = np.array([float(r.metrics.get("selected", {}).get(key, math.nan)) for r in runs])
-                values = values[np.isfinite(values)]
-                if not values.size:
-                    return "—"
-                sd = f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else ""
-                return f"{values.mean():.{digits}f}{sd}"
+                return mean_sd(metric_values(runs, key), digits=digits)
 
             rows.append(
                 {

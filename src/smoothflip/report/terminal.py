@@ -18,7 +18,7 @@ def escape(text: Any) -> str:
     return _markup_escape(printable(text))
 
 
-__all__ = ["VERDICT_STYLE", "print_verdict"]
+__all__ = ["VERDICT_STYLE", "print_summary", "print_verdict"]
 
 VERDICT_STYLE = {
     "helps": "green",
@@ -103,3 +103,34 @@ def print_verdict(out: Console, data: Any, result: Any) -> None:
             else ""
         )
     )
+
+
+def print_summary(out: Console, data: Any) -> None:
+    """The study's summary (``smoothflip run``): per condition and arm, mean ± sd over seeds of its
+    kind's summary metrics, where its kind measures them; one table per column group (a certified
+    study's k). ``data``: a :class:`~smoothflip.study.results.StudyData`."""
+    from smoothflip.report.data import mean_sd_text
+    from smoothflip.study.results import study_summary
+
+    columns, rows = study_summary(data)
+    where = data.kind.measured(data.spec)
+    for group in dict.fromkeys(c.group for c in columns):
+        shown = [c for c in columns if c.group == group]
+        title = (
+            f"{data.spec.name}: test metrics at {where}{f', {group}' if group else ''} (mean ± sd over seeds)"
+        )
+        table = Table(title=escape(title))
+        heads = ["condition", "arm", "n", *(c.terminal or c.label for c in shown), "diverged"]
+        for i, head in enumerate(heads):
+            justify, overflow = ("left", "fold") if i < 2 else ("right", "ellipsis")
+            table.add_column(escape(head), justify=justify, overflow=overflow)
+        for row in rows:
+            cells = [
+                mean_sd_text(
+                    row[c.key], row[f"{c.key}_sd"], scale=c.scale, digits=c.digits, sep="±", missing="-"
+                )
+                for c in shown
+            ]
+            named = escape(row["condition"]), escape(row["arm"])
+            table.add_row(*named, str(row["n"]), *cells, str(row["diverged"]))
+        out.print(table)

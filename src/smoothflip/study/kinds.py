@@ -29,6 +29,7 @@ from smoothflip.study.spec.certify import (
     CERTIFIED_METRICS,
     certified_measured_at,
     certified_metrics,
+    certified_summary_metrics,
     read_certify,
 )
 from smoothflip.study.spec.distillation import distillation_baselines, read_distillation_study
@@ -68,8 +69,70 @@ def _hard_label_teacher(top: Table, arms: tuple[ArmSpec, ...]) -> str:
     return "teacher-ls-0"
 
 
+def _certified_summary(spec: StudySpec) -> tuple[SummaryColumn, ...]:
+    per_k = certified_summary_metrics(spec)
+    return tuple(
+        SummaryColumn.of(m, group=f"k = {k}" if len(per_k) > 1 else "") for k, ms in per_k.items() for m in ms
+    )
+
+
 def _one_baseline(spec: StudySpec) -> dict[str, str]:
     return {a.name: spec.baseline for a in spec.arms if a.name != spec.baseline}
+
+
+@dataclass(frozen=True)
+class SummaryColumn:
+    """One metric column of a study's summary table (mean ± sd over seeds per arm and condition:
+    ``smoothflip run``'s table, the report's "Summary per technique", ``Results.summary()``).
+
+    Attributes:
+        key: the metric's key in ``metrics["selected"]``.
+        label: the column's header.
+        scale: display factor (100: a fraction shown in percent).
+        digits: decimals shown.
+        terminal: the terminal's header where it differs from ``label`` (the report explains TS).
+        group: the columns of one group share it (a certified study's ``"k = 20"``): the terminal
+            prints a table per group, the report adds it to the header (:attr:`title`).
+    """
+
+    key: str
+    label: str
+    scale: float = 1.0
+    digits: int = 1
+    terminal: str = ""
+    group: str = ""
+
+    @property
+    def title(self) -> str:
+        """The header with its group: ``"median certified radius (k = 20)"``."""
+        return f"{self.label} ({self.group})" if self.group else self.label
+
+    @classmethod
+    def of(cls, metric: MetricSpec, *, group: str = "") -> SummaryColumn:
+        """The column of a compared metric: its label (less a trailing ``" (<group>)"``), in percent
+        when it is in points.
+
+        Example:
+            >>> mcr = SummaryColumn.of(MetricSpec("test_mcr", "median certified radius", True, 1.0, "flips"))
+            >>> mcr.label, mcr.scale, mcr.digits
+            ('median certified radius', 1.0, 1)
+            >>> clean = MetricSpec("test_acc_k20", "clean accuracy (k = 20)", True, 100.0, "pts")
+            >>> SummaryColumn.of(clean, group="k = 20").title
+            'clean accuracy % (k = 20)'
+        """
+        label = metric.label.removesuffix(f" ({group})") if group else metric.label
+        if metric.unit == "pts" and metric.scale == 100.0:
+            label += " %"
+        return cls(metric.key, label, metric.scale, group=group)
+
+
+CLASSIFIER_SUMMARY: tuple[SummaryColumn, ...] = (
+    SummaryColumn("test_acc", "accuracy %", 100.0),
+    SummaryColumn("test_nll", "NLL", 1.0, 3),
+    SummaryColumn("test_ece", "ECE %", 100.0),
+    SummaryColumn("test_ece_ts", "ECE % after TS", 100.0, terminal="ECE % (temp. scaled)"),
+)
+"""The summary of a study whose kind names no summary metrics: accuracy, NLL, ECE, ECE after TS."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +169,9 @@ class StudyKind:
             study's radii); None: :attr:`metrics`.
         measured_at: where a run's metrics come from, as the report says it ("each base learner's
             last epoch"); None: the epoch selected on ``[train] selection``'s validation metric.
+        summary_of: the metric columns of its summary table, for one study (a certified study's
+            clean accuracy, certified accuracy at each radius and median certified radius, per k);
+            None: :data:`CLASSIFIER_SUMMARY`.
     """
 
     name: str
@@ -128,6 +194,16 @@ class StudyKind:
     tables: Mapping[str, Callable[[Table], Any]] = field(default_factory=dict)
     metrics_of: Callable[[StudySpec], tuple[MetricSpec, ...]] | None = None
     measured_at: Callable[[StudySpec], str] | None = None
+    summary_of: Callable[[StudySpec], tuple[SummaryColumn, ...]] | None = None
+
+    def summary_columns(self, spec: StudySpec) -> tuple[SummaryColumn, ...]:
+        """The metric columns of the summary table of ``spec`` (a study of this kind)."""
+        return CLASSIFIER_SUMMARY if self.summary_of is None else self.summary_of(spec)
+
+    def measured(self, spec: StudySpec) -> str:
+        """Where the metrics of ``spec`` come from, short: the kind's words or the validation-selected
+        epoch (the report says which validation metric: :func:`smoothflip.report.data.measured_at`)."""
+        return self.measured_at(spec) if self.measured_at is not None else "the validation-selected epoch"
 
     def study_metrics(self, spec: StudySpec) -> tuple[MetricSpec, ...]:
         """The metrics the verdicts of ``spec`` (a study of this kind) compare, in report order."""
@@ -193,6 +269,7 @@ for _kind in (
         metrics=CERTIFIED_METRICS,
         metrics_of=certified_metrics,
         measured_at=certified_measured_at,
+        summary_of=_certified_summary,
         headline=("test_mcr", "test_acc"),
         report_parts=frozenset({"certified"}),
         probes=False,

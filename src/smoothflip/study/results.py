@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 
 from smoothflip.errors import SmoothflipError, StoreError
 from smoothflip.study.conditions import LabelCondition, study_conditions
-from smoothflip.study.kinds import StudyKind, get_kind
+from smoothflip.study.kinds import StudyKind, SummaryColumn, get_kind
 from smoothflip.study.spec import StudySpec, load_study
 from smoothflip.study.store import RunFailure, RunResult, Store
 from smoothflip.techniques import get_technique
@@ -246,10 +246,19 @@ def curve_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
+SUMMARY_KEYS = ("test_acc", "test_nll", "test_ece", "test_ece_ts")
+"""What :func:`summarize` summarizes unless told (a classifier's summary)."""
+
+
 def summarize(
-    results: Iterable[RunResult], *, arms: list[str], conditions: list[str]
+    results: Iterable[RunResult],
+    *,
+    arms: list[str],
+    conditions: list[str],
+    keys: Sequence[str] = SUMMARY_KEYS,
 ) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds per arm and condition (selected epoch)."""
+    """Mean and standard deviation over seeds (``<key>``, ``<key>_sd``) of each of ``keys`` per arm
+    and condition (the stored ``selected`` metrics), with the runs ``n`` and how many ``diverged``."""
     groups: dict[tuple[str, str], list[RunResult]] = {}
     for r in results:
         groups.setdefault((r.arm, r.condition), []).append(r)
@@ -260,7 +269,7 @@ def summarize(
             if not runs:
                 continue
             row: dict[str, Any] = {"arm": arm, "condition": condition, "n": len(runs)}
-            for key in ("test_acc", "test_nll", "test_ece", "test_ece_ts"):
+            for key in keys:
                 values = np.array(
                     [r.metrics.get("selected", {}).get(key, math.nan) for r in runs], dtype=float
                 )
@@ -270,6 +279,18 @@ def summarize(
             row["diverged"] = sum(bool(r.metrics.get("diverged")) for r in runs)
             rows.append(row)
     return rows
+
+
+def study_summary(data: StudyData) -> tuple[tuple[SummaryColumn, ...], list[dict[str, Any]]]:
+    """The summary table of a study: its kind's summary columns and :func:`summarize`'s rows of them."""
+    columns = data.kind.summary_columns(data.spec)
+    rows = summarize(
+        data.results,
+        arms=list(data.arms),
+        conditions=[c.label for c in data.conditions],
+        keys=[c.key for c in columns],
+    )
+    return columns, rows
 
 
 def export(directory: str | Path, *, format: str = "csv", out: str | Path | None = None) -> list[Path]:

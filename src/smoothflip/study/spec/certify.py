@@ -206,6 +206,33 @@ def certified_metrics(spec: StudySpec) -> tuple[MetricSpec, ...]:
     return tuple(out)
 
 
+def certified_summary_metrics(spec: StudySpec) -> dict[int, tuple[MetricSpec, ...]]:
+    """A certified study's summary metrics per ``k``: clean accuracy, certified accuracy at each
+    radius (in order), the median certified radius.
+
+    Example:
+        >>> from smoothflip.study.spec.schema import CertifySpec
+        >>> class Study:  # stands for a StudySpec
+        ...     certify = CertifySpec(partitions=(10,), radii=(0, 2, 4))
+        >>> {k: [m.key for m in ms] for k, ms in certified_summary_metrics(Study()).items()}
+        {10: ['test_acc', 'test_cert_acc_r0', 'test_cert_acc_r2', 'test_cert_acc_r4', 'test_mcr']}
+    """
+    metrics = {m.key: m for m in certified_metrics(spec)}
+    cert = spec.certify
+    if cert is None:
+        cert = CertifySpec(radii=default_radii(CertifySpec.partitions))
+    out: dict[int, tuple[MetricSpec, ...]] = {}
+    for k in cert.partitions:
+        suffix = metric_suffix(cert, k)
+        keys = (
+            f"test_acc{suffix}",
+            *(f"test_cert_acc_r{r}{suffix}" for r in cert.radii),
+            f"test_mcr{suffix}",
+        )
+        out[k] = tuple(metrics[key] for key in keys)
+    return out
+
+
 CERTIFIED_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("test_cert_acc_r<r>", "certified accuracy at r flips (one per radius)", True, 100.0, "pts"),
     MetricSpec("test_mcr", "median certified radius", True, 1.0, "flips", "mcr", 1.0),
