@@ -26,6 +26,7 @@ from torch.func import functional_call, stack_module_state
 
 from smoothflip.engine.member_losses import LossGroup, MemberLosses
 from smoothflip.engine.schedule import Schedule, diverged
+from smoothflip.engine.stacked_layers import stacked_forward
 
 EVAL_CHUNK = 1024
 """Examples per member per evaluation forward pass (bounds evaluation memory)."""
@@ -49,6 +50,8 @@ class Stacked:
         self._each = torch.vmap(call, in_dims=(0, 0, 0))
         self._shared = torch.vmap(call, in_dims=(0, 0, None))
         self._layers = linear_layers(base) if not self.buffers else None
+        # convolutional models: batched matrix products on the CPU (CUDA keeps vmap's grouped convolutions)
+        self._program = stacked_forward(base) if self._layers is None and torch.device(device).type == "cpu" else None
 
     def _dense(self, h: Tensor) -> Tensor:
         """A stack of linear layers and activations as batched matrix products (no ``vmap``)."""
@@ -79,16 +82,16 @@ class Stacked:
         """``[P, B, *input] -> [P, B, *out]``: every member on its own batch."""
         if self._layers is not None:
             return self._dense(x)
+        if self._program is not None:
+            return self._program(self.params, self.buffers, x)
         return self._each(self.params, self.buffers, x)
 
     def shared(self, x: Tensor) -> Tensor:
         """``[N, *input] -> [P, N, K]``: every member on the same examples (in chunks)."""
-        if self._layers is not None:
+        if self._layers is not None or self._program is not None:
             return torch.cat(
                 [
-                    self._dense(
-                        x[i : i + EVAL_CHUNK].unsqueeze(0).expand(self.size, *x[i : i + EVAL_CHUNK].shape)
-                    )
+                    self.each(x[i : i + EVAL_CHUNK].unsqueeze(0).expand(self.size, *x[i : i + EVAL_CHUNK].shape))
                     for i in range(0, len(x), EVAL_CHUNK)
                 ],
                 dim=1,
