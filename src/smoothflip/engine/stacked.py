@@ -51,7 +51,9 @@ class Stacked:
         self._shared = torch.vmap(call, in_dims=(0, 0, None))
         self._layers = linear_layers(base) if not self.buffers else None
         # convolutional models: batched matrix products on the CPU (CUDA keeps vmap's grouped convolutions)
-        self._program = stacked_forward(base) if self._layers is None and torch.device(device).type == "cpu" else None
+        self._program = (
+            stacked_forward(base) if self._layers is None and torch.device(device).type == "cpu" else None
+        )
 
     def _dense(self, h: Tensor) -> Tensor:
         """A stack of linear layers and activations as batched matrix products (no ``vmap``)."""
@@ -91,7 +93,9 @@ class Stacked:
         if self._layers is not None or self._program is not None:
             return torch.cat(
                 [
-                    self.each(x[i : i + EVAL_CHUNK].unsqueeze(0).expand(self.size, *x[i : i + EVAL_CHUNK].shape))
+                    self.each(
+                        x[i : i + EVAL_CHUNK].unsqueeze(0).expand(self.size, *x[i : i + EVAL_CHUNK].shape)
+                    )
                     for i in range(0, len(x), EVAL_CHUNK)
                 ],
                 dim=1,

@@ -61,7 +61,7 @@ class Act:
     """A pack's activations in one of three layouts (``P`` members, ``B`` examples each):
 
     - ``"natural"``: ``[P, B, *F]`` (as ``vmap`` sees them; features ``[P, B, F]``);
-    - ``"cb"``: ``[P, C, B, *S]``, channels first and the batch inside (the im2col convolutions);
+    - ``"csb"``: ``[P, C, *S, B]``, channels first, the batch innermost (the im2col convolutions);
     - ``"bpc"``: ``[B, P·C, *S]``, the members' channels side by side (the grouped convolutions).
     """
 
@@ -75,18 +75,18 @@ class Act:
 
     def natural(self) -> Tensor:
         """``[P, B, *F]`` (a view where it can be)."""
-        if self.layout == "cb":
-            return self.data.movedim(1, 2)
+        if self.layout == "csb":
+            return self.data.movedim(-1, 1)
         if self.layout == "bpc":
             b, _, *rest = self.data.shape
             return self.data.view(b, self.members, -1, *rest).movedim(0, 1)
         return self.data
 
-    def cb(self) -> Tensor:
-        """``[P, C, B, *S]``, contiguous."""
-        if self.layout == "cb":
+    def csb(self) -> Tensor:
+        """``[P, C, *S, B]``, contiguous."""
+        if self.layout == "csb":
             return self.data
-        return self.natural().movedim(1, 2).contiguous()
+        return self.natural().movedim(1, -1).contiguous()
 
     def bpc(self) -> Tensor:
         """``[B, P·C, *S]``, contiguous."""
@@ -105,16 +105,62 @@ class Act:
 # --------------------------------------------------------------------------------------------------
 
 
-def _columns(x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]) -> Tensor:
-    """``im2col``: ``[P, C, B, *S] -> [P, C·prod(k), B·prod(S_out)]`` (rows ``(c, *k)``, columns ``(b, *s)``)."""
-    p, c = x.shape[:2]
-    nd = len(kernel)
-    if any(padding):
-        x = F.pad(x, [q for q in reversed(padding) for _ in range(2)])
-    for d in range(nd):
-        x = x.unfold(3 + d, kernel[d], stride[d])  # [P, C, B, *S_out, *k]
-    order = (0, 1, *range(3 + nd, 3 + 2 * nd), 2, *range(3, 3 + nd))
-    return x.permute(order).reshape(p, c * math.prod(kernel), -1)
+def _ranges(
+    offset: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    size: tuple[int, ...],
+    out: tuple[int, ...],
+) -> tuple[list[slice], list[slice]] | None:
+    """For one kernel offset: the output positions that read the input (``src``, along ``S_out``)
+    and the input positions they read (``dst``, along ``S``); None if none do."""
+    src: list[slice] = []
+    dst: list[slice] = []
+    for o, s, q, n, m in zip(offset, stride, padding, size, out, strict=True):
+        first = max(0, -((o - q) // s))  # smallest i with o - q + s·i >= 0
+        last = min(m, (n - 1 - o + q) // s + 1)  # one past the largest i with o - q + s·i <= n - 1
+        if last <= first:
+            return None
+        start = o - q + s * first
+        src.append(slice(first, last))
+        dst.append(slice(start, start + s * (last - first - 1) + 1, s))
+    return src, dst
+
+
+def _columns(
+    x: Tensor,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    out: tuple[int, ...],
+    ones: bool,
+) -> Tensor:
+    """``im2col``: ``[P, C, *S, B] -> [P, C·prod(k) (+1), prod(S_out)·B]``, rows ``(c, *k)``, columns
+    ``(*s, b)``, and with ``ones`` a last row of ones (the bias as one more weight). One strided copy
+    per kernel offset straight from ``x`` (runs of B contiguous values); the padding is written as
+    zeros, never built."""
+    p, c, *size, b = x.shape
+    rows = c * math.prod(kernel)
+    cols = x.new_empty(p, rows + ones, math.prod(out) * b)
+    view = cols[:, :rows].view(p, c, *kernel, *out, b)
+    every = slice(None)
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        region = _ranges(offset, stride, padding, tuple(size), out)
+        target = view[(every, every, *offset)]  # [P, C, *S_out, B]
+        if region is None:
+            target.zero_()
+            continue
+        src, dst = region
+        target[(every, every, *src, every)] = x[(every, every, *dst, every)]
+        for d, (r, m) in enumerate(zip(src, out, strict=True)):  # the padding this offset reads
+            lead = (every,) * (2 + d)
+            if r.start > 0:
+                target[(*lead, slice(0, r.start))] = 0
+            if r.stop < m:
+                target[(*lead, slice(r.stop, m))] = 0
+    if ones:
+        cols[:, rows] = 1
+    return cols
 
 
 def _fold(
@@ -125,86 +171,90 @@ def _fold(
     padding: tuple[int, ...],
     out: tuple[int, ...],
 ) -> Tensor:
-    """``col2im``, the adjoint of :func:`_columns`: ``[P, C·prod(k), B·prod(S_out)] -> [P, C, B, *S]``.
+    """``col2im``, the adjoint of :func:`_columns`: ``[P, C·prod(k), prod(S_out)·B] -> [P, C, *S, B]``.
 
     One strided addition per kernel offset, in a fixed order, into a contiguous tensor (the padding
     is never materialized)."""
-    p, c, b = shape[:3]
-    size = shape[3:]
-    g = cols.view(p, c, *kernel, b, *out)
+    p, c, *size, b = shape
+    g = cols.view(p, c, *kernel, *out, b)
     grad = cols.new_zeros(shape)
+    every = slice(None)
     for offset in itertools.product(*(range(k) for k in kernel)):
-        src: list[slice] = []
-        dst: list[slice] = []
-        for o, s, q, n, m in zip(offset, stride, padding, size, out, strict=True):
-            first = max(0, -((o - q) // s))  # smallest i with o - q + s·i >= 0
-            last = min(m, (n - 1 - o + q) // s + 1)  # one past the largest i with o - q + s·i <= n - 1
-            if last <= first:
-                break
-            start = o - q + s * first
-            src.append(slice(first, last))
-            dst.append(slice(start, start + s * (last - first - 1) + 1, s))
-        else:
-            grad[(slice(None),) * 3 + tuple(dst)] += g[(slice(None), slice(None), *offset, slice(None), *src)]
+        region = _ranges(offset, stride, padding, tuple(size), out)
+        if region is not None:
+            src, dst = region
+            grad[(every, every, *dst, every)] += g[(every, every, *offset, *src, every)]
     return grad
 
 
 class _Conv(torch.autograd.Function):
-    """A stacked convolution ``[P, C_in, B, *S] -> [P, C_out, B, *S_out]`` (weights ``[P, C_out, C_in, *k]``,
-    bias ``[P, C_out]`` or None), its backward by hand."""
+    """A stacked convolution ``[P, C_in, *S, B] -> [P, C_out, *S_out, B]`` (weights
+    ``[P, C_out, C_in, *k]``, bias ``[P, C_out]`` or None): one ``bmm`` on the im2col columns; its
+    backward by hand (two ``bmm`` and a col2im)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding):  # noqa: ANN001, ANN205 (autograd.Function)
+    def forward(ctx, x, weight, bias, stride, padding):
         p, c_out = weight.shape[:2]
         kernel = tuple(weight.shape[3:])
-        cols = _columns(x, kernel, stride, padding)
         out = tuple(
-            (n + 2 * q - k) // s + 1 for n, q, k, s in zip(x.shape[3:], padding, kernel, stride, strict=True)
+            (n + 2 * q - k) // s + 1
+            for n, q, k, s in zip(x.shape[2:-1], padding, kernel, stride, strict=True)
         )
+        cols = _columns(x, kernel, stride, padding, out, ones=bias is not None)
         w = weight.reshape(p, c_out, -1)
-        y = torch.bmm(w, cols) if bias is None else torch.baddbmm(bias.unsqueeze(2), w, cols)
-        ctx.save_for_backward(cols, weight)
-        ctx.geometry = (tuple(x.shape), stride, padding, out)
-        return y.view(p, c_out, x.shape[2], *out)
+        if bias is not None:  # the bias is the weight of the row of ones
+            w = torch.cat([w, bias.unsqueeze(2)], 2)
+        y = torch.bmm(w, cols)
+        ctx.save_for_backward(cols, w)
+        ctx.geometry = (tuple(x.shape), tuple(weight.shape), stride, padding, out)
+        return y.view(p, c_out, *out, x.shape[-1])
 
     @staticmethod
-    def backward(ctx, grad_y):  # noqa: ANN001, ANN205
-        cols, weight = ctx.saved_tensors
-        shape, stride, padding, out = ctx.geometry
-        p, c_out = weight.shape[:2]
+    def backward(ctx, grad_y):
+        cols, w = ctx.saved_tensors
+        shape, weight_shape, stride, padding, out = ctx.geometry
+        p, c_out = weight_shape[:2]
+        rows = math.prod(weight_shape[2:])
         g = grad_y.reshape(p, c_out, -1)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_cols = torch.bmm(weight.reshape(p, c_out, -1).transpose(1, 2), g)
-            grad_x = _fold(grad_cols, shape, tuple(weight.shape[3:]), stride, padding, out)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(g, cols.transpose(1, 2)).view(weight.shape)
-        if ctx.needs_input_grad[2]:
-            grad_b = g.sum(2)
+            grad_cols = torch.bmm(w[:, :, :rows].transpose(1, 2), g)
+            grad_x = _fold(grad_cols, shape, weight_shape[3:], stride, padding, out)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad = torch.bmm(g, cols.transpose(1, 2))  # [P, C_out, rows (+1)]: the bias's gradient last
+            grad_w = grad[:, :, :rows].reshape(weight_shape)
+            grad_b = grad[:, :, rows] if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None
 
 
 class _Linear(torch.autograd.Function):
-    """``[P, B, F] -> [P, B, out]`` with weights ``[P, out, F]`` and bias ``[P, out]`` or None."""
+    """A stacked linear layer, weights ``[P, out, F]`` and bias ``[P, out]`` or None, on features
+    ``[P, B, F] -> [P, B, out]`` or, ``first``, ``[P, F, B] -> [P, out, B]`` (the product then has
+    the long dimension last, and the features of a convolution need no copy)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):  # noqa: ANN001, ANN205
-        w = weight.transpose(1, 2)
-        y = torch.bmm(x, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w)
+    def forward(ctx, x, weight, bias, first):
+        if first:
+            y = torch.bmm(weight, x) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, x)
+        else:
+            w = weight.transpose(1, 2)
+            y = torch.bmm(x, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w)
         ctx.save_for_backward(x, weight)
+        ctx.first = first
         return y
 
     @staticmethod
-    def backward(ctx, grad_y):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
+        first = ctx.first
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(grad_y, weight)
+            grad_x = torch.bmm(weight.transpose(1, 2), grad_y) if first else torch.bmm(grad_y, weight)
         if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(grad_y.transpose(1, 2), x)
+            grad_w = torch.bmm(grad_y, x.transpose(1, 2)) if first else torch.bmm(grad_y.transpose(1, 2), x)
         if ctx.needs_input_grad[2]:
-            grad_b = grad_y.sum(1)
-        return grad_x, grad_w, grad_b
+            grad_b = grad_y.sum(2 if first else 1)
+        return grad_x, grad_w, grad_b, None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,8 +321,8 @@ def _conv_ok(m: nn.Module) -> bool:
 @_layer(nn.Conv1d, supports=_conv_ok)
 def _conv_im2col(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
     bias = params[f"{name}bias"] if m.bias is not None else None
-    y = _Conv.apply(act.cb(), params[f"{name}weight"], bias, tuple(m.stride), _conv_padding(m))
-    return Act(y, "cb")
+    y = _Conv.apply(act.csb(), params[f"{name}weight"], bias, tuple(m.stride), _conv_padding(m))
+    return Act(y, "csb")
 
 
 @_layer(nn.Conv2d, supports=_conv_ok)
@@ -294,8 +344,8 @@ def _bn_ok(m: nn.Module) -> bool:
 def _batch_norm(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
     if act.layout == "bpc":
         x = act.data  # [B, P·C, *S]: batch norm's own layout
-    elif act.layout == "cb":
-        x = act.data.reshape(1, act.data.shape[0] * act.data.shape[1], -1)  # [1, P·C, B·S]
+    elif act.layout == "csb":
+        x = act.data.reshape(1, act.data.shape[0] * act.data.shape[1], -1)  # [1, P·C, S·B]
     elif act.data.dim() == 3:  # BatchNorm1d on features [P, B, F]: the members' features are channels
         x = act.data.transpose(1, 2).reshape(1, -1, act.data.shape[1])
     else:
@@ -336,15 +386,19 @@ LAYERS[nn.Identity] = Layer(lambda m: True, lambda m, name, params, buffers, act
 
 @_layer(nn.Linear)
 def _linear(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
+    bias = params[f"{name}bias"] if m.bias is not None else None
+    if act.layout == "csb" and act.data.dim() == 3:  # features first, [P, F, B]
+        return Act(_Linear.apply(act.data, params[f"{name}weight"], bias, True), "csb")
     x = act.natural()
     if x.dim() != 3:
         raise ValueError(f"a stacked Linear needs [P, B, F] inputs, got {tuple(x.shape)}")
-    bias = params[f"{name}bias"] if m.bias is not None else None
-    return Act(_Linear.apply(x, params[f"{name}weight"], bias))
+    return Act(_Linear.apply(x, params[f"{name}weight"], bias, False))
 
 
 @_layer(nn.Flatten, supports=lambda m: m.start_dim == 1 and m.end_dim == -1)
 def _flatten(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
+    if act.layout == "csb":  # [P, C, *S, B] -> [P, C·S, B]: a view, the order of Flatten
+        return Act(act.data.reshape(act.data.shape[0], -1, act.data.shape[-1]), "csb")
     x = act.natural()
     return Act(x.reshape(x.shape[0], x.shape[1], -1))
 
@@ -357,16 +411,8 @@ def _unflatten(m: nn.Module, name: str, params: Params, buffers: Params, act: Ac
 
 @_layer(nn.MaxPool2d, supports=lambda m: not m.return_indices)
 def _max_pool(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
-    if act.layout == "cb":  # [P, C, B, H, W] -> [P·C, B, H, W]: the batch as channels
-        p, c, b = act.data.shape[:3]
-        x = act.data.reshape(p * c, b, *act.data.shape[3:])
-    else:
-        act = Act(act.bpc(), "bpc", act.members)
-        x = act.data
-    y = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-    if act.layout == "cb":
-        return act.like(y.view(p, c, b, *y.shape[2:]))
-    return act.like(y)
+    y = F.max_pool2d(act.bpc(), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+    return Act(y, "bpc", act.members)
 
 
 @_layer(nn.Sequential, children=True)
@@ -386,7 +432,7 @@ def _basic_block(m: nn.Module, name: str, params: Params, buffers: Params, act: 
     out = _relu(_child(m, "bn1", name, params, buffers, _child(m, "conv1", name, params, buffers, act)))
     out = _child(m, "bn2", name, params, buffers, _child(m, "conv2", name, params, buffers, out))
     short = _child(m, "shortcut", name, params, buffers, act)
-    other = {"bpc": short.bpc, "cb": short.cb, "natural": short.natural}[out.layout]()
+    other = {"bpc": short.bpc, "csb": short.csb, "natural": short.natural}[out.layout]()
     return out.like(F.relu(out.data + other))
 
 
@@ -424,6 +470,10 @@ members. Every operation then sees the same shapes whatever the pack's size (so 
 every member's rounding, never depend on it), and a chunk's activations stay in the CPU's caches."""
 
 
+EVAL_EXAMPLES = 256
+"""Examples per member per call in evaluation (a fixed number: no product sees the pack's size)."""
+
+
 class StackedForward:
     """``forward(params, buffers, x [P, B, *input]) -> [P, B, *out]``: the model's stacked program.
 
@@ -431,21 +481,35 @@ class StackedForward:
     or evaluation mode is read from ``base``'s modules at call time (batch norm updates its running
     statistics in ``buffers`` in place in training mode). The members run :data:`CHUNK` at a time."""
 
-    def __init__(self, base: nn.Module, chunk: int = CHUNK) -> None:
+    def __init__(self, base: nn.Module, chunk: int = CHUNK, examples: int = EVAL_EXAMPLES) -> None:
         self.base = base
         self.chunk = chunk
+        self.examples = examples
 
     def __call__(self, params: Params, buffers: Params, x: Tensor) -> Tensor:
         size, chunk = x.shape[0], self.chunk
+        # split, not slices: the backward of a split is one concatenation (a slice's is a zero tensor
+        # of the whole stack per chunk)
+        split = {k: v.split(chunk) for k, v in params.items()}
         outs = []
-        for first in range(0, size, chunk):
+        for i, first in enumerate(range(0, size, chunk)):
             n = min(chunk, size - first)
             fill = chunk - n  # a short last chunk: zero members fill it
-            p = {k: v[first : first + n] if not fill else _fill(v[first:], fill) for k, v in params.items()}
+            p = {k: v[i] if not fill else _fill(v[i], fill) for k, v in split.items()}
             # buffers: a copy per chunk, written back after (batch norm updates its running statistics
             # in place, and views of one tensor share one version counter that autograd checks)
             b = {k: _fill(v[first : first + n], fill) for k, v in buffers.items()}
-            out = self._run(p, b, x[first : first + n] if not fill else _fill(x[first:], fill))
+            xs = x[first : first + n] if not fill else _fill(x[first:], fill)
+            if torch.is_grad_enabled() or self.base.training:
+                out = self._run(p, b, xs)
+            else:  # evaluation: examples are independent; a few at a time stay in the caches
+                out = torch.cat(
+                    [
+                        self._run(p, b, xs[:, j : j + self.examples])
+                        for j in range(0, xs.shape[1], self.examples)
+                    ],
+                    1,
+                )
             outs.append(out if not fill else out[:n])
             with torch.no_grad():
                 for k, v in buffers.items():
@@ -453,7 +517,7 @@ class StackedForward:
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _run(self, params: Params, buffers: Params, x: Tensor) -> Tensor:
-        return _call(self.base, "", params, buffers, Act(x)).natural()
+        return _call(self.base, "", params, buffers, Act(x)).natural().contiguous()
 
 
 def _fill(v: Tensor, fill: int) -> Tensor:
