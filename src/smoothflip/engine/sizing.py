@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from smoothflip.engine.stacked import EVAL_CHUNK
+from smoothflip.engine.stacked_layers import im2col_elements, stacked_forward
 from smoothflip.errors import SmoothflipError
 
 MAX_PACK = {"cpu": 64, "cuda": 1024}
@@ -59,11 +60,16 @@ def free_memory(device: torch.device) -> int:
         return 4 << 30
 
 
-def member_bytes(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> int:
-    """Planned bytes per pack member: parameters with gradients and Adam state, and activations."""
+def member_bytes(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device | None = None
+) -> int:
+    """Planned bytes per pack member: parameters with gradients and Adam state, and activations (on
+    the CPU with the stacked layers, also the im2col columns kept for the backward pass)."""
     params = sum(p.numel() for p in model.parameters())
     acts = activation_elements(model, input_shape)
     train = 3 * acts * batch_size  # forward outputs kept for backward, their gradients, slack
+    if (device is None or device.type == "cpu") and stacked_forward(model) is not None:
+        train += im2col_elements(model, input_shape) * batch_size
     evaluation = acts * EVAL_CHUNK
     return 4 * (4 * params + max(train, evaluation))
 
@@ -73,7 +79,7 @@ def auto_pack_size(
 ) -> int:
     """The largest pack that fits :data:`MEMORY_SHARE` of free memory, capped by :data:`MAX_PACK`."""
     budget = MEMORY_SHARE * free_memory(device)
-    fit = int(budget // member_bytes(model, input_shape, batch_size))
+    fit = int(budget // member_bytes(model, input_shape, batch_size, device))
     return max(1, min(MAX_PACK.get(device.type, MAX_PACK["cpu"]), fit))
 
 

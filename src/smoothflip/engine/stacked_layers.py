@@ -1,45 +1,40 @@
-"""A pack's convolutional models as batched matrix products: the CPU path that replaces ``vmap``.
+"""A pack's convolutional models without ``vmap``: the CPU path of ``engine.stacked.Stacked``.
 
 Under :func:`torch.vmap` a stacked ``Conv1d``/``Conv2d`` becomes one grouped convolution (a group
-per member), which the CPU runs far below its matrix-product rate on the small models of a study
-(benchmarks/RESULTS.md). Here each supported layer has a stacked twin that works on all P members
-at once without ``vmap``:
+per member), which the CPU runs far below its matrix-product rate on the small models of a study,
+and whose kernel, and with it every member's rounding, changes with the pack's size. Here each
+supported layer has a stacked twin (the registry :data:`LAYERS`, keyed by the module's exact type:
+a subclass may change ``forward``), and :func:`stacked_forward` composes them into the program of a
+model built only from them (the built-in ``cnn1d``, ``cnn2d`` and ``resnet``, and user models made of
+the same layers; else None, and the pack keeps ``vmap``):
 
-- activations of convolutional layers are kept **channels first, batch inside**, ``[P, C, B, *S]``
-  (``S`` the spatial dimensions): a convolution is ``im2col`` (a padded, unfolded copy
-  ``[P, C_in·k, B·S_out]``) and one ``torch.bmm`` with the weights ``[P, C_out, C_in·k]``, whose
-  output ``[P, C_out, B·S_out]`` is already the next layer's input — the product with the long
-  dimension last, which runs about 1.5x faster on the CPU than the transposed (channels-last) one;
-  its backward is written by hand (:class:`_Conv`): two more products and a ``col2im`` made of one
-  strided addition per kernel offset into a contiguous gradient;
-- batch norm normalizes a ``[1, P·C, B·S]`` view with ``F.batch_norm`` (each member's channel its
-  own channel: its own batch statistics, its own running statistics updated in place), max pooling
-  pools a ``[P·C, B, H, W]`` view;
-- linear layers are ``[P, B, F] @ [P, F, out]`` products (:class:`_Linear`), elementwise
-  activations act in place of nothing.
+- ``Conv1d``: im2col and batched matrix products (:func:`~smoothflip.engine.stacked_ops.conv`) on
+  activations ``[P, C, L, B]``;
+- ``Conv2d``: one grouped convolution per chunk of members, channels last (``[B, P·C, H, W]``);
+  on the CPU's small images im2col moves 9x the activations through memory and loses;
+- batch norm on the members' channels side by side (``F.batch_norm`` on ``[B, P·C, H, W]`` or
+  ``[1, P·C, L·B]``: each member its own batch statistics and its own running statistics, updated
+  in place), max pooling, linear layers as batched products, ReLU (in place where nothing else holds
+  its input), the ResNet's blocks and global average pooling.
 
-The layers are a registry (:data:`LAYERS`), keyed by the module's exact type (a subclass may
-change ``forward``); :func:`stacked_forward` returns the program for a model built only from them
-(the built-in ``cnn1d``, ``cnn2d`` and ``resnet``, and user models made of the same layers), else
-None, and the pack keeps ``vmap``. Every member's arithmetic is the same whatever its pack mates
-and the pack's size: products of one member never mix with another's, and a pack of one runs its
-products as a pack of two (``torch.bmm`` takes another code path for a batch of one, which rounds
-some shapes differently).
+The members run :data:`CHUNK` at a time, a short last chunk filled with zero members where an
+operation's rounding would depend on how many members it holds, so a member's numbers are bitwise the
+same in any pack (``tests/test_stacked_layers.py``); a chunk's activations stay in the caches.
+In evaluation the examples run :data:`EVAL_EXAMPLES` at a time.
 
 Example:
     >>> import torch
+    >>> from torch.func import stack_module_state
     >>> from smoothflip.models import build_model
     >>> models = [build_model("cnn1d", input_shape=(40,), num_classes=10) for _ in range(3)]
-    >>> params = {k: torch.stack([dict(m.named_parameters())[k] for m in models]) for k, _ in
-    ...           models[0].named_parameters()}
+    >>> params, buffers = stack_module_state(models)
     >>> forward = stacked_forward(models[0])
-    >>> forward(params, {}, torch.zeros(3, 8, 40)).shape  # [P, B, K]
+    >>> forward(params, buffers, torch.zeros(3, 8, 40)).shape  # [P, B, K]
     torch.Size([3, 8, 10])
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smoothflip.engine.stacked_ops import conv, linear
 from smoothflip.models.classifier import Classifier
 from smoothflip.models.resnet import BasicBlock, ResNetBody
 
@@ -68,6 +64,9 @@ class Act:
     data: Tensor
     layout: str = "natural"
     members: int = 0
+    fresh: bool = False
+    """``data`` was made by the layer that returned it and nothing else holds it (an activation may
+    then overwrite it in place)."""
 
     def __post_init__(self) -> None:
         if self.layout != "bpc":
@@ -95,166 +94,9 @@ class Act:
         x = self.natural()  # [P, B, C, *S]
         return x.movedim(0, 1).reshape(x.shape[1], -1, *x.shape[3:])
 
-    def like(self, data: Tensor) -> Act:
+    def like(self, data: Tensor, *, fresh: bool = False) -> Act:
         """Other data in this layout."""
-        return Act(data, self.layout, self.members)
-
-
-# --------------------------------------------------------------------------------------------------
-# convolution as im2col + bmm, with its backward
-# --------------------------------------------------------------------------------------------------
-
-
-def _ranges(
-    offset: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    size: tuple[int, ...],
-    out: tuple[int, ...],
-) -> tuple[list[slice], list[slice]] | None:
-    """For one kernel offset: the output positions that read the input (``src``, along ``S_out``)
-    and the input positions they read (``dst``, along ``S``); None if none do."""
-    src: list[slice] = []
-    dst: list[slice] = []
-    for o, s, q, n, m in zip(offset, stride, padding, size, out, strict=True):
-        first = max(0, -((o - q) // s))  # smallest i with o - q + s·i >= 0
-        last = min(m, (n - 1 - o + q) // s + 1)  # one past the largest i with o - q + s·i <= n - 1
-        if last <= first:
-            return None
-        start = o - q + s * first
-        src.append(slice(first, last))
-        dst.append(slice(start, start + s * (last - first - 1) + 1, s))
-    return src, dst
-
-
-def _columns(
-    x: Tensor,
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    out: tuple[int, ...],
-    ones: bool,
-) -> Tensor:
-    """``im2col``: ``[P, C, *S, B] -> [P, C·prod(k) (+1), prod(S_out)·B]``, rows ``(c, *k)``, columns
-    ``(*s, b)``, and with ``ones`` a last row of ones (the bias as one more weight). One strided copy
-    per kernel offset straight from ``x`` (runs of B contiguous values); the padding is written as
-    zeros, never built."""
-    p, c, *size, b = x.shape
-    rows = c * math.prod(kernel)
-    cols = x.new_empty(p, rows + ones, math.prod(out) * b)
-    view = cols[:, :rows].view(p, c, *kernel, *out, b)
-    every = slice(None)
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        region = _ranges(offset, stride, padding, tuple(size), out)
-        target = view[(every, every, *offset)]  # [P, C, *S_out, B]
-        if region is None:
-            target.zero_()
-            continue
-        src, dst = region
-        target[(every, every, *src, every)] = x[(every, every, *dst, every)]
-        for d, (r, m) in enumerate(zip(src, out, strict=True)):  # the padding this offset reads
-            lead = (every,) * (2 + d)
-            if r.start > 0:
-                target[(*lead, slice(0, r.start))] = 0
-            if r.stop < m:
-                target[(*lead, slice(r.stop, m))] = 0
-    if ones:
-        cols[:, rows] = 1
-    return cols
-
-
-def _fold(
-    cols: Tensor,
-    shape: tuple[int, ...],
-    kernel: tuple[int, ...],
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    out: tuple[int, ...],
-) -> Tensor:
-    """``col2im``, the adjoint of :func:`_columns`: ``[P, C·prod(k), prod(S_out)·B] -> [P, C, *S, B]``.
-
-    One strided addition per kernel offset, in a fixed order, into a contiguous tensor (the padding
-    is never materialized)."""
-    p, c, *size, b = shape
-    g = cols.view(p, c, *kernel, *out, b)
-    grad = cols.new_zeros(shape)
-    every = slice(None)
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        region = _ranges(offset, stride, padding, tuple(size), out)
-        if region is not None:
-            src, dst = region
-            grad[(every, every, *dst, every)] += g[(every, every, *offset, *src, every)]
-    return grad
-
-
-class _Conv(torch.autograd.Function):
-    """A stacked convolution ``[P, C_in, *S, B] -> [P, C_out, *S_out, B]`` (weights
-    ``[P, C_out, C_in, *k]``, bias ``[P, C_out]`` or None): one ``bmm`` on the im2col columns; its
-    backward by hand (two ``bmm`` and a col2im)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding):
-        p, c_out = weight.shape[:2]
-        kernel = tuple(weight.shape[3:])
-        out = tuple(
-            (n + 2 * q - k) // s + 1
-            for n, q, k, s in zip(x.shape[2:-1], padding, kernel, stride, strict=True)
-        )
-        cols = _columns(x, kernel, stride, padding, out, ones=bias is not None)
-        w = weight.reshape(p, c_out, -1)
-        if bias is not None:  # the bias is the weight of the row of ones
-            w = torch.cat([w, bias.unsqueeze(2)], 2)
-        y = torch.bmm(w, cols)
-        ctx.save_for_backward(cols, w)
-        ctx.geometry = (tuple(x.shape), tuple(weight.shape), stride, padding, out)
-        return y.view(p, c_out, *out, x.shape[-1])
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        cols, w = ctx.saved_tensors
-        shape, weight_shape, stride, padding, out = ctx.geometry
-        p, c_out = weight_shape[:2]
-        rows = math.prod(weight_shape[2:])
-        g = grad_y.reshape(p, c_out, -1)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_cols = torch.bmm(w[:, :, :rows].transpose(1, 2), g)
-            grad_x = _fold(grad_cols, shape, weight_shape[3:], stride, padding, out)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            grad = torch.bmm(g, cols.transpose(1, 2))  # [P, C_out, rows (+1)]: the bias's gradient last
-            grad_w = grad[:, :, :rows].reshape(weight_shape)
-            grad_b = grad[:, :, rows] if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None, None
-
-
-class _Linear(torch.autograd.Function):
-    """A stacked linear layer, weights ``[P, out, F]`` and bias ``[P, out]`` or None, on features
-    ``[P, B, F] -> [P, B, out]`` or, ``first``, ``[P, F, B] -> [P, out, B]`` (the product then has
-    the long dimension last, and the features of a convolution need no copy)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, first):
-        if first:
-            y = torch.bmm(weight, x) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, x)
-        else:
-            w = weight.transpose(1, 2)
-            y = torch.bmm(x, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w)
-        ctx.save_for_backward(x, weight)
-        ctx.first = first
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, weight = ctx.saved_tensors
-        first = ctx.first
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(weight.transpose(1, 2), grad_y) if first else torch.bmm(grad_y, weight)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(grad_y, x.transpose(1, 2)) if first else torch.bmm(grad_y.transpose(1, 2), x)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad_y.sum(2 if first else 1)
-        return grad_x, grad_w, grad_b, None
+        return Act(data, self.layout, self.members, fresh)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,22 +160,38 @@ def _conv_ok(m: nn.Module) -> bool:
     )
 
 
-@_layer(nn.Conv1d, supports=_conv_ok)
+IM2COL = (nn.Conv1d,)
+"""The convolutions that run as im2col and products (the others as grouped convolutions)."""
+
+
+@_layer(*IM2COL, supports=_conv_ok)
 def _conv_im2col(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
     bias = params[f"{name}bias"] if m.bias is not None else None
-    y = _Conv.apply(act.csb(), params[f"{name}weight"], bias, tuple(m.stride), _conv_padding(m))
-    return Act(y, "csb")
+    y = conv(act.csb(), params[f"{name}weight"], bias, stride=tuple(m.stride), padding=_conv_padding(m))
+    return Act(y, "csb", fresh=True)
 
 
-@_layer(nn.Conv2d, supports=_conv_ok)
+CHANNELS_LAST = False
+"""Run the grouped convolutions channels last. About 30% faster for the ResNet on 8x8 digits, but
+its kernels round differently from the contiguous ones a run trained alone uses, and under training
+a ResNet amplifies that: its losses left the per-run reference's by 1e-3 within two epochs, where
+contiguous kernels stay within 1e-5 as ``vmap`` does (benchmarks/RESULTS.md)."""
+
+
+GROUPED = (nn.Conv2d,)
+"""The convolutions that run as grouped convolutions (one group per member)."""
+
+
+@_layer(*GROUPED, supports=_conv_ok)
 def _conv_grouped(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
-    x = act.bpc().contiguous(memory_format=torch.channels_last)  # [B, P·C_in, H, W]
+    fmt = torch.channels_last if CHANNELS_LAST else torch.contiguous_format
+    x = act.bpc().contiguous(memory_format=fmt)  # [B, P·C_in, H, W]
     weight = params[f"{name}weight"]  # [P, C_out, C_in, kh, kw]
     p, c_out, c_in = weight.shape[:3]
     bias = params[f"{name}bias"].reshape(-1) if m.bias is not None else None
     w = weight.reshape(p * c_out, c_in, *weight.shape[3:])
     y = F.conv2d(x, w, bias, tuple(m.stride), _conv_padding(m), 1, p)
-    return Act(y.contiguous(memory_format=torch.channels_last), "bpc", p)
+    return Act(y.contiguous(memory_format=fmt), "bpc", p, fresh=True)
 
 
 def _bn_ok(m: nn.Module) -> bool:
@@ -364,6 +222,9 @@ def _batch_norm(m: nn.Module, name: str, params: Params, buffers: Params, act: A
     )
     if act.layout == "natural":
         return Act(y.view(act.members, -1, act.data.shape[1]).transpose(1, 2))
+    if act.layout == "bpc":
+        return act.like(y, fresh=True)
+    # a view: overwriting it in place would cost autograd a copy of the whole base in the backward
     return act.like(y.view(act.data.shape))
 
 
@@ -378,7 +239,11 @@ def _elementwise(fn: Callable[[nn.Module, Tensor], Tensor]) -> Run:
     return lambda m, name, params, buffers, act: act.like(fn(m, act.data))
 
 
-LAYERS[nn.ReLU] = Layer(lambda m: True, _elementwise(lambda m, x: F.relu(x)))
+def _relu_layer(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
+    return _relu(act)
+
+
+LAYERS[nn.ReLU] = Layer(lambda m: True, _relu_layer)
 LAYERS[nn.Tanh] = Layer(lambda m: True, _elementwise(lambda m, x: torch.tanh(x)))
 LAYERS[nn.GELU] = Layer(lambda m: True, _elementwise(lambda m, x: F.gelu(x, approximate=m.approximate)))
 LAYERS[nn.Identity] = Layer(lambda m: True, lambda m, name, params, buffers, act: act)
@@ -388,11 +253,11 @@ LAYERS[nn.Identity] = Layer(lambda m: True, lambda m, name, params, buffers, act
 def _linear(m: nn.Module, name: str, params: Params, buffers: Params, act: Act) -> Act:
     bias = params[f"{name}bias"] if m.bias is not None else None
     if act.layout == "csb" and act.data.dim() == 3:  # features first, [P, F, B]
-        return Act(_Linear.apply(act.data, params[f"{name}weight"], bias, True), "csb")
+        return Act(linear(act.data, params[f"{name}weight"], bias, features_first=True), "csb", fresh=True)
     x = act.natural()
     if x.dim() != 3:
         raise ValueError(f"a stacked Linear needs [P, B, F] inputs, got {tuple(x.shape)}")
-    return Act(_Linear.apply(x, params[f"{name}weight"], bias, False))
+    return Act(linear(x, params[f"{name}weight"], bias, features_first=False), fresh=True)
 
 
 @_layer(nn.Flatten, supports=lambda m: m.start_dim == 1 and m.end_dim == -1)
@@ -433,7 +298,7 @@ def _basic_block(m: nn.Module, name: str, params: Params, buffers: Params, act: 
     out = _child(m, "bn2", name, params, buffers, _child(m, "conv2", name, params, buffers, out))
     short = _child(m, "shortcut", name, params, buffers, act)
     other = {"bpc": short.bpc, "csb": short.csb, "natural": short.natural}[out.layout]()
-    return out.like(F.relu(out.data + other))
+    return out.like((out.data + other).relu_(), fresh=True)
 
 
 @_layer(ResNetBody, children=True)
@@ -446,7 +311,8 @@ def _resnet_body(m: nn.Module, name: str, params: Params, buffers: Params, act: 
 
 
 def _relu(act: Act) -> Act:
-    return act.like(F.relu(act.data))
+    """ReLU, in place on a fresh activation (one tensor fewer; its backward reads only the result)."""
+    return act.like(act.data.relu_() if act.fresh else F.relu(act.data), fresh=act.fresh)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -465,9 +331,11 @@ def _supported(module: nn.Module) -> bool:
 
 
 CHUNK = 8
-"""Members per call of the stacked program: always this many, a short last chunk filled with zero
-members. Every operation then sees the same shapes whatever the pack's size (so the kernels, and
-every member's rounding, never depend on it), and a chunk's activations stay in the CPU's caches."""
+"""Members per call of the stacked program (a chunk's activations stay in the CPU's caches). With a
+grouped convolution every chunk holds exactly this many, a short last one filled with zero members:
+the convolution's kernel, and with it a member's rounding, depends on the number of groups. Batched
+products round each member's matrices the same way for any batch of two or more (not of one), so
+models without grouped convolutions fill a chunk of one member to two only."""
 
 
 EVAL_EXAMPLES = 256
@@ -485,6 +353,8 @@ class StackedForward:
         self.base = base
         self.chunk = chunk
         self.examples = examples
+        grouped = any(type(m) in GROUPED for m in base.modules())
+        self.least = chunk if grouped else min(2, chunk)  # members a call holds at least
 
     def __call__(self, params: Params, buffers: Params, x: Tensor) -> Tensor:
         size, chunk = x.shape[0], self.chunk
@@ -494,7 +364,7 @@ class StackedForward:
         outs = []
         for i, first in enumerate(range(0, size, chunk)):
             n = min(chunk, size - first)
-            fill = chunk - n  # a short last chunk: zero members fill it
+            fill = max(self.least - n, 0)  # a short last chunk: zero members fill it
             p = {k: v[i] if not fill else _fill(v[i], fill) for k, v in split.items()}
             # buffers: a copy per chunk, written back after (batch norm updates its running statistics
             # in place, and views of one tensor share one version counter that autograd checks)
@@ -541,22 +411,22 @@ def stacked_forward(model: nn.Module) -> StackedForward | None:
     return StackedForward(model)
 
 
-def im2col_elements(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(sum, max)`` over the model's convolutions of the ``im2col`` columns one example needs
-    (``C_in·prod(k)·prod(S_out)`` each): what the stacked program keeps for the backward pass (sum)
-    and holds at once in evaluation (max), per example, beyond the model's activations.
+def im2col_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Elements of the ``im2col`` columns (``(C_in·prod(k) + 1)·prod(S_out)`` per convolution) that
+    the stacked program keeps for the backward pass, per example: its memory beyond the activations.
 
     Example:
         >>> from torch import nn
         >>> im2col_elements(nn.Sequential(nn.Conv1d(1, 4, 5, stride=2), nn.Conv1d(4, 4, 3)), (1, 40))
-        (288, 198)
+        316
     """
     sizes: list[int] = []
 
     def hook(module: nn.Module, _inputs: object, output: Tensor) -> None:
-        sizes.append(module.in_channels * math.prod(module.kernel_size) * math.prod(output.shape[2:]))
+        rows = module.in_channels * math.prod(module.kernel_size) + (module.bias is not None)
+        sizes.append(rows * math.prod(output.shape[2:]))
 
-    convs = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    convs = [m for m in model.modules() if type(m) in IM2COL]
     handles = [m.register_forward_hook(hook) for m in convs]
     modes = {m: m.training for m in model.modules()}
     try:
@@ -568,4 +438,4 @@ def im2col_elements(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int
             h.remove()
         for m, training in modes.items():
             m.training = training
-    return sum(sizes), max(sizes, default=0)
+    return sum(sizes)
