@@ -13,10 +13,11 @@ from smoothflip.engine.stacked_layers import im2col_elements, stacked_forward
 from smoothflip.errors import SmoothflipError
 
 MAX_PACK = {"cpu": 64, "cuda": 1024}
-"""Upper bound on a pack's size per device type. On the CPU bigger packs gain nothing and can lose:
-the MNIST-1D CNN costs 1.18 ms per member-step in a pack of 45 and 1.55 ms in a pack of 90 (cache
-effects of the grouped convolution). The plan cuts balanced packs (75 runs: 38 + 37); a kill costs at
-most the work since the pack's last checkpoint, whatever its size."""
+"""Upper bound on a pack's size per device type. On the CPU bigger packs gained nothing under ``vmap``
+and could lose: the MNIST-1D CNN cost 1.18 ms per member-step in a pack of 45 and 1.55 ms in a pack of
+90 (cache effects of the grouped convolution); the stacked layers run eight members at a time, so a
+bigger pack only adds chunks. The plan cuts balanced packs (75 runs: 38 + 37); a kill costs at most
+the work since the pack's last checkpoint, whatever its size."""
 
 MEMORY_SHARE = 0.25
 """Fraction of the free memory a pack may plan to use."""
