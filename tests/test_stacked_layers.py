@@ -132,6 +132,34 @@ def test_a_member_is_bitwise_the_same_in_any_pack(case):
                 assert torch.equal(part[2][key][j], whole[2][key][m]), key
 
 
+@pytest.mark.parametrize("case", ["cnn1d", "resnet"])
+def test_a_diverged_member_leaks_nothing_into_its_mates(case):
+    """A member whose parameters are NaN (diverged, frozen out by the engine) shares chunks with the
+    others: their outputs, gradients and running statistics stay bitwise what they were."""
+    name, shape, options = CASES[case]
+    models = _members(name, shape, options, 5)
+    x = torch.randn(5, 20, *shape, generator=torch.Generator().manual_seed(7))
+
+    def run(poison: bool) -> tuple:
+        stacked = Stacked(copy.deepcopy(models), torch.device("cpu"))
+        if poison:
+            with torch.no_grad():
+                for p in stacked.params.values():
+                    p[2] = float("nan")
+        out = stacked.each(x)
+        out[[0, 1, 3, 4]].square().sum().backward()
+        return out.detach(), {k: v.grad for k, v in stacked.params.items()}, stacked.buffers
+
+    clean, poisoned = run(False), run(True)
+    assert torch.isnan(poisoned[0][2]).all()
+    for m in (0, 1, 3, 4):
+        assert torch.equal(poisoned[0][m], clean[0][m])
+        for key in clean[1]:
+            assert torch.equal(poisoned[1][key][m], clean[1][key][m]), key
+        for key in clean[2]:
+            assert torch.equal(poisoned[2][key][m], clean[2][key][m]), key
+
+
 def test_models_the_stacked_layers_do_not_cover_keep_vmap():
     class MyConv(nn.Conv1d):  # a subclass may change forward: exact types only
         pass
