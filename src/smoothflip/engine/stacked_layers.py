@@ -10,8 +10,9 @@ the same layers; else None, and the pack keeps ``vmap``):
 
 - ``Conv1d``: im2col and batched matrix products (:func:`~smoothflip.engine.stacked_ops.conv`) on
   activations ``[P, C, L, B]``;
-- ``Conv2d``: one grouped convolution per chunk of members, channels last (``[B, P·C, H, W]``);
-  on the CPU's small images im2col moves 9x the activations through memory and loses;
+- ``Conv2d``: one grouped convolution per chunk of members (``[B, P·C, H, W]``; contiguous by
+  default, see :data:`CHANNELS_LAST`); on the CPU's small images im2col moves 9x the activations
+  through memory and loses;
 - batch norm on the members' channels side by side (``F.batch_norm`` on ``[B, P·C, H, W]`` or
   ``[1, P·C, L·B]``: each member its own batch statistics and its own running statistics, updated
   in place), max pooling, linear layers as batched products, ReLU (in place where nothing else holds
@@ -126,7 +127,9 @@ LAYERS: dict[type[nn.Module], Layer] = {}
 """Module type (exact) -> its stacked twin."""
 
 
-def _layer(*types: type[nn.Module], supports: Callable[[nn.Module], bool] = lambda m: True, children=False):
+def _layer(
+    *types: type[nn.Module], supports: Callable[[nn.Module], bool] = lambda m: True, children: bool = False
+) -> Callable[[Run], Run]:
     def register(run: Run) -> Run:
         for t in types:
             LAYERS[t] = Layer(supports, run, children)
