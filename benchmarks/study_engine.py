@@ -16,16 +16,26 @@ The grid is the one of issue 16: 75 runs on MNIST-1D (ce, label smoothing 0.1, n
 3. **reference** and **bare**: ``train_reference`` (the per-run loop the pack is tested against)
    and a bare sequential loop (model, Adam, ``F.cross_entropy``), timed on ``--sample`` runs and
    scaled to the whole grid.
+4. **arithmetic rate**: the matrix-product and convolution FLOPs of one training step and of one
+   example's evaluation (``torch.utils.flop_counter.FlopCounterMode`` on one member; batch norm,
+   activations and the optimizer are not counted), over the pack's training and evaluation seconds
+   and over the bare loop's seconds, in GFLOP/s, beside a large matrix product's rate
+   (``--gemm`` x ``--gemm``, float32) measured in the same run.
+5. with ``--vmap``, the convolutional models' pack again under ``torch.vmap`` (without the stacked
+   layers of ``engine/stacked_layers.py``): the before and after of issue 25 side by side.
+6. with ``--profile``, what a step of the stacked model costs, by operation (``torch.profiler``,
+   20 steps of the floor loop per convolutional model, self CPU time): what holds the pack.
 
-It prints one table (seconds, ratios) and the machine. Usage::
+It prints one table (seconds, ratios, rates) and the machine. Usage::
 
     python benchmarks/study_engine.py [--steps 3000] [--models logistic mlp cnn1d resnet8]
-        [--eval-every 1] [--sample 5] [--device cpu]
+        [--eval-every 1] [--sample 5] [--device cpu] [--vmap] [--profile] [--gemm 2048]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -36,8 +46,9 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from smoothflip.engine import resolve_study
+from smoothflip.engine import resolve_study, stacked
 from smoothflip.engine.classifier.members import build_member
 from smoothflip.engine.classifier.pack import train_pack
 from smoothflip.engine.classifier.reference import train_reference
@@ -131,7 +142,7 @@ def floor_ensemble(x: torch.Tensor, y: torch.Tensor, sizes: list[int], members: 
     return time.perf_counter() - start
 
 
-def floor_stacked(runs, dataset, device: torch.device, steps: int) -> float:
+def floor_stacked(runs, dataset, device: torch.device, steps: int, profile: bool = False) -> float:
     """The engine's own ``Stacked`` model with one Adam and one cross-entropy (models the plain
     ensemble cannot write as matrix products)."""
     model = Stacked([build_member(r, dataset) for r in runs], device)
@@ -139,14 +150,18 @@ def floor_stacked(runs, dataset, device: torch.device, steps: int) -> float:
     x = torch.as_tensor(dataset.x_train, device=device)
     y = torch.as_tensor(dataset.y_train, device=device)
     k = dataset.num_classes
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
     start = time.perf_counter()
-    for xb, yb in _batches(x, y, len(runs), steps, 100):
-        logits = model.each(xb)
-        loss = F.cross_entropy(logits.reshape(-1, k), yb.reshape(-1)) * len(runs)
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-    _sync(device)
+    with profiler or contextlib.nullcontext():
+        for xb, yb in _batches(x, y, len(runs), steps, 100):
+            logits = model.each(xb)
+            loss = F.cross_entropy(logits.reshape(-1, k), yb.reshape(-1)) * len(runs)
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            opt.step()
+        _sync(device)
+    if profiler is not None:
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     return time.perf_counter() - start
 
 
@@ -204,6 +219,43 @@ def adam_step_ms(members: int, device: torch.device) -> dict[str, float]:
     return out
 
 
+def step_flops(run, dataset, batch: int) -> tuple[int, int]:
+    """FLOPs (matrix products and convolutions, as ``FlopCounterMode`` counts them) of one training
+    step of one member (forward and backward on ``batch`` examples) and of one example's evaluation."""
+    model = build_member(run, dataset)
+    x = torch.as_tensor(dataset.x_train[:batch])
+    y = torch.as_tensor(dataset.y_train[:batch])
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    train = counter.get_total_flops()
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x[:1])
+    return train, counter.get_total_flops()
+
+
+def gemm_rate(n: int, device: torch.device, repeats: int = 10) -> float:
+    """GFLOP/s of one ``n x n`` by ``n x n`` float32 matrix product (the best of ``repeats``)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def evaluated_examples(results, runs, dataset) -> int:
+    """Examples one member scored over the pack's evaluations (test set, training subset, validation)."""
+    data = prepare_run(runs[0], dataset)
+    per = len(dataset.x_test) + data.train_eval_idx.size + data.val_idx.size
+    return per * len(results[0].curves["epoch"])
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -216,6 +268,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1)
     parser.add_argument("--sample", type=int, default=5, help="runs timed one at a time (scaled up)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vmap", action="store_true", help="time conv packs under vmap as well")
+    parser.add_argument("--profile", action="store_true", help="profile a step of the conv models")
+    parser.add_argument("--gemm", type=int, default=2048, help="size of the reference matrix product")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(
@@ -227,11 +282,15 @@ def main() -> None:
         f"# 75 runs (5 arms x 3 conditions x 5 seeds), batch 100, {args.steps} steps, "
         f"eval_every {args.eval_every}"
     )
+    gemm = gemm_rate(args.gemm, device)
+    print(f"# large matrix product ({args.gemm} x {args.gemm}, float32): {gemm:.0f} GFLOP/s")
     print(
         "| model | floor s | pack train s | pack eval s | pack train / floor | reference s (scaled) "
-        "| bare loop s (scaled) | pack vs reference | pack vs bare |"
+        "| bare loop s (scaled) | pack vs reference | pack vs bare | GFLOP/s pack train / eval / bare "
+        "| pack train % of matrix product |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    vmap_rows = []
     for name in args.models:
         source, model = MODELS[name]
         text = STUDY.format(source=source, model=model, steps=args.steps, eval_every=args.eval_every)
@@ -256,16 +315,54 @@ def main() -> None:
         t_ref = (time.perf_counter() - start) * len(runs) / len(sample)
         t_bare = bare_loop(sample, dataset, device) * len(runs) / len(sample)
         pack = t_train + t_eval
+        train_flops, example_flops = step_flops(runs[0], dataset, 100)
+        work = train_flops * args.steps * len(runs)
+        scored = example_flops * evaluated_examples(results, runs, dataset) * len(runs)
+        rates = f"{work / t_train / 1e9:.1f} / {scored / t_eval / 1e9:.1f} / {work / t_bare / 1e9:.1f}"
         print(
             f"| {name} | {floor:.1f} | {t_train:.1f} | {t_eval:.1f} | {t_train / floor:.2f}x | {t_ref:.0f} "
-            f"| {t_bare:.0f} | {t_ref / pack:.1f}x | {t_bare / pack:.1f}x |",
+            f"| {t_bare:.0f} | {t_ref / pack:.1f}x | {t_bare / pack:.1f}x | {rates} "
+            f"| {100 * work / t_train / 1e9 / gemm:.0f}% |",
             flush=True,
         )
+        if args.vmap and name not in ("logistic", "mlp"):
+            vmap_rows.append((name, *_vmap_pack(runs, dataset, device), t_train, t_eval, t_ref, t_bare, work))
+    if vmap_rows:
+        print(
+            "\n| model, pack under vmap | train s | eval s | vs reference | vs bare | GFLOP/s train "
+            "| the stacked layers faster by |"
+        )
+        print("|---|---|---|---|---|---|---|")
+    for name, v_train, v_eval, t_train, t_eval, t_ref, t_bare, work in vmap_rows:
+        print(
+            f"| {name} | {v_train:.1f} | {v_eval:.1f} | {t_ref / (v_train + v_eval):.1f}x "
+            f"| {t_bare / (v_train + v_eval):.1f}x | {work / v_train / 1e9:.1f} "
+            f"| {(v_train + v_eval) / (t_train + t_eval):.2f}x |",
+            flush=True,
+        )
+    if args.profile:
+        for name in [m for m in args.models if m not in ("logistic", "mlp")]:
+            source, model = MODELS[name]
+            text = STUDY.format(source=source, model=model, steps=20, eval_every=1)
+            dataset, runs = resolve_study(loads_study(textwrap.dedent(text)))
+            print(f"\n# {name}: 20 steps of the stacked model (Adam, one cross-entropy), by operation")
+            floor_stacked(runs, dataset, device, 20, profile=True)
     ms = adam_step_ms(75, device)
     print(
         "\n# one Adam step over 75 stacked MLP members: "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
     )
+
+
+def _vmap_pack(runs, dataset, device: torch.device) -> tuple[float, float]:
+    """``train_pack``'s training and evaluation seconds with the stacked layers switched off."""
+    program = stacked.stacked_forward
+    stacked.stacked_forward = lambda base: None
+    try:
+        results = train_pack(runs, dataset, device=device)
+    finally:
+        stacked.stacked_forward = program
+    return results[0].timings["train_seconds"], results[0].timings["eval_seconds"]
 
 
 if __name__ == "__main__":

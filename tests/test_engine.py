@@ -528,7 +528,8 @@ def test_linear_models_run_as_batched_matrix_products_equal_to_vmap(model):
     torch.testing.assert_close(dense_shared, stacked.shared(x), rtol=1e-5, atol=1e-6)
 
 
-def test_models_with_convolutions_or_buffers_keep_vmap():
+def test_models_with_convolutions_or_buffers_take_the_stacked_layers_not_the_dense_path():
+    """On the CPU (tests/test_stacked_layers.py holds the stacked layers to vmap)."""
     import torch
 
     from smoothflip.engine.classifier.members import build_member
@@ -536,4 +537,6 @@ def test_models_with_convolutions_or_buffers_keep_vmap():
 
     for model in ('name = "cnn2d"', 'name = "resnet"\ndepth = 8\nwidth = 4'):
         dataset, runs = resolve_study(study(TINY.replace('name = "mlp"\nhidden = [16]', model)))
-        assert Stacked([build_member(r, dataset) for r in runs[:2]], torch.device("cpu"))._layers is None
+        stacked = Stacked([build_member(r, dataset) for r in runs[:2]], torch.device("cpu"))
+        assert stacked._layers is None
+        assert stacked._program is not None

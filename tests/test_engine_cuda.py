@@ -49,14 +49,15 @@ rates = [0.0, 0.2]
 """
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn1d"])
-def test_a_pack_step_never_synchronizes_with_the_host(model):
+@pytest.mark.parametrize(("model", "layers"), [("mlp", None), ("cnn1d", None), ("cnn1d", True)])
+def test_a_pack_step_never_synchronizes_with_the_host(model, layers):
+    """Also with the stacked layers, which CUDA does not take by default (``layers=True``)."""
     device = torch.device("cuda")
     dataset, runs = resolve_study(loads_study(textwrap.dedent(STUDY.format(model=model))))
     datas = [prepare_run(r, dataset) for r in runs]
     train_cfg = runs[0].shared["train"]
     schedule = training_schedule(train_cfg, datas[0].train_idx.size)
-    stacked = Stacked([build_member(r, dataset) for r in runs], device)
+    stacked = Stacked([build_member(r, dataset) for r in runs], device, layers=layers)
     optimizer = make_optimizer(stacked.parameters(), train_cfg)
     scheduler = make_lr_schedule(optimizer, train_cfg, schedule.total_steps)
     k = dataset.num_classes
@@ -90,3 +91,33 @@ def test_a_pack_on_cuda_matches_the_cpu():
     for a, b in zip(cpu, gpu, strict=True):
         np.testing.assert_allclose(a.curves["train_loss"], b.curves["train_loss"], rtol=1e-3, atol=1e-4)
         assert abs(a.metrics["selected"]["test_acc"] - b.metrics["selected"]["test_acc"]) <= 0.02
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "options"),
+    [("cnn1d", (40,), {}), ("resnet", (8, 8), {"depth": 8, "width": 4}), ("cnn2d", (8, 8), {})],
+)
+def test_the_stacked_layers_on_cuda_compute_what_vmap_computes(name, shape, options):
+    """In float64 (cuDNN may use TF32 in float32): outputs, gradients and batch-norm buffers."""
+    import copy
+
+    from smoothflip.models import build_model
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    models = [
+        build_model(name, input_shape=shape, num_classes=5, options=options).double() for _ in range(10)
+    ]
+    ours = Stacked(copy.deepcopy(models), device, layers=True)
+    theirs = Stacked(copy.deepcopy(models), device)
+    assert ours._program is not None
+    assert theirs._program is None
+    x = torch.randn(10, 16, *shape, dtype=torch.float64, device=device)
+    out, ref = ours.each(x), theirs.each(x)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for key, p in ours.params.items():
+        torch.testing.assert_close(p.grad, theirs.params[key].grad, rtol=1e-9, atol=1e-9)
+    for key, b in ours.buffers.items():
+        torch.testing.assert_close(b, theirs.buffers[key], rtol=1e-10, atol=1e-10)

@@ -9,13 +9,15 @@ import torch
 from torch import nn
 
 from smoothflip.engine.stacked import EVAL_CHUNK
+from smoothflip.engine.stacked_layers import im2col_elements, stacked_forward
 from smoothflip.errors import SmoothflipError
 
 MAX_PACK = {"cpu": 64, "cuda": 1024}
-"""Upper bound on a pack's size per device type. On the CPU bigger packs gain nothing and can lose:
-the MNIST-1D CNN costs 1.18 ms per member-step in a pack of 45 and 1.55 ms in a pack of 90 (cache
-effects of the grouped convolution). The plan cuts balanced packs (75 runs: 38 + 37); a kill costs at
-most the work since the pack's last checkpoint, whatever its size."""
+"""Upper bound on a pack's size per device type. On the CPU bigger packs gained nothing under ``vmap``
+and could lose: the MNIST-1D CNN cost 1.18 ms per member-step in a pack of 45 and 1.55 ms in a pack of
+90 (cache effects of the grouped convolution); the stacked layers run eight members at a time, so a
+bigger pack only adds chunks. The plan cuts balanced packs (75 runs: 38 + 37); a kill costs at most
+the work since the pack's last checkpoint, whatever its size."""
 
 MEMORY_SHARE = 0.25
 """Fraction of the free memory a pack may plan to use."""
@@ -59,11 +61,16 @@ def free_memory(device: torch.device) -> int:
         return 4 << 30
 
 
-def member_bytes(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> int:
-    """Planned bytes per pack member: parameters with gradients and Adam state, and activations."""
+def member_bytes(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device | None = None
+) -> int:
+    """Planned bytes per pack member: parameters with gradients and Adam state, and activations (on
+    the CPU with the stacked layers, also the im2col columns kept for the backward pass)."""
     params = sum(p.numel() for p in model.parameters())
     acts = activation_elements(model, input_shape)
     train = 3 * acts * batch_size  # forward outputs kept for backward, their gradients, slack
+    if (device is None or device.type == "cpu") and stacked_forward(model) is not None:
+        train += im2col_elements(model, input_shape) * batch_size
     evaluation = acts * EVAL_CHUNK
     return 4 * (4 * params + max(train, evaluation))
 
@@ -73,7 +80,7 @@ def auto_pack_size(
 ) -> int:
     """The largest pack that fits :data:`MEMORY_SHARE` of free memory, capped by :data:`MAX_PACK`."""
     budget = MEMORY_SHARE * free_memory(device)
-    fit = int(budget // member_bytes(model, input_shape, batch_size))
+    fit = int(budget // member_bytes(model, input_shape, batch_size, device))
     return max(1, min(MAX_PACK.get(device.type, MAX_PACK["cpu"]), fit))
 
 

@@ -1,8 +1,10 @@
 """Many models trained as one: stacked parameters under ``torch.vmap``, and a pack's loop bookkeeping.
 
 :class:`Stacked` holds P copies of one architecture with their parameters and buffers stacked
-(``torch.func.stack_module_state``) and runs them under ``torch.vmap`` (every member on its own
-batch, or every member on the same examples). :func:`pack_step` is one optimizer step of a pack with
+(``torch.func.stack_module_state``) and runs them (every member on its own batch, or every member on
+the same examples): linear-only models as batched matrix products (:func:`linear_layers`),
+convolutional models on the CPU through :mod:`smoothflip.engine.stacked_layers`, anything else under
+``torch.vmap``. :func:`pack_step` is one optimizer step of a pack with
 divergence handling, and :class:`PackLoop` the bookkeeping both pack tracks (classifiers and
 language models) drive from their own loops: steps against the schedule, losses per epoch,
 divergence, the stateful losses' epoch hooks. Control only flows down: the track calls this module,
@@ -26,15 +28,25 @@ from torch.func import functional_call, stack_module_state
 
 from smoothflip.engine.member_losses import LossGroup, MemberLosses
 from smoothflip.engine.schedule import Schedule, diverged
+from smoothflip.engine.stacked_layers import stacked_forward
 
 EVAL_CHUNK = 1024
 """Examples per member per evaluation forward pass (bounds evaluation memory)."""
 
 
 class Stacked:
-    """P copies of one architecture with stacked parameters, run under ``torch.vmap``."""
+    """P copies of one architecture with stacked parameters, run under ``torch.vmap`` or without it.
 
-    def __init__(self, models: list[nn.Module], device: torch.device) -> None:
+    Args:
+        models: the members (one architecture).
+        device: where the stacked parameters live.
+        layers: run a convolutional model through :func:`~smoothflip.engine.stacked_layers.stacked_forward`
+            (where it covers the model) instead of ``vmap``; None (the default): on the CPU only. On
+            CUDA ``vmap``'s grouped convolutions (cuDNN) stay the default: the stacked layers have not
+            been timed on a GPU.
+    """
+
+    def __init__(self, models: list[nn.Module], device: torch.device, *, layers: bool | None = None) -> None:
         params, buffers = stack_module_state(models)
         self.params = {name: p.detach().to(device).requires_grad_(True) for name, p in params.items()}
         self.buffers = {name: b.to(device) for name, b in buffers.items()}
@@ -49,6 +61,9 @@ class Stacked:
         self._each = torch.vmap(call, in_dims=(0, 0, 0))
         self._shared = torch.vmap(call, in_dims=(0, 0, None))
         self._layers = linear_layers(base) if not self.buffers else None
+        if layers is None:
+            layers = torch.device(device).type == "cpu"
+        self._program = stacked_forward(base) if self._layers is None and layers else None
 
     def _dense(self, h: Tensor) -> Tensor:
         """A stack of linear layers and activations as batched matrix products (no ``vmap``)."""
@@ -79,14 +94,16 @@ class Stacked:
         """``[P, B, *input] -> [P, B, *out]``: every member on its own batch."""
         if self._layers is not None:
             return self._dense(x)
+        if self._program is not None:
+            return self._program(self.params, self.buffers, x)
         return self._each(self.params, self.buffers, x)
 
     def shared(self, x: Tensor) -> Tensor:
         """``[N, *input] -> [P, N, K]``: every member on the same examples (in chunks)."""
-        if self._layers is not None:
+        if self._layers is not None or self._program is not None:
             return torch.cat(
                 [
-                    self._dense(
+                    self.each(
                         x[i : i + EVAL_CHUNK].unsqueeze(0).expand(self.size, *x[i : i + EVAL_CHUNK].shape)
                     )
                     for i in range(0, len(x), EVAL_CHUNK)
