@@ -478,3 +478,41 @@ def test_a_ray_task_resumes_a_pack_from_the_checkpoint_the_driver_keeps(cluster,
     cut = {r.run_id: json.dumps([r.metrics, r.curves], sort_keys=True) for r in stored(tmp_path / "cut")}
     assert cut == whole
     assert seen[-1] == len(whole)
+
+
+def test_a_dead_keeper_costs_checkpoints_never_the_pack(cluster, tmp_path):
+    """A pack whose checkpoint keeper died loads nothing and saves nothing, with one warning, and
+    never raises: checkpoints are a convenience, the pack's training is the work."""
+    from smoothflip.engine.checkpoint import CheckpointWarning, FileCheckpoints
+    from smoothflip.engine.ray_checkpoints import RemotePackCheckpoint, start_keeper
+
+    ray = cluster
+    checkpoints = FileCheckpoints(tmp_path, identity="id", seconds=0)
+    keeper = start_keeper(ray, checkpoints)
+    ray.kill(keeper)
+    pack = RemotePackCheckpoint(keeper, "id", ["a", "b"], 0)
+    with pytest.warns(CheckpointWarning, match="keeper is gone") as caught:
+        assert pack.load() is None
+        pack.save({"epoch": 1})
+        pack.save({"epoch": 2})
+        pack.report(0.5)
+    assert len([w for w in caught if issubclass(w.category, CheckpointWarning)]) == 1
+
+
+def test_the_driver_ends_its_keeper_when_the_study_ends(cluster, tmp_path, monkeypatch):
+    """The keeper is killed when the study ends, not left to the garbage collector (a late collection
+    in a later Ray session of the same process would release that session's actor of the same ID)."""
+    from smoothflip.engine import ray_checkpoints
+
+    started = []
+    original = ray_checkpoints.start_keeper
+
+    def keep(ray, checkpoints):
+        started.append(original(ray, checkpoints))
+        return started[-1]
+
+    monkeypatch.setattr(ray_executor, "start_keeper", keep)
+    run_study(study(SMALL), tmp_path / "out", executor="ray", pack_size=100, checkpoint_seconds=0)
+    assert len(started) == 1
+    with pytest.raises(cluster.exceptions.RayActorError):
+        cluster.get(started[0].progress.remote(), timeout=60)

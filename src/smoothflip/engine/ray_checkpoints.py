@@ -79,8 +79,24 @@ class RemotePackCheckpoint:
 
         return ray
 
+    def _gone(self, err: Exception) -> None:
+        """The keeper died (its cluster lost the driver's node): the pack trains on unsaved."""
+        if not getattr(self, "_lost", False):
+            warnings.warn(
+                f"checkpoint {self.key} (Ray): the checkpoint keeper is gone ({type(err).__name__}); "
+                "this pack trains on without checkpoints",
+                CheckpointWarning,
+                stacklevel=3,
+            )
+        self._lost = True
+
     def load(self) -> dict[str, Any] | None:
-        data = self._ray().get(self.keeper.load.remote(self.run_ids))
+        ray = self._ray()
+        try:
+            data = ray.get(self.keeper.load.remote(self.run_ids))
+        except ray.exceptions.RayActorError as err:
+            self._gone(err)
+            return None
         if data is None:
             return None
         where = f"checkpoint {self.key} (Ray)"
@@ -103,10 +119,17 @@ class RemotePackCheckpoint:
         return self._interval.due()
 
     def save(self, state: dict[str, Any]) -> None:
-        meta = checkpoint_meta(self.identity, self.run_ids, int(state["epoch"]))
-        self._ray().get(self.keeper.save.remote(self.run_ids, to_bytes({**state, "meta": meta}), meta))
         self._interval.saved()
+        if getattr(self, "_lost", False):
+            return
+        meta = checkpoint_meta(self.identity, self.run_ids, int(state["epoch"]))
+        ray = self._ray()
+        try:
+            ray.get(self.keeper.save.remote(self.run_ids, to_bytes({**state, "meta": meta}), meta))
+        except ray.exceptions.RayActorError as err:
+            self._gone(err)
 
     def report(self, fraction: float) -> None:
         """Tell the driver how far the pack is (fire and forget)."""
-        self.keeper.report.remote(self.key, fraction)
+        if not getattr(self, "_lost", False):
+            self.keeper.report.remote(self.key, fraction)

@@ -21,6 +21,7 @@ executor is used.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -350,6 +351,7 @@ class _Driver:
         self.keys: dict[Any, str] = {}
         self.shown = float(self.done)  # the progress last shown
         self.callables: bytes | None = None
+        self.progress_partial = True
 
     def run(self) -> None:
         if not self.study.packs:
@@ -377,6 +379,21 @@ class _Driver:
                 self.ray.cancel(ref, force=True)
             self.in_flight.clear()
             raise
+        finally:
+            self._release_keeper()
+
+    def _release_keeper(self) -> None:
+        """End the keeper now rather than when the garbage collector finds its handle.
+
+        Ray derives actor IDs from the job and a task counter, so a fresh local cluster in the same
+        process hands out the same IDs again; a handle of an earlier session collected late (a
+        traceback kept it in a reference cycle) would then release the *new* keeper of that ID.
+        """
+        keeper, self.keeper = self.keeper, None
+        self.keys.clear()
+        if keeper is not None:
+            with contextlib.suppress(Exception):  # already gone with the cluster: nothing to end
+                self.ray.kill(keeper)
 
     def _submit(self, pack: list[RunConfig], dataset: Any) -> None:
         job = pack_job(self.study, self.store, pack)
@@ -428,9 +445,19 @@ class _Driver:
 
     def _report_partial(self) -> None:
         """Progress while packs train: runs stored plus the fraction done of each pack in flight."""
-        if self.progress is None or self.keeper is None:
+        if self.progress is None or self.keeper is None or not self.progress_partial:
             return
-        fractions = self.ray.get(self.keeper.progress.remote())
+        try:
+            fractions = self.ray.get(self.keeper.progress.remote())
+        except self.ray.exceptions.RayActorError:
+            # Partial progress is a display; without the keeper the bar moves per stored pack.
+            warnings.warn(
+                "the Ray checkpoint keeper is gone: progress now moves per finished pack",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.progress_partial = False
+            return
         partial = sum(
             fractions.get(self.keys.get(ref, ""), 0.0) * len(pack)
             for ref, (pack, _) in self.in_flight.items()
