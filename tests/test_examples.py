@@ -41,7 +41,7 @@ def _demo_spec():
 def test_demo_study_is_the_documented_grid():
     spec = _demo_spec()
     _, runs = resolve_study(spec)
-    assert len(runs) == 90  # 6 arms x 3 noise rates x 5 seeds
+    assert len(runs) == 240  # 6 arms x 2 noise rates x 20 seeds
     assert spec.arms[0].name == spec.baseline
 
 
@@ -57,6 +57,6 @@ def test_demo_runs_and_its_report_renders(tmp_path):
     index = tmp_path / "demo" / "report" / "index.html"
     html = index.read_text(encoding="utf-8")
     assert "Verdict table" in html
-    assert len(load_study_data(tmp_path / "demo").results) == 90
+    assert len(load_study_data(tmp_path / "demo").results) == 240
     for name in ("accuracy_vs_noise", "calibration_vs_noise", "reliability", "verdicts"):
         assert (index.parent / "figures" / f"{name}.png").is_file(), name
