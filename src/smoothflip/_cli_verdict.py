@@ -16,13 +16,13 @@ import io
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from smoothflip._files import atomic_write
 from smoothflip.errors import SmoothflipError
 
 __all__ = ["FORMATS", "plan_command", "verdict_command"]
@@ -68,18 +68,6 @@ def _check_out(out: Path, directory: Path) -> Path:
     if parent.resolve() == Path(directory).resolve() and target.name in _STUDY_FILES:
         raise SmoothflipError(f"--out {out}: that is the study's own {target.name}; name another file")
     return target
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder (all or nothing)."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _load(directory: Path, at: str, target_mde: float | None) -> tuple[Any, Any]:
@@ -129,7 +117,7 @@ def verdict_command(
             sys.stdout.write(buffer.getvalue())
             sys.stdout.flush()
         else:
-            _write_whole(path, buffer.getvalue())
+            atomic_write(path, buffer.getvalue().encode("utf-8"))
             Console(stderr=True).print(f"wrote {count} verdict rows to {path}", markup=False, highlight=False)
         return
     print_verdict(out, data, result)

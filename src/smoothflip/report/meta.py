@@ -24,12 +24,13 @@ import matplotlib
 import matplotlib.style
 
 from smoothflip import __version__
+from smoothflip._files import atomic_write
 from smoothflip.analysis import format_diff, format_size
 from smoothflip.analysis.meta import INTERVAL_NAMES, METHOD_NAMES, reading
 from smoothflip.report.figures import FigureResult, FigureSkipped, to_png
 from smoothflip.report.figures._common import _RC
 from smoothflip.report.figures._forest import forest, pooled_overview
-from smoothflip.report.render import VERDICT_CLASSES, _atomic_write, _environment
+from smoothflip.report.render import VERDICT_CLASSES, _environment
 
 if TYPE_CHECKING:
     from smoothflip.study.meta import MetaAnalysis, PooledKey
@@ -203,14 +204,14 @@ def write_meta_report(analysis: MetaAnalysis, target: str | Path) -> Path:
     drawn = set()
     for figure in figures:
         if figure.png is not None:
-            _atomic_write(figures_dir / f"{figure.name}.png", figure.png)
+            atomic_write(figures_dir / f"{figure.name}.png", figure.png)
             drawn.add(f"{figure.name}.png")
     for stale in figures_dir.glob("*.png"):  # a figure not drawn now must not linger from an earlier run
         if stale.name not in drawn:
             stale.unlink()
     context = _context(analysis, figures)
     env = _environment()
-    _atomic_write(target / "report.md", env.get_template("meta.md.j2").render(context).encode("utf-8"))
+    atomic_write(target / "report.md", env.get_template("meta.md.j2").render(context).encode("utf-8"))
     index = target / "index.html"
-    _atomic_write(index, env.get_template("meta.html.j2").render(context).encode("utf-8"))
+    atomic_write(index, env.get_template("meta.html.j2").render(context).encode("utf-8"))
     return index

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import jinja2
 import numpy as np
 
 from smoothflip import __version__
+from smoothflip._files import atomic_write
 from smoothflip._text import printable
 from smoothflip.report.certified import certified_section
 from smoothflip.report.data import (
@@ -460,19 +460,6 @@ def _environment() -> jinja2.Environment:
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, content: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_report(directory: str | Path, *, out: str | Path | None = None) -> Path:
     """Write the report of a study directory: ``index.html``, ``report.md`` and ``figures/*.png``.
 
@@ -506,7 +493,7 @@ def write_report(directory: str | Path, *, out: str | Path | None = None) -> Pat
     drawn = set()
     for figure in figures:
         if figure.png is not None:
-            _atomic_write(figures_dir / f"{figure.name}.png", figure.png)
+            atomic_write(figures_dir / f"{figure.name}.png", figure.png)
             drawn.add(figure.name)
     for name in ALL_FIGURE_NAMES:  # a figure skipped now must not linger from an earlier report
         stale = figures_dir / f"{name}.png"
@@ -516,8 +503,8 @@ def write_report(directory: str | Path, *, out: str | Path | None = None) -> Pat
     context = _context(data, verdict, figures)
     env = _environment()
     markdown = env.get_template("report.md.j2").render(context)
-    _atomic_write(target / "report.md", markdown.encode("utf-8"))
+    atomic_write(target / "report.md", markdown.encode("utf-8"))
     html = env.get_template("report.html.j2").render(context)
     index = target / "index.html"
-    _atomic_write(index, html.encode("utf-8"))
+    atomic_write(index, html.encode("utf-8"))
     return index

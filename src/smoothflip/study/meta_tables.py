@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from smoothflip._files import atomic_write
 
 if TYPE_CHECKING:
     from smoothflip.study.meta import MetaAnalysis
@@ -193,20 +194,6 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> bytes:
     buffer = io.StringIO()
     pd.DataFrame(rows, columns=list(columns)).to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8")
-
-
-def atomic_write(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same folder (never half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_tables(analysis: MetaAnalysis, out: Path) -> tuple[Path, Path]:

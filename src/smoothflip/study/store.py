@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smoothflip._files import atomic_write
 from smoothflip.errors import StoreError
 from smoothflip.study._readonly import DB_NAME, open_unwritable, writable
 from smoothflip.study._readonly import close_store as _close
@@ -405,8 +405,8 @@ class Store:
                 if row is None:
                     pairs.append(("created_at", _now()))
                 db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", pairs)
-        _atomic_write(self.directory / "study.toml", study_toml)
-        _atomic_write(self.directory / "study.json", study_json)
+        atomic_write(self.directory / "study.toml", study_toml.encode("utf-8"))
+        atomic_write(self.directory / "study.json", study_json.encode("utf-8"))
 
     # ------------------------------------------------------------------ runs
 
@@ -559,12 +559,3 @@ def _nan(value: Any) -> Any:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
