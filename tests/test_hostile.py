@@ -24,7 +24,6 @@ from smoothflip._cli_errors import os_error_sentence
 from smoothflip.cli import app
 from smoothflip.engine.planning import MAX_HOURS, plan_study, resolve_study
 from smoothflip.errors import UserCodeError
-from smoothflip.study import store as store_module
 from smoothflip.study.lock import LOCK_NAME, study_lock
 from smoothflip.study.spec import loads_study
 from smoothflip.study.store import Store
@@ -434,7 +433,7 @@ def _unwritable(monkeypatch, directory: Path) -> None:
             return False
         return real(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(store_module.os, "access", access)
+    monkeypatch.setattr(os, "access", access)  # the one os module: the store and sqlite3 callers see it
 
 
 def test_verdict_and_export_work_on_a_read_only_directory(finished, tmp_path, monkeypatch):
