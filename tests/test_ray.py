@@ -505,8 +505,7 @@ def test_a_dead_keeper_costs_checkpoints_never_the_pack(cluster, tmp_path):
 
 
 def test_the_driver_ends_its_keeper_when_the_study_ends(cluster, tmp_path, monkeypatch):
-    """The keeper is killed when the study ends, not left to the garbage collector (a late collection
-    in a later Ray session of the same process would release that session's actor of the same ID)."""
+    """The keeper is killed when the study ends, not left to the garbage collector."""
     from smoothflip.engine import ray_checkpoints
 
     started = []

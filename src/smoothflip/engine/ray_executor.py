@@ -383,12 +383,7 @@ class _Driver:
             self._release_keeper()
 
     def _release_keeper(self) -> None:
-        """End the keeper now rather than when the garbage collector finds its handle.
-
-        Ray derives actor IDs from the job and a task counter, so a fresh local cluster in the same
-        process hands out the same IDs again; a handle of an earlier session collected late (a
-        traceback kept it in a reference cycle) would then release the *new* keeper of that ID.
-        """
+        """End the keeper when its study ends: its lifetime is the study's, not the garbage collector's."""
         keeper, self.keeper = self.keeper, None
         self.keys.clear()
         if keeper is not None:
