@@ -283,7 +283,7 @@ def demo(
     pack_size: Annotated[int | None, typer.Option("--pack-size", help=PACK_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Run the built-in demo study (mnist1d; CE vs label smoothing, flipping and more; correct labels and 40% noise; 20 seeds)."""
+    """Run the built-in demo study (MNIST-1D CNN; CE vs smoothing, flipping and more; clean and 40% noise)."""
     from smoothflip.study.spec import loads_study
 
     text = resources.files("smoothflip.studies").joinpath("demo.toml").read_text(encoding="utf-8")

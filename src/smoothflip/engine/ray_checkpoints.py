@@ -73,6 +73,7 @@ class RemotePackCheckpoint:
         self.run_ids = list(run_ids)
         self.key = pack_key(self.run_ids)
         self._interval = Interval(seconds)  # its clock starts in the task, when unpickled there
+        self._lost = False  # the keeper died: no more loads, saves or reports
 
     def _ray(self) -> Any:
         import ray
@@ -80,8 +81,8 @@ class RemotePackCheckpoint:
         return ray
 
     def _gone(self, err: Exception) -> None:
-        """The keeper died (its cluster lost the driver's node): the pack trains on unsaved."""
-        if not getattr(self, "_lost", False):
+        """The keeper died: the pack trains on without checkpoints (one warning)."""
+        if not self._lost:
             warnings.warn(
                 f"checkpoint {self.key} (Ray): the checkpoint keeper is gone ({type(err).__name__}); "
                 "this pack trains on without checkpoints",
@@ -120,7 +121,7 @@ class RemotePackCheckpoint:
 
     def save(self, state: dict[str, Any]) -> None:
         self._interval.saved()
-        if getattr(self, "_lost", False):
+        if self._lost:
             return
         meta = checkpoint_meta(self.identity, self.run_ids, int(state["epoch"]))
         ray = self._ray()
@@ -131,5 +132,5 @@ class RemotePackCheckpoint:
 
     def report(self, fraction: float) -> None:
         """Tell the driver how far the pack is (fire and forget)."""
-        if not getattr(self, "_lost", False):
+        if not self._lost:
             self.keeper.report.remote(self.key, fraction)
