@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from smoothflip.engine.stacked import EVAL_CHUNK
-from smoothflip.engine.stacked_layers import im2col_elements, stacked_forward
+from smoothflip.engine.stacked_layers import forward_once, im2col_elements, stacked_forward
 from smoothflip.errors import SmoothflipError
 
 MAX_PACK = {"cpu": 64, "cuda": 1024}
@@ -35,18 +35,7 @@ def activation_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         if isinstance(output, torch.Tensor):
             total += output.numel()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
-    modes = {m: m.training for m in model.modules()}
-    try:
-        # eval mode: batch norm cannot train on a batch of one, and running statistics stay untouched
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-        for m, training in modes.items():
-            m.training = training
+    forward_once(model, input_shape, [m for m in model.modules() if m is not model], hook)
     return max(total, 1)
 
 

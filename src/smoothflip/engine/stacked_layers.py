@@ -37,8 +37,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ from smoothflip.engine.stacked_ops import conv, linear
 from smoothflip.models.classifier import Classifier
 from smoothflip.models.resnet import BasicBlock, ResNetBody
 
-__all__ = ["LAYERS", "Layer", "StackedForward", "im2col_elements", "stacked_forward"]
+__all__ = ["LAYERS", "Layer", "StackedForward", "forward_once", "im2col_elements", "stacked_forward"]
 
 Params = Mapping[str, Tensor]
 
@@ -429,8 +430,23 @@ def im2col_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         rows = module.in_channels * math.prod(module.kernel_size) + (module.bias is not None)
         sizes.append(rows * math.prod(output.shape[2:]))
 
-    convs = [m for m in model.modules() if type(m) in IM2COL]
-    handles = [m.register_forward_hook(hook) for m in convs]
+    forward_once(model, input_shape, [m for m in model.modules() if type(m) in IM2COL], hook)
+    return sum(sizes)
+
+
+def forward_once(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    modules: Iterable[nn.Module],
+    hook: Callable[[nn.Module, object, Any], None],
+) -> None:
+    """Run ``model`` once on one zero example with ``hook`` on each of ``modules``, changing nothing.
+
+    In eval mode (batch norm cannot train on a batch of one, and its running statistics stay
+    untouched), without gradients and with the global random state restored; the hooks are removed
+    and every module's training flag is put back, whatever happens.
+    """
+    handles = [m.register_forward_hook(hook) for m in modules]
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
@@ -441,4 +457,3 @@ def im2col_elements(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             h.remove()
         for m, training in modes.items():
             m.training = training
-    return sum(sizes)
