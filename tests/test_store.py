@@ -202,3 +202,39 @@ def test_a_matrix_condition_and_its_id_survive_a_run(tmp_path):
     assert (
         stored == {c.condition_id for c in study_conditions(spec)} == {r.condition.condition_id for r in runs}
     )
+
+
+def test_a_new_store_appears_whole_under_its_name(tmp_path, monkeypatch):
+    # The race CI hit: a reader polling for smoothflip.sqlite found the file after SQLite had made
+    # it and before the tables were in it. The store is now made under a private name and linked.
+    import os
+
+    seen = []
+    real_link = os.link
+
+    def checking_link(source, target):
+        db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        db.close()
+        seen.append((Path(target).exists(), tables, version))
+        return real_link(source, target)
+
+    monkeypatch.setattr(os, "link", checking_link)
+    with Store.open(tmp_path / "out") as store:
+        assert store.count() == 0
+    assert seen == [(False, {"meta", "runs", "artifacts", "failures"}, (str(SCHEMA_VERSION),))]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if "sqlite" in p.name)[0] == "smoothflip.sqlite"
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".new")]
+    with Store.open(tmp_path / "out", readonly=True) as store:
+        assert store.schema == SCHEMA_VERSION
+
+
+def test_a_store_made_by_another_process_first_is_kept_not_replaced(tmp_path):
+    out = tmp_path / "out"
+    with Store.open(out) as store:
+        store.set_meta("marker", "first")
+    Store._create(out / "smoothflip.sqlite")  # a second creator that lost the race
+    with Store.open(out, readonly=True) as store:
+        assert store.get_meta("marker") == "first"
+    assert not [p for p in out.iterdir() if p.name.endswith(".new")]
