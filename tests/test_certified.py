@@ -305,6 +305,7 @@ def test_a_certified_study_end_to_end_verdicts_report_and_attack_checks(tmp_path
     assert "none changed a certified prediction" in markdown
     assert "Test metrics at each base learner's last epoch" in markdown  # no validation split here
     assert "selected on validation" not in markdown
+    assert "temperature scaling" not in markdown + (out / "report" / "index.html").read_text()  # no TS column
     assert (out / "report" / "figures" / "certified_accuracy.png").is_file()
     import smoothflip as sf
 

@@ -265,6 +265,9 @@ def test_full_report_has_every_part(full_report: Path) -> None:
     marks = ["<h1>synthetic study</h1>", 'id="headline"', 'id="verdicts"', 'id="figures"', 'id="summary"']
     positions = [html.index(m) for m in marks]
     assert positions == sorted(positions)
+    assert "ECE % after TS" in html  # the summary's column, which the footer explains
+    assert "TS = temperature scaling fitted" in html
+    assert "TS = temperature scaling fitted" in md
     for arm in ("ls-0.1", "disturb-0.1", "gce-0.7"):
         assert f'<li><span class="arm">{arm}</span>' in html
         assert f"- **{md_escape(arm)}**\n  - With correct labels: accuracy " in md

@@ -80,7 +80,7 @@ def references(value: Any) -> list[str]:
     return []
 
 
-def _system_module(module: Any) -> bool:
+def system_module(module: Any) -> bool:
     """A module of the standard library or of an installed package (pickled by reference)."""
     name = getattr(module, "__name__", "")
     if name.partition(".")[0] in sys.stdlib_module_names or name.startswith("smoothflip"):
@@ -109,7 +109,7 @@ def pack_callables(references: Iterable[str]) -> bytes | None:
     by_value = [
         sys.modules[m]
         for m in modules
-        if m and m != "__main__" and m in sys.modules and not _system_module(sys.modules[m])
+        if m and m != "__main__" and m in sys.modules and not system_module(sys.modules[m])
     ]
     registered = []
     try:

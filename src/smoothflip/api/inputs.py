@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothflip._memory import PREFIX, Entry, _system_module, is_memory, lookup, register
+from smoothflip._memory import PREFIX, Entry, is_memory, lookup, register, system_module
 from smoothflip.data.memory import is_memory_data, memory_source
 from smoothflip.errors import SpecError, user_input
 
@@ -281,7 +281,7 @@ def file_reference(obj: Any, *, relative_to: str | os.PathLike[str]) -> str | No
         found = getattr(found, part, None)
     if found is not obj:  # not what the name finds in its module (redefined, or not at its top)
         return None
-    if _system_module(module):
+    if system_module(module):
         return f"{module_name}:{qualname}"
     file = getattr(module, "__file__", None)
     if not isinstance(file, str) or not file.endswith(".py") or not Path(file).is_file():

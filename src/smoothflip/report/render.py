@@ -180,6 +180,7 @@ def _summary(data: StudyData) -> dict[str, Any]:
     columns, rows = study_summary(data)
     return {
         "columns": [c.title for c in columns],
+        "temperature_scaled": any(c.key.endswith("_ts") for c in columns),
         "rows": [
             {
                 "condition": r["condition"],

@@ -158,8 +158,10 @@ def run_params(run: RunResult) -> dict[str, str]:
 
 
 def run_metrics(run: RunResult) -> dict[str, float]:
-    """Final metrics: ``selected_<metric>`` and ``last_<metric>`` (the validation-selected and the
-    last epoch), and the run's other numbers (``diverged``, ``noise_rate`` ...); finite values only."""
+    """Final metrics: ``selected_<metric>`` and ``last_<metric>`` (the epoch the study's selection
+    rule picked, and the last epoch; a certified ensemble has no epochs of its own and reports its
+    learners' final parameters, per its ``selection``, as both), and the run's
+    other numbers (``diverged``, ``noise_rate`` ...); finite values only."""
     out: dict[str, float] = {}
     for which in ("selected", "last"):
         for key, value in (run.metrics.get(which) or {}).items():
