@@ -14,7 +14,6 @@ overview, the correct-labels condition, one per arm faceted by condition); the s
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from smoothflip.analysis.meta import INTERVAL_NAMES, METHOD_NAMES, reading
 from smoothflip.report.figures import FigureResult, FigureSkipped, to_png
 from smoothflip.report.figures._common import _RC
 from smoothflip.report.figures._forest import forest, pooled_overview
-from smoothflip.report.render import VERDICT_CLASSES, _environment
+from smoothflip.report.render import VERDICT_CLASSES, _environment, figure_entries
 
 if TYPE_CHECKING:
     from smoothflip.study.meta import MetaAnalysis, PooledKey
@@ -172,19 +171,7 @@ def _context(analysis: MetaAnalysis, figures: Sequence[FigureResult]) -> dict[st
         "at": "the epoch selected on validation data" if analysis.at == "selected" else "the last epoch",
         "notes": list(analysis.notes),
         "warnings": warnings,
-        "figures": [
-            {
-                "name": f.name,
-                "title": f.title,
-                "caption": f.caption,
-                "note": f.note,
-                "file": f"figures/{f.name}.png" if f.png is not None else None,
-                "uri": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")
-                if f.png is not None
-                else None,
-            }
-            for f in figures
-        ],
+        "figures": figure_entries(figures),
         "writer": __version__,
     }
 

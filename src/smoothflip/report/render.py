@@ -175,6 +175,24 @@ def _verdict_table(data: StudyData, comparisons: Sequence[Any]) -> dict[str, Any
     return {"headers": headers, "groups": groups}
 
 
+def figure_entries(figures: Sequence[FigureResult]) -> list[dict[str, Any]]:
+    """The templates' view of drawn figures: title, caption, note, the Markdown's file link and the
+    HTML's inline ``data:`` URI (``None`` for a figure that was skipped)."""
+    return [
+        {
+            "name": f.name,
+            "title": f.title,
+            "caption": f.caption,
+            "note": f.note,
+            "file": f"figures/{f.name}.png" if f.png is not None else None,
+            "uri": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")
+            if f.png is not None
+            else None,
+        }
+        for f in figures
+    ]
+
+
 def _summary(data: StudyData) -> dict[str, Any]:
     """The summary table: the study kind's summary columns, mean ± sd over seeds per condition and arm."""
     columns, rows = study_summary(data)
@@ -406,19 +424,7 @@ def _context(data: StudyData, verdict: Any, figures: Sequence[FigureResult]) -> 
         ],
         "costs": [] if analysis_note is not None else cost_sentences(verdict, str(data.directory)),
         "primary_label": primary.label + (f" ({primary.unit})" if primary.unit else ""),
-        "figures": [
-            {
-                "name": f.name,
-                "title": f.title,
-                "caption": f.caption,
-                "note": f.note,
-                "file": f"figures/{f.name}.png" if f.png is not None else None,
-                "uri": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")
-                if f.png is not None
-                else None,
-            }
-            for f in figures
-        ],
+        "figures": figure_entries(figures),
         "summary": _summary(data),
         "representation": _representation(data),
         "language_model": _language_model(data),

@@ -59,6 +59,36 @@ def _diamond(
     )
 
 
+def _pooled(
+    ax: Any,
+    y: float,
+    key: Any,
+    scale: float,
+    lows: list[float],
+    highs: list[float],
+    *,
+    height: float,
+    pi_offset: float,
+    pi_width: float,
+) -> None:
+    """A pooled key at ``y``: the diamond (its interval, coloured by its verdict) and, above it, the
+    prediction-interval bar, whose ends widen the axis limits in ``lows`` / ``highs``."""
+    r = key.result
+    color = VERDICT_COLORS.get(key.verdict, "#ffffff")
+    _diamond(ax, y, r.ci[0] * scale, r.estimate * scale, r.ci[1] * scale, color=color, height=height)
+    if r.pi is not None:
+        ax.plot(
+            [r.pi[0] * scale, r.pi[1] * scale],
+            [y + pi_offset] * 2,
+            color=_PI,
+            linewidth=pi_width,
+            solid_capstyle="butt",
+            zorder=2,
+        )
+        lows.append(r.pi[0] * scale)
+        highs.append(r.pi[1] * scale)
+
+
 def _zero(ax: Any) -> None:
     ax.axvline(0.0, color="#555555", linewidth=0.9, linestyle="--", zorder=1)
 
@@ -110,20 +140,7 @@ def forest(keys: Sequence[Any], study_names: Sequence[str]) -> tuple[Figure, str
                 va="center",
                 color="#555555",
             )
-        pooled_y = len(studies) + 1
-        color = VERDICT_COLORS.get(key.verdict, "#ffffff")
-        _diamond(ax, pooled_y, r.ci[0] * scale, r.estimate * scale, r.ci[1] * scale, color=color)
-        if r.pi is not None:
-            ax.plot(
-                [r.pi[0] * scale, r.pi[1] * scale],
-                [pooled_y + 0.55] * 2,
-                color=_PI,
-                linewidth=2.2,
-                solid_capstyle="butt",
-                zorder=2,
-            )
-            lows.append(r.pi[0] * scale)
-            highs.append(r.pi[1] * scale)
+        _pooled(ax, len(studies) + 1, key, scale, lows, highs, height=0.32, pi_offset=0.55, pi_width=2.2)
         _zero(ax)
         tau = "" if math.isnan(r.tau2) else f", I² {r.i2:.0f}%"
         ax.set_title(f"{plain(key.condition, limit=40)}\nk = {r.k}{tau}, {key.verdict}", fontsize=9.5)
@@ -175,26 +192,7 @@ def pooled_overview(keys: Sequence[Any], *, conditions: Sequence[str] | None = N
             r = key.result
             dots = np.array([e.estimate for e in key.effects]) * scale
             ax.plot(dots, np.full(dots.size, i), "o", color="#9a9a9a", markersize=3, alpha=0.8, zorder=2)
-            _diamond(
-                ax,
-                i,
-                r.ci[0] * scale,
-                r.estimate * scale,
-                r.ci[1] * scale,
-                color=VERDICT_COLORS.get(key.verdict, "#ffffff"),
-                height=0.28,
-            )
-            if r.pi is not None:
-                ax.plot(
-                    [r.pi[0] * scale, r.pi[1] * scale],
-                    [i + 0.36] * 2,
-                    color=_PI,
-                    linewidth=1.8,
-                    solid_capstyle="butt",
-                    zorder=2,
-                )
-                lows.append(r.pi[0] * scale)
-                highs.append(r.pi[1] * scale)
+            _pooled(ax, i, key, scale, lows, highs, height=0.28, pi_offset=0.36, pi_width=1.8)
             lows += [r.ci[0] * scale, float(dots.min())]
             highs += [r.ci[1] * scale, float(dots.max())]
             ax.text(
