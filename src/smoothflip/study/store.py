@@ -10,8 +10,8 @@ Layout of a study directory::
 
 A new store is made whole (tables and schema version) under a private name and then linked into
 place, so a reader never finds a ``smoothflip.sqlite`` without its tables. Every finished pack is
-written in one transaction (WAL journal, ``synchronous=FULL``), so a process
-killed at any moment leaves either the whole pack or none of it. Rows are keyed by run id
+written in one transaction (WAL journal, ``synchronous=FULL``), so a process killed at any moment
+leaves either the whole pack or none of it. Rows are keyed by run id
 (``INSERT OR IGNORE``): a rerun never duplicates a run. A directory that holds a *different* study
 is refused rather than mixed.
 
