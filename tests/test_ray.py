@@ -354,7 +354,7 @@ def test_a_pack_that_fails_after_its_retries_is_a_clean_error_and_a_rerun_resume
     assert ids[: len(first)] == [r.run_id for r in first]  # what was stored stays as it was
 
 
-def test_a_driver_stopped_mid_study_resumes_without_duplicates(cluster, tmp_path):
+def test_a_driver_stopped_mid_study_resumes_without_duplicates(cluster, tmp_path, monkeypatch):
     spec = study(SMALL)
     out = tmp_path / "out"
 
@@ -362,9 +362,26 @@ def test_a_driver_stopped_mid_study_resumes_without_duplicates(cluster, tmp_path
         if p.packs_done == 1:
             raise KeyboardInterrupt
 
+    stops = []
+    stop = ray_executor.stop_in_flight
+
+    def spy(ray, refs, **kwargs):
+        stops.append((list(refs), kwargs, stop(ray, refs, **kwargs)))
+        return stops[-1][2]
+
+    monkeypatch.setattr(ray_executor, "stop_in_flight", spy)
     with pytest.raises(KeyboardInterrupt):
         run_study(spec, out, executor="ray", pack_size=2, progress=stop_after_first_pack)
     assert 2 <= len(stored(out)) < 12
+    # The session is the test's (as a notebook's ray.init would be): the packs still in flight were
+    # stopped here, each cancelled unless it finished within the settle wait.
+    [(refs, kwargs, cancelled)] = stops
+    assert kwargs == {"own_session": False}
+    assert len(refs) >= 1
+    assert set(cancelled) <= set(refs)
+    for ref in cancelled:
+        with pytest.raises(cluster.exceptions.TaskCancelledError):
+            cluster.get(ref, timeout=60)
     plans = []
     run_study(spec, out, executor="ray", pack_size=2, on_plan=plans.append)
     assert len(plans[0].done) >= 2
@@ -440,6 +457,75 @@ def test_in_flight_limit_counts_what_the_nodes_can_run():
     assert limit(FakeRay(nodes), options(cpus_per_pack=4, gpus_per_pack=1)) == 2 * 2
     with pytest.raises(ValueError, match="no node of the Ray cluster"):
         limit(FakeRay(nodes), options(cpus_per_pack=16))
+
+
+class RecordingRay:
+    """Records the calls :func:`ray_executor.stop_in_flight` and :func:`ray_session` make."""
+
+    def __init__(self, ready=(), initialized=False):
+        self.calls = []
+        self.ready = list(ready)
+        self.initialized = initialized
+
+    def wait(self, refs, **kwargs):
+        self.calls.append(("wait", list(refs), kwargs))
+        return [r for r in refs if r in self.ready], [r for r in refs if r not in self.ready]
+
+    def cancel(self, ref, **kwargs):
+        self.calls.append(("cancel", ref, kwargs))
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **kwargs):
+        self.calls.append(("init", kwargs))
+
+    def shutdown(self):
+        self.calls.append(("shutdown",))
+
+
+def test_a_stop_lets_finishing_packs_finish_then_cancels_only_the_running_ones():
+    """Ray aborts the driver when a cancel meets a task's arriving result (the CI crash this guards
+    against): the packs get the settle wait first, and only those still running are cancelled."""
+    ray = RecordingRay(ready=["finishing"])
+    cancelled = ray_executor.stop_in_flight(ray, ["finishing", "a", "b"], own_session=False)
+    assert cancelled == ["a", "b"]
+    assert ray.calls == [
+        (
+            "wait",
+            ["finishing", "a", "b"],
+            {"num_returns": 3, "timeout": ray_executor.SETTLE_S, "fetch_local": False},
+        ),
+        ("cancel", "a", {"force": True}),
+        ("cancel", "b", {"force": True}),
+    ]
+    assert ray_executor.SETTLE_S >= 0.5  # the CI crash came with a reply 54 ms after the cancel
+
+
+def test_a_stop_in_the_studys_own_session_leaves_the_tasks_to_the_shutdown():
+    ray = RecordingRay()
+    assert ray_executor.stop_in_flight(ray, ["a", "b"], own_session=True) == []
+    assert ray.calls == []
+    assert ray_executor.stop_in_flight(RecordingRay(), [], own_session=False) == []
+
+
+def test_the_study_owns_and_ends_only_the_session_it_opened():
+    ray = RecordingRay(initialized=False)
+    owned = []
+
+    def interrupted_study() -> None:
+        with ray_executor.ray_session(ray, None) as own:
+            owned.append(own)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_study()
+    assert owned == [True]
+    assert [c[0] for c in ray.calls] == ["init", "shutdown"]
+    ray = RecordingRay(initialized=True)
+    with ray_executor.ray_session(ray, None) as own:
+        assert own is False
+    assert ray.calls == []
 
 
 def test_a_ray_task_resumes_a_pack_from_the_checkpoint_the_driver_keeps(cluster, tmp_path, monkeypatch):

@@ -54,6 +54,16 @@ IN_FLIGHT_PER_SLOT = 2
 CONNECT_TIMEOUT_S = 10.0
 """How long to try reaching ``--address`` before failing (Ray itself retries for many minutes)."""
 
+SETTLE_S = 1.0
+"""On Ctrl-C or an error, how long packs already finishing get to finish before the rest are cancelled.
+
+Ray (2.60 included) aborts the driver process when ``ray.cancel`` reaches a task whose result is
+being received at that moment (``Check failed: it != submissible_tasks_.end() Tried to complete task
+that was not pending``; ray-project/ray#54846): the cancel fails the task, then the arriving reply
+completes it. Packs of equal size finish together, so a stop right after one pack is stored often
+meets the next one's reply; the settle wait lets that reply land first. See :func:`stop_in_flight`.
+"""
+
 
 class RayNotInstalledError(SmoothflipError, ImportError):
     """``--executor ray`` asked for, but Ray cannot be imported (a user-facing error for the CLI)."""
@@ -253,10 +263,14 @@ def _train_pack_task(
 
 
 @contextmanager
-def ray_session(ray: Any, address: str | None) -> Iterator[None]:
-    """Connect to Ray for the study, unless this process already is (then leave it connected)."""
+def ray_session(ray: Any, address: str | None) -> Iterator[bool]:
+    """Connect to Ray for the study, unless this process already is (then leave it connected).
+
+    Yields whether the session is the study's own: then it ends with the study (``ray.shutdown``),
+    and with it the study's job and every task of it still running on the cluster.
+    """
     if ray.is_initialized():
-        yield
+        yield False
         return
     try:
         ray.init(address=address, logging_level=logging.WARNING)
@@ -267,9 +281,31 @@ def ray_session(ray: Any, address: str | None) -> Iterator[None]:
             "RAY_AUTH_TOKEN"
         ) from None
     try:
-        yield
+        yield True
     finally:
         ray.shutdown()
+
+
+def stop_in_flight(
+    ray: Any, refs: Sequence[Any], *, own_session: bool, settle: float = SETTLE_S
+) -> list[Any]:
+    """Stop the cluster's work for a study that stops early (Ctrl-C, an error); returns what was cancelled.
+
+    In its own session nothing is cancelled: ``ray.shutdown`` follows and ends the study's job, which
+    kills its running tasks (on a remote cluster too: the raylets end a finished job's workers). In a
+    session the user opened (a notebook's ``ray.init``), the session outlives the study, so the tasks
+    are cancelled (``force=True``: a pack's worker is killed mid-epoch) -- but only after the packs
+    that are finishing anyway had ``settle`` seconds to finish, because Ray aborts the driver process
+    when a cancel meets a task's arriving result (see :data:`SETTLE_S`). Their results are not stored:
+    a rerun trains them again, from their checkpoints.
+    """
+    refs = list(refs)
+    if own_session or not refs:
+        return []
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=settle, fetch_local=False)
+    for ref in running:
+        ray.cancel(ref, force=True)
+    return list(running)
 
 
 def run_ray(
@@ -298,11 +334,11 @@ def run_ray(
     """
     options = options if options is not None else RayOptions()
     ray = import_ray()
-    with ray_session(ray, options.address):
+    with ray_session(ray, options.address) as own_session:
         limit = max_in_flight if max_in_flight is not None else _in_flight_limit(ray, options)
         if limit < 1:
             raise SmoothflipError(f"max_in_flight must be >= 1, got {limit}")
-        _Driver(ray, study, store, options, progress, limit).run()
+        _Driver(ray, study, store, options, progress, limit, own_session=own_session).run()
 
 
 def _in_flight_limit(ray: Any, options: RayOptions) -> int:
@@ -334,9 +370,11 @@ class _Driver:
         options: RayOptions,
         progress: Callable[[Progress], None] | None,
         limit: int,
+        *,
+        own_session: bool = False,
     ) -> None:
         self.ray, self.study, self.store, self.options = ray, study, store, options
-        self.progress, self.limit = progress, limit
+        self.progress, self.limit, self.own_session = progress, limit, own_session
         self.done = len(study.done)
         self.packs_done = 0
         self.task = ray.remote(_train_pack_task).options(
@@ -375,9 +413,9 @@ class _Driver:
                 if self.failure is not None:
                     raise self.failure
         except BaseException:
-            for ref in self.in_flight:  # Ctrl-C or a failure: stop the cluster's work for this study
-                self.ray.cancel(ref, force=True)
-            self.in_flight.clear()
+            # Ctrl-C or a failure: stop the cluster's work for this study.
+            refs, self.in_flight = list(self.in_flight), {}
+            stop_in_flight(self.ray, refs, own_session=self.own_session)
             raise
         finally:
             self._release_keeper()
