@@ -296,8 +296,8 @@ def stop_in_flight(
     session the user opened (a notebook's ``ray.init``), the session outlives the study, so the tasks
     are cancelled (``force=True``: a pack's worker is killed mid-epoch) -- but only after the packs
     that are finishing anyway had ``settle`` seconds to finish, because Ray aborts the driver process
-    when a cancel meets a task's arriving result (see :data:`SETTLE_S`). Their results are not stored:
-    a rerun trains them again, from their checkpoints.
+    when a cancel meets a task's arriving result (see :data:`SETTLE_S`). Packs that finish in that
+    second are not stored: a rerun trains them again (from a checkpoint where one was kept).
     """
     refs = list(refs)
     if own_session or not refs:
